@@ -1,0 +1,200 @@
+"""pytest fixtures for tests against the local control plane (a pytest plugin).
+
+Load it with ``pytest_plugins = ["bosun.dev.testing"]``. It provides ``control_plane`` (one real
+control plane per test session, started through the same supervisor as ``bosun dev up`` and
+stopped even when tests fail) and ``namespace`` (a fresh namespace per test). When a test that
+used a namespace fails, its report gains a section with the namespace's objects, Events and the
+logs of its pods and of the node emulator. ``BOSUN_TEST_KUBECONFIG`` points the fixtures at an
+existing cluster instead of starting one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client
+
+from bosun import kube
+from bosun.dev import daemon, provision
+
+__all__ = ["ControlPlaneHandle", "until"]
+
+T = TypeVar("T")
+
+
+def until(
+    check: Callable[[], T | None],
+    timeout: float = 60.0,
+    interval: float = 0.1,
+    what: str = "the condition",
+    explain: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``check`` until it returns a truthy value and return it; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            detail = f"\n{explain()}" if explain else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+@dataclasses.dataclass
+class ControlPlaneHandle:
+    """What tests get from the ``control_plane`` fixture."""
+
+    kubeconfig: pathlib.Path
+    folder: pathlib.Path | None
+    kubectl_path: pathlib.Path
+    server_version: str = ""
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,  # noqa: A002 - subprocess's own name
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster."""
+        proc = subprocess.run(
+            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
+            )
+        return proc
+
+    def api_client(self) -> client.ApiClient:
+        return kube.api_client(self.kubeconfig)
+
+    @property
+    def minor(self) -> int:
+        match = re.match(r"v1\.(\d+)", self.server_version)
+        return int(match.group(1)) if match else 0
+
+    @property
+    def supports_cel(self) -> bool:
+        """CRD validation rules are enforced from Kubernetes 1.25 on."""
+        return self.minor >= 25
+
+    @property
+    def pods_folder(self) -> pathlib.Path | None:
+        return self.folder / "pods" if self.folder else None
+
+    def pod_log(self, namespace: str, pod: str, container: str) -> str:
+        """A container's output as the node emulator captured it."""
+        if self.pods_folder is None:
+            return ""
+        text = []
+        for path in sorted(self.pods_folder.glob(f"{namespace}_{pod}_*/{container}.log")):
+            text.append(path.read_text(errors="replace"))
+        return "".join(text)
+
+    def explain_namespace(self, namespace: str) -> str:
+        """Objects, Events and logs of one namespace, for a failing test's report."""
+        parts = []
+        for args in (
+            ("get", "all,configmaps,leases,serviceaccounts,roles,rolebindings", "-o", "wide"),
+            ("get", "events", "--sort-by=.lastTimestamp"),
+            ("get", "pods,jobs", "-o", "yaml"),
+        ):
+            proc = self.kubectl("-n", namespace, *args, check=False, timeout=30)
+            parts.append(f"$ kubectl -n {namespace} {' '.join(args)}\n{proc.stdout}{proc.stderr}")
+        crd = self.kubectl("get", "bosun", "-n", namespace, "-o", "yaml", check=False, timeout=30)
+        if crd.returncode == 0:
+            parts.append(f"$ kubectl get bosun -n {namespace} -o yaml\n{crd.stdout}")
+        if self.pods_folder is not None:
+            for path in sorted(self.pods_folder.glob(f"{namespace}_*/*.log")):
+                tail = "\n".join(path.read_text(errors="replace").splitlines()[-60:])
+                parts.append(f"--- {path.relative_to(self.pods_folder)} ---\n{tail}")
+        if self.folder is not None:
+            emulator_log = self.folder / "logs" / "node-emulator.log"
+            if emulator_log.exists():
+                lines = [
+                    line
+                    for line in emulator_log.read_text(errors="replace").splitlines()
+                    if f"{namespace}/" in line or "WARNING" in line or "ERROR" in line
+                ]
+                parts.append("--- node emulator (this namespace) ---\n" + "\n".join(lines[-80:]))
+        return "\n\n".join(parts)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneHandle]:
+    external = os.environ.get("BOSUN_TEST_KUBECONFIG")
+    kubectl = provision.ensure(["kubectl"])["kubectl"]
+    if external:
+        handle = ControlPlaneHandle(pathlib.Path(external), None, kubectl)
+        handle.server_version = _server_version(handle)
+        yield handle
+        return
+    folder = tmp_path_factory.mktemp("control-plane")
+    state = daemon.up(folder, attached=True, log=lambda _m: None)
+    try:
+        handle = ControlPlaneHandle(state.kubeconfig, folder, kubectl)
+        handle.server_version = _server_version(handle)
+        yield handle
+    finally:
+        daemon.down(folder, log=lambda _m: None)
+
+
+def _server_version(handle: ControlPlaneHandle) -> str:
+    info = client.VersionApi(handle.api_client()).get_code()
+    return str(info.git_version)
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlaneHandle, request: pytest.FixtureRequest) -> Iterator[str]:
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(control_plane.api_client())
+    core.create_namespace({"metadata": {"name": name, "labels": {"bosun.dev/test": "true"}}})
+    # Pods need the namespace's default ServiceAccount, which a controller creates.
+    until(
+        lambda: _has_default_sa(core, name),
+        timeout=60,
+        what=f"the default ServiceAccount in {name}",
+    )
+    request.node.stash[_NAMESPACE_KEY] = (control_plane, name)
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+_NAMESPACE_KEY = pytest.StashKey[tuple[ControlPlaneHandle, str]]()
+
+
+def _has_default_sa(core: client.CoreV1Api, namespace: str) -> bool:
+    items: list[Any] = core.list_namespaced_service_account(namespace).items
+    return any(sa.metadata.name == "default" for sa in items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed and _NAMESPACE_KEY in item.stash:
+        handle, name = item.stash[_NAMESPACE_KEY]
+        try:
+            text = handle.explain_namespace(name)
+        except Exception as err:
+            text = f"could not collect the namespace's state: {err!r}"
+        report.sections.append((f"bosun: state of namespace {name}", text))
+    return report
