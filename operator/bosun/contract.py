@@ -1,0 +1,151 @@
+"""The contract between the operator and the runner: names, environment, exit codes, ownership.
+
+The operator creates one Job per attempt of a Run; the runner inside it reads this module to
+know where it is and how to report. Both sides derive every name from here, so they can never
+disagree on a Job, Lease, journal or Secret variable name.
+
+Who writes what on a Run's status (server-side apply, one field manager each):
+- the operator (``bosun-operator``): conditions Queued, Running, Succeeded, Failed, DeadLettered
+  and Ready-like ones; ``phase``, ``attempts``, ``nextRetryTime``, ``lease``, ``startTime``,
+  ``completionTime``, ``observedGeneration``, ``duplicateOf``;
+- the runner (``bosun-runner``): the AwaitingApproval condition, ``usage``, ``output``,
+  ``steps``, ``pendingApproval``.
+
+How a runner ends (its process exit code, read by the operator from the pod's status):
+``ExitCode`` below; any other code, or a killed process, is a pod failure and retryable.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+
+from bosun import constants
+
+# Environment the operator gives every runner container.
+ENV_RUN_NAME = "BOSUN_RUN_NAME"
+ENV_RUN_NAMESPACE = "BOSUN_RUN_NAMESPACE"
+ENV_RUN_UID = "BOSUN_RUN_UID"
+ENV_ATTEMPT = "BOSUN_ATTEMPT"
+ENV_POD_NAME = "BOSUN_POD_NAME"
+ENV_LEASE_NAME = "BOSUN_LEASE_NAME"
+ENV_LEASE_DURATION = "BOSUN_LEASE_DURATION_SECONDS"
+ENV_MODEL_API_KEY = "BOSUN_MODEL_API_KEY"
+
+FIELD_MANAGER_OPERATOR = "bosun-operator"
+FIELD_MANAGER_RUNNER = "bosun-runner"
+
+LEASE_DURATION_SECONDS = 15
+LEASE_RENEW_SECONDS = 5
+
+_DNS_LABEL_MAX = 63
+_NAME_MAX = 253
+
+
+class ExitCode(enum.IntEnum):
+    """How a runner process tells the operator what became of its attempt."""
+
+    SUCCEEDED = 0
+    # Invalid spec, a denial that ends the run, a limit hit: retrying cannot help.
+    FAILED_PERMANENT = 10
+    # Model 429/5xx or timeouts after the runner's own retries: another attempt may succeed.
+    FAILED_RETRYABLE = 11
+    # The runner could not renew its Lease and stopped before its next tool call.
+    LEASE_LOST = 12
+    # The run was cancelled or suspended while the runner worked.
+    CANCELLED = 13
+    # A call's outcome is unknown and its Tool is not idempotent: a human must decide.
+    NEEDS_HUMAN = 14
+
+
+def _short_hash(text: str, length: int = 6) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _bounded(base: str, suffix: str, limit: int) -> str:
+    """``base`` + ``suffix`` within ``limit`` characters, hashing ``base`` when it must shrink."""
+    if len(base) + len(suffix) <= limit:
+        return base + suffix
+    keep = limit - len(suffix) - 7
+    return f"{base[:keep].rstrip('-.')}-{_short_hash(base)}{suffix}"
+
+
+def job_name(run: str, attempt: int) -> str:
+    """The Job of attempt ``attempt`` (1-based) of Run ``run``; a valid DNS label."""
+    return _bounded(run, f"-a{attempt}", _DNS_LABEL_MAX)
+
+
+def lease_name(run: str) -> str:
+    """The Lease that makes exactly one runner own Run ``run``."""
+    return _bounded(f"bosun-run-{run}", "", _NAME_MAX)
+
+
+def journal_name(run: str, chunk: int) -> str:
+    """The ConfigMap holding chunk ``chunk`` (0-based) of a Run's journal."""
+    return _bounded(f"bosun-journal-{run}", f"-{chunk}", _NAME_MAX)
+
+
+def runner_account_name(run: str) -> str:
+    """The ServiceAccount (and Role, RoleBinding) scoped to the single Run it serves."""
+    return _bounded(f"bosun-runner-{run}", "", _NAME_MAX)
+
+
+def secret_env_name(secret: str, key: str) -> str:
+    """The environment variable a Secret key is injected as (``secretKeyRef``, never the API)."""
+    return f"BOSUN_SECRET_{_short_hash(f'{secret}/{key}', 12).upper()}"
+
+
+def pod_labels(run: str, attempt: int) -> dict[str, str]:
+    safe = run if len(run) <= _DNS_LABEL_MAX else run[:56] + _short_hash(run)
+    return {
+        constants.LABEL_RUN: re.sub(r"[^A-Za-z0-9_.-]", "-", safe),
+        constants.LABEL_ATTEMPT: str(attempt),
+        constants.LABEL_MANAGED_BY: "bosun",
+    }
+
+
+JOURNAL_MAX_CHUNKS = 64
+
+
+def runner_rules(run: str) -> list[dict[str, object]]:
+    """The RBAC rules of the Role that the runner of Run ``run`` gets, and nothing more.
+
+    Names are pinned wherever RBAC allows (create cannot be restricted by name). The operator
+    creates the Lease before the first attempt, so the runner never creates one. No Secrets:
+    they reach the runner as environment variables through ``secretKeyRef``.
+    """
+    journals = [journal_name(run, chunk) for chunk in range(JOURNAL_MAX_CHUNKS)]
+    return [
+        {
+            "apiGroups": [constants.GROUP],
+            "resources": ["runs"],
+            "resourceNames": [run],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": [constants.GROUP],
+            "resources": ["runs/status"],
+            "resourceNames": [run],
+            "verbs": ["get", "patch", "update"],
+        },
+        {
+            "apiGroups": [constants.GROUP],
+            "resources": ["agents", "tools", "policies", "approvals"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [lease_name(run)],
+            "verbs": ["get", "update", "patch"],
+        },
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": journals,
+            "verbs": ["get", "update", "patch"],
+        },
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]
