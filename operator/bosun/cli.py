@@ -100,6 +100,20 @@ def demo_command(folder: pathlib.Path) -> None:
     sys.exit(code)
 
 
+@app.command("operator")
+@click.option("--kubeconfig", default=None, help="Kubeconfig to use (default: KUBECONFIG).")
+@click.option("--verbose", is_flag=True, help="Log debug details, kopf's included.")
+def operator_command(kubeconfig: str | None, verbose: bool) -> None:
+    """Run the operator against the current kubeconfig (what the Helm chart runs)."""
+    from bosun import kube
+    from bosun.controller import main as operator_main
+
+    try:
+        sys.exit(operator_main.run(kubeconfig, verbose))
+    except kube.ConfigError as err:
+        _fail(str(err))
+
+
 @app.command("crds")
 def crds() -> None:
     """Print Bosun's CustomResourceDefinitions as YAML (for kubectl apply -f -)."""

@@ -1,0 +1,204 @@
+"""Pure functions that render the children of a Run: Job, Lease and the runner's RBAC.
+
+Every child carries an owner reference to its Run (so deleting the Run deletes them) and a
+deterministic name from ``bosun.contract`` (so a replayed reconcile creates nothing twice).
+Objects come in and go out as plain dicts in the API's JSON shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bosun import constants, contract
+from bosun.controller import settings as settings_mod
+
+Obj = Mapping[str, Any]
+
+
+def owner_reference(run: Obj) -> dict[str, Any]:
+    meta = run["metadata"]
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": "Run",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(run: Obj, name: str, attempt: int | None = None) -> dict[str, Any]:
+    labels = {constants.LABEL_MANAGED_BY: "bosun", constants.LABEL_RUN: run["metadata"]["name"]}
+    if attempt is not None:
+        labels = contract.pod_labels(run["metadata"]["name"], attempt)
+    return {
+        "name": name,
+        "namespace": run["metadata"]["namespace"],
+        "labels": labels,
+        "ownerReferences": [owner_reference(run)],
+    }
+
+
+def service_account(run: Obj) -> dict[str, Any]:
+    name = contract.runner_account_name(run["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(run, name),
+        "automountServiceAccountToken": True,
+    }
+
+
+def role(run: Obj) -> dict[str, Any]:
+    name = contract.runner_account_name(run["metadata"]["name"])
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(run, name),
+        "rules": contract.runner_rules(run["metadata"]["name"]),
+    }
+
+
+def role_binding(run: Obj) -> dict[str, Any]:
+    name = contract.runner_account_name(run["metadata"]["name"])
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(run, name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": name,
+                "namespace": run["metadata"]["namespace"],
+            }
+        ],
+    }
+
+
+def lease(run: Obj, duration_seconds: int) -> dict[str, Any]:
+    """The Run's Lease, created free: the first runner acquires it (epoch 1)."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": _meta(run, contract.lease_name(run["metadata"]["name"])),
+        "spec": {"leaseDurationSeconds": duration_seconds, "leaseTransitions": 0},
+    }
+
+
+def _secret_env(name: str, secret: Obj) -> dict[str, Any]:
+    return {
+        "name": name,
+        "valueFrom": {"secretKeyRef": {"name": secret["name"], "key": secret["key"]}},
+    }
+
+
+def secret_refs(agent: Obj, tools: Iterable[Obj]) -> list[Obj]:
+    """Every Secret key the runner of this Agent needs: model key and tool headers."""
+    refs: list[Obj] = []
+    model_key = agent.get("spec", {}).get("model", {}).get("apiKeySecretRef")
+    if model_key:
+        refs.append(model_key)
+    for tool in tools:
+        spec = tool.get("spec", {})
+        for transport in ("http", "mcp"):
+            for header in (spec.get(transport) or {}).get("headers") or ():
+                ref = (header.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    refs.append(ref)
+    return refs
+
+
+def runner_env(
+    run: Obj, agent: Obj, tools: Iterable[Obj], attempt: int, lease_seconds: int
+) -> list[dict[str, Any]]:
+    meta = run["metadata"]
+    env: list[dict[str, Any]] = [
+        {"name": contract.ENV_RUN_NAME, "value": meta["name"]},
+        {
+            "name": contract.ENV_RUN_NAMESPACE,
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
+        {"name": contract.ENV_RUN_UID, "value": meta["uid"]},
+        {"name": contract.ENV_ATTEMPT, "value": str(attempt)},
+        {"name": contract.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": contract.ENV_LEASE_NAME, "value": contract.lease_name(meta["name"])},
+        {"name": contract.ENV_LEASE_DURATION, "value": str(lease_seconds)},
+    ]
+    model_key = agent.get("spec", {}).get("model", {}).get("apiKeySecretRef")
+    if model_key:
+        env.append(_secret_env(contract.ENV_MODEL_API_KEY, model_key))
+    seen = {contract.ENV_MODEL_API_KEY}
+    for ref in secret_refs(agent, tools):
+        name = contract.secret_env_name(ref["name"], ref["key"])
+        if name not in seen:
+            seen.add(name)
+            env.append(_secret_env(name, ref))
+    return env
+
+
+_DEFAULT_RESOURCES = {
+    "requests": {"cpu": "50m", "memory": "128Mi"},
+    "limits": {"memory": "512Mi"},
+}
+
+
+def job(
+    run: Obj,
+    agent: Obj,
+    tools: Iterable[Obj],
+    attempt: int,
+    settings: settings_mod.Settings,
+) -> dict[str, Any]:
+    """The Job of one attempt: ``backoffLimit: 0`` (Bosun owns retries), owned by the Run."""
+    name = run["metadata"]["name"]
+    agent_spec = agent.get("spec", {})
+    runner = agent_spec.get("runner") or {}
+    limits = agent_spec.get("limits") or {}
+    container: dict[str, Any] = {
+        "name": "runner",
+        "image": runner.get("image") or settings.runner_image,
+        "env": runner_env(run, agent, tools, attempt, settings.lease_duration_seconds),
+        "resources": runner.get("resources") or _DEFAULT_RESOURCES,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if runner.get("imagePullPolicy"):
+        container["imagePullPolicy"] = runner["imagePullPolicy"]
+    if settings.runner_command:
+        container["command"] = list(settings.runner_command)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": runner.get("serviceAccountName")
+        or contract.runner_account_name(name),
+        "automountServiceAccountToken": True,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if runner.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(runner["nodeSelector"])
+    if runner.get("tolerations"):
+        pod_spec["tolerations"] = list(runner["tolerations"])
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(run, contract.job_name(name, attempt), attempt),
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(
+                limits.get("runTimeoutSeconds") or settings.attempt_timeout_seconds
+            ),
+            "template": {
+                "metadata": {"labels": contract.pod_labels(name, attempt)},
+                "spec": pod_spec,
+            },
+        },
+    }

@@ -1,0 +1,252 @@
+"""The operator's engine: store, work queue, reconcile workers and admission.
+
+Watch events (delivered by kopf) update the store and enqueue the keys they concern: a Run, or
+the Run a Job or Lease belongs to, or the Runs waiting for an Agent. Workers reconcile one key at
+a time (never the same key twice at once). Admission starts queued Runs by priority then age,
+within each Agent's ``maxConcurrentRuns`` and the operator-wide cap, counting from the store,
+which sees the operator's own writes at once; it starts only after the initial listing, so a
+restarted operator never over-admits.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from bosun import constants, kube
+from bosun.controller import metrics, resources, runs, runstatus, workqueue
+from bosun.controller import settings as settings_mod
+from bosun.controller import store as store_mod
+
+log = logging.getLogger("bosun.operator")
+
+Obj = dict[str, Any]
+Item = tuple[str, store_mod.Key]
+
+# What the operator watches: plural -> (apiVersion, label selector for the initial list).
+WATCHED: dict[str, tuple[str, str | None]] = {
+    "agents": (constants.API_VERSION, None),
+    "tools": (constants.API_VERSION, None),
+    "policies": (constants.API_VERSION, None),
+    "runs": (constants.API_VERSION, None),
+    "jobs": ("batch/v1", f"{constants.LABEL_MANAGED_BY}=bosun"),
+    "leases": ("coordination.k8s.io/v1", f"{constants.LABEL_MANAGED_BY}=bosun"),
+}
+
+
+class Controller:
+    def __init__(self, rest: kube.Rest, settings: settings_mod.Settings) -> None:
+        self.rest = rest
+        self.settings = settings
+        self.store = store_mod.Store()
+        self.queue: workqueue.WorkQueue[Item] = workqueue.WorkQueue()
+        self.runs = runs.RunReconciler(self.store, rest, settings)
+        self.resources = resources.ResourceReconciler(self.store, rest)
+        self.synced = threading.Event()
+        self.stopping = threading.Event()
+        self._admission = threading.Event()
+        self._locks: dict[store_mod.Key, threading.Lock] = collections.defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+        self._failures: dict[Item, int] = collections.defaultdict(int)
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def prime(self) -> None:
+        """List everything once, so the first decisions see the whole state."""
+        for plural, (api_version, selector) in WATCHED.items():
+            for namespace in self.settings.namespaces or (None,):
+                for obj in self.rest.list(api_version, plural, namespace, label_selector=selector):
+                    obj.setdefault("apiVersion", api_version)
+                    self.observe(plural, "ADDED", obj)
+        self.synced.set()
+        self._admission.set()
+        log.info(
+            "Listed initial state runs=%d agents=%d jobs=%d",
+            len(self.store.runs),
+            len(self.store.agents),
+            len(self.store.jobs),
+        )
+
+    def start(self) -> None:
+        for index in range(self.settings.workers):
+            self._spawn(self._work, f"reconcile-{index}")
+        self._spawn(self._admit_loop, "admission")
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.queue.shutdown()
+        self._admission.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    # --- events --------------------------------------------------------------------------------
+
+    def observe(self, plural: str, event_type: str | None, obj: Obj) -> None:
+        """Take one watch event (or listed object) into the store and enqueue what it affects."""
+        kind = self.store.kind(plural)
+        if event_type == "DELETED":
+            kind.delete(obj)
+        elif not kind.put(obj):
+            return
+        key = store_mod.key_of(obj)
+        if plural == "runs":
+            self.queue.add(("runs", key))
+            if event_type == "DELETED":
+                self._admission.set()
+                with self._locks_guard:
+                    self._locks.pop(key, None)
+        elif plural in ("jobs", "leases"):
+            run_name = (obj["metadata"].get("labels") or {}).get(constants.LABEL_RUN)
+            owner = _run_owner(obj)
+            name = owner or run_name
+            if name:
+                self.queue.add(("runs", (key[0], name)))
+        elif plural == "agents":
+            self.queue.add(("agents", key))
+            for run in self._runs_of_agent(key):
+                self.queue.add(("runs", store_mod.key_of(run)))
+            self._admission.set()
+        elif plural == "tools":
+            self.queue.add(("tools", key))
+            for agent in self.store.agents.values():
+                if agent["metadata"]["namespace"] == key[0] and key[1] in (
+                    agent.get("spec") or {}
+                ).get("tools", []):
+                    self.queue.add(("agents", store_mod.key_of(agent)))
+        elif plural == "policies":
+            self.queue.add(("policies", key))
+
+    def _runs_of_agent(self, key: store_mod.Key) -> Iterator[Obj]:
+        for run in self.store.runs.values():
+            ref = ((run.get("spec") or {}).get("agentRef") or {}).get("name")
+            if run["metadata"]["namespace"] == key[0] and ref == key[1]:
+                yield run
+
+    # --- workers ---------------------------------------------------------------------------------
+
+    def _lock(self, key: store_mod.Key) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[key]
+
+    def _work(self) -> None:
+        while not self.stopping.is_set():
+            item = self.queue.get()
+            if item is None:
+                return
+            plural, key = item
+            started = time.perf_counter()
+            try:
+                if plural == "runs":
+                    with self._lock(key):
+                        result = self.runs.reconcile(key)
+                    if result.wants_admission:
+                        self._admission.set()
+                    if result.requeue_after is not None:
+                        self.queue.add_after(item, result.requeue_after)
+                else:
+                    again = self.resources.reconcile(plural, key)
+                    if again is not None:
+                        self.queue.add_after(item, again)
+                self._failures.pop(item, None)
+            except Exception:
+                failures = self._failures[item] = self._failures[item] + 1
+                delay = min(30.0, 0.2 * 2 ** min(failures, 10))
+                metrics.RECONCILE_ERRORS.labels(plural).inc()
+                log.exception(
+                    "Reconcile failed kind=%s object=%s/%s retry_in=%.1fs",
+                    plural,
+                    key[0],
+                    key[1],
+                    delay,
+                )
+                self.queue.add_after(item, delay)
+            finally:
+                metrics.RECONCILE.labels(plural).observe(time.perf_counter() - started)
+                self.queue.done(item)
+
+    # --- admission -----------------------------------------------------------------------------
+
+    def _admit_loop(self) -> None:
+        while not self.stopping.is_set():
+            self._admission.wait(1.0)
+            self._admission.clear()
+            if self.stopping.is_set():
+                return
+            if not self.synced.is_set():
+                continue
+            try:
+                self.admit()
+            except Exception:
+                log.exception("Admission failed; retrying")
+                time.sleep(0.5)
+                self._admission.set()
+
+    def admit(self) -> int:
+        """Start as many queued Runs as the limits allow; return how many started."""
+        active_total = 0
+        per_agent: dict[store_mod.Key, int] = collections.defaultdict(int)
+        queued: list[tuple[tuple[int, str, str], store_mod.Key, store_mod.Key]] = []
+        for run in self.store.runs.values():
+            meta = run["metadata"]
+            spec = run.get("spec") or {}
+            if (run.get("status") or {}).get("phase") in runstatus.TERMINAL_PHASES:
+                continue
+            agent_key = (meta["namespace"], (spec.get("agentRef") or {}).get("name", ""))
+            st = runstatus.RunStatus(run)
+            if st.active_attempt() is not None:
+                active_total += 1
+                per_agent[agent_key] += 1
+            elif st.phase == "Queued" and not spec.get("suspend") and not spec.get("cancel"):
+                order = (
+                    -int(spec.get("priority") or 0),
+                    meta.get("creationTimestamp") or "",
+                    meta["name"],
+                )
+                queued.append((order, store_mod.key_of(run), agent_key))
+        queued.sort()
+        started = 0
+        waiting = 0
+        for _, key, agent_key in queued:
+            agent = self.store.agents.get(agent_key)
+            if agent is None:
+                waiting += 1
+                continue
+            limit = _agent_limit(agent)
+            if active_total >= self.settings.max_concurrent_runs or (
+                limit is not None and per_agent[agent_key] >= limit
+            ):
+                waiting += 1
+                continue
+            with self._lock(key):
+                begun = self.runs.start_attempt(key)
+            if begun:
+                started += 1
+                active_total += 1
+                per_agent[agent_key] += 1
+                self.queue.add(("runs", key))
+        metrics.QUEUE_DEPTH.set(waiting)
+        metrics.ACTIVE_RUNS.set(active_total)
+        return started
+
+
+def _agent_limit(agent: Mapping[str, Any]) -> int | None:
+    concurrency = (agent.get("spec") or {}).get("concurrency") or {}
+    value = concurrency.get("maxConcurrentRuns")
+    return int(value) if value else None
+
+
+def _run_owner(obj: Mapping[str, Any]) -> str | None:
+    for ref in obj["metadata"].get("ownerReferences") or ():
+        if ref.get("kind") == "Run" and ref.get("apiVersion", "").startswith(constants.GROUP):
+            return str(ref["name"])
+    return None

@@ -1,0 +1,69 @@
+"""``bosun operator``: wire settings, client, leader election, the controller and kopf together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import kopf
+
+from bosun import kube
+from bosun.controller import controller as controller_mod
+from bosun.controller import handlers, leader, metrics
+from bosun.controller import settings as settings_mod
+
+log = logging.getLogger("bosun.operator")
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stdout,
+    )
+    if not verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+def run(kubeconfig: str | None = None, verbose: bool = False) -> int:
+    _configure_logging(verbose)
+    settings = settings_mod.Settings.from_env()
+    rest = kube.Rest(kube.api_client(kubeconfig))
+    controller = controller_mod.Controller(rest, settings)
+    handlers.bind(controller)
+    metrics.serve(settings.metrics_port)
+    elector: leader.LeaderElector | None = None
+    if settings.leader_election:
+
+        def _lost() -> None:
+            log.error("Stopped: leadership lost; exiting so a standby takes over")
+            os._exit(1)
+
+        elector = leader.LeaderElector(
+            rest, settings.leader_namespace, settings.leader_lease_seconds, _lost
+        )
+        elector.acquire()
+    log.info(
+        "Started operator namespaces=%s max_concurrent_runs=%d workers=%d",
+        ",".join(settings.namespaces) or "*",
+        settings.max_concurrent_runs,
+        settings.workers,
+    )
+    controller.prime()
+    controller.start()
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            liveness_endpoint=(
+                f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+            ),
+        )
+    finally:
+        controller.stop()
+        if elector is not None:
+            elector.release()
+    return 0

@@ -1,0 +1,78 @@
+"""The operator's Prometheus metrics, all named ``bosun_*``, and the endpoint serving them."""
+
+from __future__ import annotations
+
+import prometheus_client
+
+REGISTRY = prometheus_client.CollectorRegistry()
+
+RUNS = prometheus_client.Counter(
+    "bosun_runs_total",
+    "Runs that reached a final phase, by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+RUN_DURATION = prometheus_client.Histogram(
+    "bosun_run_duration_seconds",
+    "Time from a Run's creation to its final phase.",
+    ["outcome"],
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = prometheus_client.Gauge(
+    "bosun_queue_depth", "Runs waiting for admission.", registry=REGISTRY
+)
+ACTIVE_RUNS = prometheus_client.Gauge(
+    "bosun_active_runs", "Runs with an attempt in progress.", registry=REGISTRY
+)
+ATTEMPTS = prometheus_client.Counter(
+    "bosun_attempts_total", "Attempts that ended, by outcome.", ["outcome"], registry=REGISTRY
+)
+ATTEMPTS_STARTED = prometheus_client.Counter(
+    "bosun_attempts_started_total", "Attempts started (a Job created).", registry=REGISTRY
+)
+DEAD_LETTERS = prometheus_client.Counter(
+    "bosun_dead_letters_total", "Runs dead-lettered after their last attempt.", registry=REGISTRY
+)
+RETRIES = prometheus_client.Counter(
+    "bosun_retries_scheduled_total", "Retries scheduled with backoff.", registry=REGISTRY
+)
+LEASE_TAKEOVERS = prometheus_client.Counter(
+    "bosun_lease_takeovers_total",
+    "Attempts ended as Lost because their runner's Lease expired.",
+    registry=REGISTRY,
+)
+TOOL_CALLS = prometheus_client.Counter(
+    "bosun_tool_calls_total",
+    "Tool calls of finished Runs, by outcome (executed, denied).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+TOKENS = prometheus_client.Counter(
+    "bosun_tokens_total",
+    "Model tokens of finished Runs, by model and direction.",
+    ["model", "direction"],
+    registry=REGISTRY,
+)
+ADMISSION_LATENCY = prometheus_client.Histogram(
+    "bosun_admission_latency_seconds",
+    "Time from a Run's creation to its first Job.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+RECONCILE = prometheus_client.Histogram(
+    "bosun_reconcile_duration_seconds",
+    "Time spent in one reconcile, by kind.",
+    ["kind"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = prometheus_client.Counter(
+    "bosun_reconcile_errors_total", "Reconciles that raised, by kind.", ["kind"], registry=REGISTRY
+)
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on ``port`` in a background thread (0 disables it)."""
+    if port:
+        prometheus_client.start_http_server(port, registry=REGISTRY)

@@ -1,0 +1,96 @@
+"""The operator's settings: one typed object read from ``BOSUN_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+
+from bosun import contract
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from err
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the operator can be configured with."""
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty means the whole cluster (BOSUN_NAMESPACES, comma-separated)."""
+    max_concurrent_runs: int = 100
+    """Operator-wide cap on Runs with an active attempt (BOSUN_MAX_CONCURRENT_RUNS)."""
+    runner_image: str = "ghcr.io/bosun-dev/bosun-runner:0.1.0"
+    """Image of the runner container (BOSUN_RUNNER_IMAGE)."""
+    runner_command: tuple[str, ...] = ()
+    """Command of the runner container; empty uses the image's entrypoint
+    (BOSUN_RUNNER_COMMAND, a JSON list)."""
+    lease_duration_seconds: int = contract.LEASE_DURATION_SECONDS
+    """How long a runner's Lease lives without renewal (BOSUN_LEASE_DURATION_SECONDS)."""
+    attempt_timeout_seconds: int = 3600
+    """activeDeadlineSeconds of an attempt's Job when the Agent sets no runTimeoutSeconds
+    (BOSUN_ATTEMPT_TIMEOUT_SECONDS)."""
+    workers: int = 4
+    """Reconcile workers (BOSUN_WORKERS)."""
+    metrics_port: int = 8080
+    """Port of the /metrics endpoint; 0 disables it (BOSUN_METRICS_PORT)."""
+    health_port: int = 8081
+    """Port of the /healthz liveness endpoint; 0 disables it (BOSUN_HEALTH_PORT)."""
+    leader_election: bool = True
+    """Only the holder of the operator's Lease reconciles (BOSUN_LEADER_ELECTION)."""
+    leader_namespace: str = "default"
+    """Namespace of the leader-election Lease (BOSUN_LEADER_NAMESPACE; the chart sets the
+    release namespace)."""
+    leader_lease_seconds: int = 15
+    """Leader Lease duration (BOSUN_LEADER_LEASE_SECONDS)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        command: tuple[str, ...] = ()
+        raw_command = env.get("BOSUN_RUNNER_COMMAND")
+        if raw_command:
+            parsed = json.loads(raw_command)
+            if not isinstance(parsed, list) or not all(isinstance(p, str) for p in parsed):
+                raise ValueError("BOSUN_RUNNER_COMMAND must be a JSON list of strings")
+            command = tuple(parsed)
+        namespaces = tuple(
+            ns.strip() for ns in env.get("BOSUN_NAMESPACES", "").split(",") if ns.strip()
+        )
+        return cls(
+            namespaces=namespaces,
+            max_concurrent_runs=_int(env, "BOSUN_MAX_CONCURRENT_RUNS", cls.max_concurrent_runs),
+            runner_image=env.get("BOSUN_RUNNER_IMAGE", cls.runner_image),
+            runner_command=command,
+            lease_duration_seconds=_int(
+                env, "BOSUN_LEASE_DURATION_SECONDS", cls.lease_duration_seconds
+            ),
+            attempt_timeout_seconds=_int(
+                env, "BOSUN_ATTEMPT_TIMEOUT_SECONDS", cls.attempt_timeout_seconds
+            ),
+            workers=max(1, _int(env, "BOSUN_WORKERS", cls.workers)),
+            metrics_port=_int(env, "BOSUN_METRICS_PORT", cls.metrics_port),
+            health_port=_int(env, "BOSUN_HEALTH_PORT", cls.health_port),
+            leader_election=_bool(env, "BOSUN_LEADER_ELECTION", cls.leader_election),
+            leader_namespace=env.get("BOSUN_LEADER_NAMESPACE", cls.leader_namespace),
+            leader_lease_seconds=_int(env, "BOSUN_LEADER_LEASE_SECONDS", cls.leader_lease_seconds),
+        )

@@ -1,0 +1,91 @@
+"""The operator's in-memory view of the objects it watches, updated by events and by its writes.
+
+Watch events and the responses of the operator's own writes both land here, newest
+``resourceVersion`` first, so a decision made right after a write sees that write even before
+its watch event arrives (admission counts depend on it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+Obj = dict[str, Any]
+Key = tuple[str, str]
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    meta = obj["metadata"]
+    return (str(meta.get("namespace", "")), str(meta["name"]))
+
+
+def _version(obj: Mapping[str, Any]) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class Kind:
+    """Objects of one kind by (namespace, name)."""
+
+    def __init__(self) -> None:
+        self._items: dict[Key, Obj] = {}
+        self._lock = threading.Lock()
+
+    def put(self, obj: Obj) -> bool:
+        """Store ``obj`` unless a newer version is stored; True when stored."""
+        key = key_of(obj)
+        with self._lock:
+            old = self._items.get(key)
+            same = old is not None and old["metadata"].get("uid") == obj["metadata"].get("uid")
+            if same and old is not None and _version(old) > _version(obj):
+                return False
+            self._items[key] = obj
+            return True
+
+    def delete(self, obj: Mapping[str, Any]) -> None:
+        key = key_of(obj)
+        with self._lock:
+            old = self._items.get(key)
+            if old is not None and old["metadata"].get("uid") == obj["metadata"].get("uid"):
+                del self._items[key]
+
+    def get(self, key: Key) -> Obj | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def values(self) -> list[Obj]:
+        with self._lock:
+            return list(self._items.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def __iter__(self) -> Iterator[Obj]:
+        return iter(self.values())
+
+
+class Store:
+    """Every kind the operator watches."""
+
+    def __init__(self) -> None:
+        self.runs = Kind()
+        self.agents = Kind()
+        self.tools = Kind()
+        self.policies = Kind()
+        self.jobs = Kind()
+        self.leases = Kind()
+
+    def kind(self, plural: str) -> Kind:
+        kinds: dict[str, Kind] = {
+            "runs": self.runs,
+            "agents": self.agents,
+            "tools": self.tools,
+            "policies": self.policies,
+            "jobs": self.jobs,
+            "leases": self.leases,
+        }
+        return kinds[plural]
