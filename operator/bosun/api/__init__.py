@@ -1,0 +1,76 @@
+"""The Bosun API: typed models of Agent, Tool, Policy, Run and Approval (bosun.dev/v1alpha1).
+
+The models are the single source of the CRD schemas (see `bosun.api.crdgen`) and what the
+operator, the runner and the CLI use to read and write these objects.
+"""
+
+from __future__ import annotations
+
+from bosun.api.agent import Agent, AgentSpec, AgentStatus, ModelSpec, ScriptToolCall, ScriptTurn
+from bosun.api.approval import Approval, ApprovalSpec, ApprovalStatus, call_hash
+from bosun.api.common import (
+    DEFAULT_RETRY,
+    Condition,
+    EffectiveRetry,
+    LabelSelector,
+    LocalObjectReference,
+    ObjectMeta,
+    Resource,
+    RetrySpec,
+    SecretKeySelector,
+    effective_retry,
+)
+from bosun.api.policy import Policy, PolicyRule, PolicySpec, PolicyStatus
+from bosun.api.run import Attempt, Run, RunPhase, RunSpec, RunStatus, Usage
+from bosun.api.tool import HTTPTransport, MCPTransport, Tool, ToolSpec, ToolStatus
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "Agent",
+    "AgentSpec",
+    "AgentStatus",
+    "Approval",
+    "ApprovalSpec",
+    "ApprovalStatus",
+    "Attempt",
+    "Condition",
+    "EffectiveRetry",
+    "HTTPTransport",
+    "LabelSelector",
+    "LocalObjectReference",
+    "MCPTransport",
+    "ModelSpec",
+    "ObjectMeta",
+    "Policy",
+    "PolicyRule",
+    "PolicySpec",
+    "PolicyStatus",
+    "Resource",
+    "RetrySpec",
+    "Run",
+    "RunPhase",
+    "RunSpec",
+    "RunStatus",
+    "ScriptToolCall",
+    "ScriptTurn",
+    "SecretKeySelector",
+    "Tool",
+    "ToolSpec",
+    "ToolStatus",
+    "Usage",
+    "call_hash",
+    "effective_retry",
+    "parse",
+]
+
+_MODELS: dict[str, type[Resource]] = {
+    model.__name__: model for model in (Agent, Tool, Policy, Run, Approval)
+}
+
+
+def parse(manifest: dict[str, object]) -> Resource:
+    """Parse a bosun.dev manifest of any Kind into its model."""
+    kind = manifest.get("kind")
+    if not isinstance(kind, str) or kind not in _MODELS:
+        raise ValueError(f"not a Bosun kind: {kind!r}")
+    return _MODELS[kind].model_validate(manifest)

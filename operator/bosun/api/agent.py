@@ -1,0 +1,238 @@
+"""The Agent Kind: which model an agent uses, what it is told, and what it may touch.
+
+An Agent is configuration only; each execution is a Run. The operator reports Ready=False with
+a reason while a listed Tool or a referenced Secret is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+import pydantic
+
+from bosun.api import common
+
+DEFAULT_MAX_STEPS = 20
+"""Model calls per Run when `limits.maxSteps` is unset."""
+
+Provider = Literal["openai", "anthropic", "scripted"]
+
+
+class ScriptToolCall(common.Model):
+    """A tool call the scripted model asks for."""
+
+    tool: common.DNSLabel
+    """Name of the Tool to call; the Agent must list it in `tools`."""
+    args: common.FreeForm = pydantic.Field(default_factory=dict)
+    """Arguments of the call, a JSON object checked against the Tool's inputSchema."""
+
+
+class ScriptTurn(common.Model):
+    """One scripted model reply: either tool calls or a final text reply, never both."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=common.validations(
+            common.cel(
+                "has(self.toolCalls) != has(self.reply)",
+                "each script turn needs exactly one of toolCalls or reply",
+            )
+        )
+    )
+
+    tool_calls: list[ScriptToolCall] | None = pydantic.Field(
+        default=None, min_length=1, max_length=16
+    )
+    """Tool calls the model asks for in this turn; their results feed the next turn."""
+    reply: str | None = pydantic.Field(default=None, max_length=32768)
+    """Final text answer of the model; it ends the Run successfully."""
+
+    @pydantic.model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.tool_calls is None) == (self.reply is None):
+            raise ValueError("each script turn needs exactly one of toolCalls or reply")
+        return self
+
+
+class ModelSpec(common.Model):
+    """Every provider but scripted needs a name; scripted needs a script and makes no network
+    calls."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=common.validations(
+            common.cel(
+                "self.provider != 'scripted' || has(self.script)",
+                "script is required when provider is scripted",
+                field_path=".script",
+                reason="FieldValueRequired",
+            ),
+            common.cel(
+                "self.provider == 'scripted' || !has(self.script)",
+                "script is only allowed when provider is scripted",
+                field_path=".script",
+                reason="FieldValueForbidden",
+            ),
+            common.cel(
+                "self.provider == 'scripted' || has(self.name)",
+                "name is required unless provider is scripted",
+                field_path=".name",
+                reason="FieldValueRequired",
+            ),
+        )
+    )
+
+    provider: Provider
+    """API family: `openai` (any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, LiteLLM),
+    `anthropic`, or `scripted` (deterministic replies from `script`, for demos and tests)."""
+    name: str | None = pydantic.Field(default=None, min_length=1, max_length=256)
+    """Model name as the endpoint knows it, such as `gpt-4o-mini`. Required unless scripted."""
+    base_url: str | None = pydantic.Field(
+        default=None, alias="baseURL", max_length=2048, pattern=r"^https?://[^\s]+$"
+    )
+    """Base URL of the API (http or https). Unset: the provider's public endpoint."""
+    api_key_secret_ref: common.SecretKeySelector | None = None
+    """Secret key holding the API key; injected into the runner, never read through the API."""
+    temperature: float | None = pydantic.Field(default=None, ge=0, le=2)
+    """Sampling temperature, 0 to 2. Unset: the provider's default."""
+    top_p: float | None = pydantic.Field(default=None, ge=0, le=1)
+    """Nucleus sampling probability mass, 0 to 1. Unset: the provider's default."""
+    max_output_tokens: int | None = pydantic.Field(default=None, ge=1, le=1_000_000)
+    """Most tokens the model may produce in one call. Unset: the provider's default."""
+    timeout_seconds: int | None = pydantic.Field(default=None, ge=1, le=3600)
+    """Timeout of one model call, in seconds; a timed-out call is retried. Unset: 120."""
+    script: list[ScriptTurn] | None = pydantic.Field(default=None, min_length=1, max_length=100)
+    """Replies of the scripted provider: the n-th model call of a Run returns the n-th turn;
+    past the end it returns the last reply (or an empty reply). Only for `scripted`."""
+
+    @pydantic.model_validator(mode="after")
+    def _provider_needs(self) -> Self:
+        if self.provider == "scripted" and self.script is None:
+            raise ValueError("script is required when provider is scripted")
+        if self.provider != "scripted" and self.script is not None:
+            raise ValueError("script is only allowed when provider is scripted")
+        if self.provider != "scripted" and self.name is None:
+            raise ValueError("name is required unless provider is scripted")
+        return self
+
+
+class Limits(common.Model):
+    """Hard limits on one Run; the runner checks them before each call, not after."""
+
+    max_steps: int | None = pydantic.Field(default=None, ge=1, le=1000)
+    """Most model calls in one Run. Unset: 20."""
+    max_tokens_per_run: int | None = pydantic.Field(default=None, ge=1, le=100_000_000)
+    """Most tokens (input plus output) one Run may use. Unset: no limit."""
+    max_tool_calls_per_run: int | None = pydantic.Field(default=None, ge=0, le=10_000)
+    """Most tool calls one Run may make. Unset: no limit."""
+    run_timeout_seconds: int | None = pydantic.Field(default=None, ge=1, le=604_800)
+    """Longest one attempt of a Run may take, in seconds. Unset: no limit."""
+
+
+class Concurrency(common.Model):
+    """Runs over the limit wait in the queue, by priority and then age."""
+
+    max_concurrent_runs: int = pydantic.Field(ge=1, le=1000)
+    """Most Runs of this Agent executing at the same time (1 to 1000)."""
+
+
+class ResourceRequirements(common.Model):
+    """Requests and limits, as in a pod container's resources."""
+
+    limits: dict[str, common.Quantity] = pydantic.Field(default_factory=dict, max_length=16)
+    """Most of each resource the container may use, such as `cpu: 500m`."""
+    requests: dict[str, common.Quantity] = pydantic.Field(default_factory=dict, max_length=16)
+    """Resources reserved for the container, such as `memory: 256Mi`."""
+
+
+class Toleration(common.Model):
+    """Lets the runner pod schedule onto nodes with a matching taint."""
+
+    key: str | None = pydantic.Field(default=None, max_length=317)
+    """Taint key to tolerate; empty with operator Exists tolerates every taint."""
+    operator: Literal["Exists", "Equal"] | None = None
+    """`Equal` (the default) matches key and value; `Exists` matches the key alone."""
+    value: str | None = pydantic.Field(default=None, max_length=63)
+    """Taint value to match with operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; empty matches every effect."""
+    toleration_seconds: int | None = pydantic.Field(default=None, ge=0)
+    """How long a NoExecute taint is tolerated before eviction, in seconds."""
+
+
+class RunnerSpec(common.Model):
+    """Each attempt of a Run executes in one runner pod, created by a Job the operator owns."""
+
+    image: str | None = pydantic.Field(default=None, min_length=1, max_length=1024)
+    """Runner image. Unset: the image the operator is configured with."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """When the kubelet pulls the runner image."""
+    resources: ResourceRequirements | None = None
+    """CPU and memory of the runner container."""
+    service_account_name: common.DNSSubdomain | None = None
+    """ServiceAccount of the runner pod. Unset: the least-privilege account the operator makes."""
+    node_selector: dict[str, Annotated[str, pydantic.Field(max_length=63)]] = pydantic.Field(
+        default_factory=dict, max_length=32
+    )
+    """Node labels the runner pod must be scheduled onto."""
+    tolerations: list[Toleration] = pydantic.Field(default_factory=list, max_length=32)
+    """Taints the runner pod tolerates."""
+
+
+class AgentSpec(common.Model):
+    """The Agent's labels decide which Policies govern it."""
+
+    model: ModelSpec
+    """The language model: provider, name, endpoint, credentials and sampling settings."""
+    instructions: str | None = pydantic.Field(default=None, max_length=65536)
+    """System prompt given to the model at the start of every Run."""
+    tools: list[common.DNSLabel] = pydantic.Field(
+        default_factory=list, max_length=128, json_schema_extra=common.LIST_SET
+    )
+    """Names of the Tools in this namespace the agent may call. A Policy must still allow
+    each call; a Tool that is not listed is never called."""
+    limits: Limits | None = None
+    """Limits on each Run: steps, tokens, tool calls and time."""
+    retry: common.RetrySpec | None = None
+    """Retry defaults for this Agent's Runs, used where a Run's own retry leaves a field unset.
+    Only retryable failures are retried: model 429/5xx, timeouts, a lost lease, a failed pod."""
+    concurrency: Concurrency | None = None
+    """Limit on simultaneous Runs of this Agent. Unset: only the operator-wide limit."""
+    runner: RunnerSpec | None = None
+    """Pod overrides for the runner: image, resources, ServiceAccount, scheduling."""
+
+    @pydantic.field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, tools: list[str]) -> list[str]:
+        common.require_unique(tools, "tools")
+        return tools
+
+
+class AgentStatus(common.Status):
+    """The observed state of an Agent. Ready is False while a listed Tool or a referenced
+    Secret is missing."""
+
+
+class Agent(common.Resource):
+    """An AI agent: its model, instructions, the Tools it may call, limits and retry defaults.
+
+    Each execution is a Run that references the Agent.
+    """
+
+    kind: Literal["Agent"] = "Agent"
+    """Kind of the object: Agent."""
+    spec: AgentSpec
+    """What the agent is and what it may touch."""
+    status: AgentStatus = pydantic.Field(default_factory=AgentStatus)
+    """What the operator observed: readiness and its reason."""
+
+
+KIND = common.KindInfo(
+    model=Agent,
+    plural="agents",
+    short_names=("agt",),
+    columns=(
+        common.PrinterColumn("Provider", ".spec.model.provider", description="Model provider"),
+        common.PrinterColumn("Model", ".spec.model.name", description="Model name"),
+        common.READY_COLUMN,
+        common.AGE_COLUMN,
+    ),
+)
