@@ -8,7 +8,8 @@ service-account token and the CA in a folder named by ``BOSUN_SERVICEACCOUNT_DIR
 ``Running`` then ``Succeeded``/``Failed`` with the real exit code. It honours deletion (SIGTERM,
 then SIGKILL after the grace period), ``activeDeadlineSeconds`` and restart policies, and offers
 a fault hook: the pod annotation ``emulator.bosun.dev/fault`` set to ``kill`` kills the pod's
-processes abruptly (a lost node), ``pause`` stops them and ``resume`` continues them.
+processes abruptly and reports the failure, ``vanish`` kills them and reports nothing more (a
+lost node: the pod stays Running in the API), ``pause`` stops them and ``resume`` continues.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ class PodRun:
     kill_at: float | None = None
     token_refresh_at: float = 0.0
     fault_seen: str | None = None
+    vanished: bool = False
     last_status: str = ""
 
     def any_running(self) -> bool:
@@ -348,6 +350,11 @@ class Emulator:
             self._terminate(pod, run)
             return
         self._apply_fault(pod, run)
+        if run.vanished:
+            # A lost node: its processes are gone and nobody reports on the pod any more.
+            for container in run.containers:
+                container.reap()
+            return
         if run.phase in ("Succeeded", "Failed"):
             self._report(pod, run)
             return
@@ -564,6 +571,10 @@ class Emulator:
         if fault == "kill":
             log.info("Injected fault kill pod=%s", _ref(pod))
             run.signal_all(signal.SIGKILL)
+        elif fault == "vanish":
+            log.info("Injected fault vanish pod=%s", _ref(pod))
+            run.signal_all(signal.SIGKILL)
+            run.vanished = True
         elif fault == "pause":
             log.info("Injected fault pause pod=%s", _ref(pod))
             run.signal_all(signal.SIGSTOP)

@@ -15,6 +15,7 @@ import os
 import pathlib
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -24,9 +25,9 @@ import pytest
 from kubernetes import client
 
 from bosun import kube
-from bosun.dev import daemon, provision
+from bosun.dev import cluster, daemon, provision
 
-__all__ = ["ControlPlaneHandle", "until"]
+__all__ = ["ControlPlaneHandle", "OperatorProcess", "start_operator", "until"]
 
 T = TypeVar("T")
 
@@ -125,6 +126,9 @@ class ControlPlaneHandle:
                 tail = "\n".join(path.read_text(errors="replace").splitlines()[-60:])
                 parts.append(f"--- {path.relative_to(self.pods_folder)} ---\n{tail}")
         if self.folder is not None:
+            for path in sorted((self.folder / "logs").glob(f"*-{namespace}.log")):
+                tail = "\n".join(path.read_text(errors="replace").splitlines()[-150:])
+                parts.append(f"--- {path.name} ---\n{tail}")
             emulator_log = self.folder / "logs" / "node-emulator.log"
             if emulator_log.exists():
                 lines = [
@@ -134,6 +138,109 @@ class ControlPlaneHandle:
                 ]
                 parts.append("--- node emulator (this namespace) ---\n" + "\n".join(lines[-80:]))
         return "\n\n".join(parts)
+
+
+@pytest.fixture(scope="session")
+def bosun_crds(control_plane: ControlPlaneHandle) -> ControlPlaneHandle:
+    """The control plane with Bosun's CRDs (rendered from the models) applied and established.
+
+    The committed ``crds/`` are drift-checked against the same rendering.
+    """
+    from bosun.api import crdgen
+
+    control_plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=bosun-tests",
+        "-f",
+        "-",
+        input=crdgen.render_stream(),
+    )
+    names = [f"crd/{crdgen.crd_name(info)}" for info in crdgen.KINDS]
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    return control_plane
+
+
+@dataclasses.dataclass
+class OperatorProcess:
+    """``bosun operator`` run as a real process, watching one namespace, for a test."""
+
+    kubeconfig: pathlib.Path
+    namespace: str
+    log_path: pathlib.Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['BOSUN_METRICS_PORT']}/metrics"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['BOSUN_HEALTH_PORT']}/healthz"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                cluster.die_with_parent([sys.executable, "-m", "bosun", "operator"]),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+
+    def kill(self) -> None:
+        """Kill the operator abruptly (SIGKILL), as a crashed process or a lost node would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def start_operator(
+    control_plane: ControlPlaneHandle, namespace: str, **env: str
+) -> OperatorProcess:
+    """Start an operator for ``namespace`` with a stand-in runner unless ``env`` says otherwise."""
+    settings = {
+        "BOSUN_NAMESPACES": namespace,
+        "BOSUN_LEADER_NAMESPACE": namespace,
+        "BOSUN_LEADER_LEASE_SECONDS": "4",
+        "BOSUN_LEASE_DURATION_SECONDS": "3",
+        "BOSUN_RUNNER_IMAGE": "bosun-runner",
+        "BOSUN_RUNNER_COMMAND": '["python", "-m", "bosun.dev.standin"]',
+        "BOSUN_METRICS_PORT": str(cluster.free_port()),
+        "BOSUN_HEALTH_PORT": str(cluster.free_port()),
+    }
+    settings.update(env)
+    logs = control_plane.folder / "logs" if control_plane.folder else pathlib.Path("/tmp")
+    process = OperatorProcess(
+        control_plane.kubeconfig, namespace, logs / f"operator-{namespace}.log", settings
+    )
+    process.start()
+    return process
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlaneHandle, namespace: str, bosun_crds: ControlPlaneHandle
+) -> Iterator[OperatorProcess]:
+    """A running operator for this test's namespace, stopped afterwards."""
+    process = start_operator(control_plane, namespace)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="session")
