@@ -82,6 +82,10 @@ class Controller:
         thread.start()
         self._threads.append(thread)
 
+    def alive(self) -> bool:
+        """False once a worker or the admission thread has died."""
+        return all(thread.is_alive() for thread in self._threads) or not self._threads
+
     def stop(self) -> None:
         self.stopping.set()
         self.queue.shutdown()

@@ -10,7 +10,7 @@ import kopf
 
 from bosun import kube
 from bosun.controller import controller as controller_mod
-from bosun.controller import handlers, leader, metrics
+from bosun.controller import handlers, health, leader, metrics
 from bosun.controller import settings as settings_mod
 
 log = logging.getLogger("bosun.operator")
@@ -34,6 +34,7 @@ def run(kubeconfig: str | None = None, verbose: bool = False) -> int:
     controller = controller_mod.Controller(rest, settings)
     handlers.bind(controller)
     metrics.serve(settings.metrics_port)
+    health.serve(settings.health_port, alive=controller.alive, ready=controller.synced.is_set)
     elector: leader.LeaderElector | None = None
     if settings.leader_election:
 
@@ -58,9 +59,6 @@ def run(kubeconfig: str | None = None, verbose: bool = False) -> int:
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
-            liveness_endpoint=(
-                f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-            ),
         )
     finally:
         controller.stop()
