@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from typing import Any, NoReturn
 
 import click
 
+from bosun import kube, ops
 from bosun.dev import cluster, daemon, demo, provision
 
 __all__ = ["main"]
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(1)
 
@@ -105,13 +107,110 @@ def demo_command(folder: pathlib.Path) -> None:
 @click.option("--verbose", is_flag=True, help="Log debug details, kopf's included.")
 def operator_command(kubeconfig: str | None, verbose: bool) -> None:
     """Run the operator against the current kubeconfig (what the Helm chart runs)."""
-    from bosun import kube
     from bosun.controller import main as operator_main
 
     try:
         sys.exit(operator_main.run(kubeconfig, verbose))
     except kube.ConfigError as err:
         _fail(str(err))
+
+
+_KUBECONFIG = click.option(
+    "--kubeconfig", default=None, help="Kubeconfig to use (default: KUBECONFIG, ~/.kube/config)."
+)
+_NAMESPACE = click.option(
+    "-n", "--namespace", default=None, help="Namespace (default: the kubeconfig context's)."
+)
+
+
+def _rest(kubeconfig: str | None) -> kube.Rest:
+    try:
+        rest = kube.Rest(kube.api_client(kubeconfig))
+    except kube.ConfigError as err:
+        _fail(str(err))
+    try:
+        ops.ensure_api(rest)
+    except ops.OpsError as err:
+        _fail(str(err))
+    return rest
+
+
+def _describe(run: dict[str, Any]) -> str:
+    status = run.get("status") or {}
+    attempts = status.get("attempts") or []
+    usage = status.get("usage") or {}
+    parts = [f"phase={status.get('phase') or 'New'}"]
+    if attempts:
+        last = attempts[-1]
+        parts.append(f"attempt={last['number']}")
+        if last.get("outcome"):
+            parts.append(f"outcome={last['outcome']}({last.get('reason', '')})")
+    if status.get("nextRetryTime"):
+        parts.append(f"nextRetry={status['nextRetryTime']}")
+    if usage:
+        parts.append(f"tokens={usage.get('totalTokens', 0)} tools={usage.get('toolCalls', 0)}")
+    return " ".join(parts)
+
+
+@app.command("run")
+@click.argument("agent")
+@click.option("--input", "text", required=True, help="The task: the agent's first message.")
+@click.option("--name", default=None, help="Name of the Run (default: AGENT-<random>).")
+@click.option("--idempotency-key", default=None, help="Deduplicate Runs with the same key.")
+@click.option("--priority", default=0, show_default=True, type=int)
+@click.option("--wait", is_flag=True, help="Follow the Run live until it finishes.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait with --wait.")
+@_NAMESPACE
+@_KUBECONFIG
+def run_command(
+    agent: str,
+    text: str,
+    name: str | None,
+    idempotency_key: str | None,
+    priority: int,
+    wait: bool,
+    timeout: float,
+    namespace: str | None,
+    kubeconfig: str | None,
+) -> None:
+    """Start a Run of AGENT on --input; with --wait, follow it and print its output."""
+    rest = _rest(kubeconfig)
+    ns = ops.current_namespace(namespace)
+    try:
+        run = ops.create_run(
+            rest, ns, agent, text, name=name, idempotency_key=idempotency_key, priority=priority
+        )
+    except ops.OpsError as err:
+        _fail(str(err))
+    run_name = run["metadata"]["name"]
+    click.echo(f"run.bosun.dev/{run_name} created in {ns}")
+    if not wait:
+        return
+    final: dict[str, Any] = run
+    try:
+        for final in ops.follow(rest, ns, run_name, timeout=timeout):
+            click.echo(f"  {_describe(final)}")
+    except ops.OpsError as err:
+        _fail(str(err))
+    status = final.get("status") or {}
+    if status.get("output"):
+        click.echo("")
+        click.echo(status["output"])
+    sys.exit(0 if status.get("phase") == "Succeeded" else 1)
+
+
+@app.command("redrive")
+@click.argument("run_name", metavar="RUN")
+@_NAMESPACE
+@_KUBECONFIG
+def redrive_command(run_name: str, namespace: str | None, kubeconfig: str | None) -> None:
+    """Run a dead-lettered (or failed) Run again with a fresh attempt budget."""
+    rest = _rest(kubeconfig)
+    try:
+        token = ops.redrive(rest, ops.current_namespace(namespace), run_name)
+    except ops.OpsError as err:
+        _fail(str(err))
+    click.echo(f"run.bosun.dev/{run_name} redrive requested ({token})")
 
 
 @app.command("crds")

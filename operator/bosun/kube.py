@@ -76,6 +76,7 @@ _PLURALS = {
     "Event": "events",
     "Job": "jobs",
     "Lease": "leases",
+    "Namespace": "namespaces",
     "Pod": "pods",
     "Role": "roles",
     "RoleBinding": "rolebindings",

@@ -410,3 +410,104 @@ def test_readiness_of_agents_tools_and_policies(
     assert (ready["status"], ready["reason"]) == ("False", "InvalidCEL")
     assert "bad" in ready["message"]
     assert status["ruleCount"] == 1
+
+
+def test_two_operator_replicas_one_leads_and_the_standby_takes_over(
+    rest: kube.Rest,
+    namespace: str,
+    control_plane: testing.ControlPlaneHandle,
+    bosun_crds: testing.ControlPlaneHandle,
+) -> None:
+    first = testing.start_operator(control_plane, namespace)
+    second = testing.start_operator(control_plane, namespace)
+    try:
+        _create(rest, namespace, _agent("pair"))
+
+        def leader() -> str | None:
+            lease = rest.get("coordination.k8s.io/v1", "leases", namespace, "bosun-operator-leader")
+            return ((lease or {}).get("spec") or {}).get("holderIdentity")
+
+        testing.until(leader, what="a leader")
+
+        def ready(process: testing.OperatorProcess) -> bool:
+            try:
+                return (
+                    urllib.request.urlopen(
+                        process.health_url.replace("healthz", "readyz"), timeout=5
+                    ).status
+                    == 200
+                )
+            except OSError:
+                return False
+
+        testing.until(lambda: ready(first) or ready(second), what="one replica to be ready")
+        leading, standby = (first, second) if ready(first) else (second, first)
+        assert not ready(standby)
+        for index in range(5):
+            _create(rest, namespace, _run(f"pair-{index}", "pair"))
+        for index in range(5):
+            _wait_phase(rest, namespace, f"pair-{index}", "Succeeded")
+        leading.kill()
+        testing.until(lambda: ready(standby), timeout=60, what="the standby to take over")
+        _create(rest, namespace, _run("after", "pair"))
+        _wait_phase(rest, namespace, "after", "Succeeded")
+        jobs = sorted(j["metadata"]["name"] for j in rest.list("batch/v1", "jobs", namespace))
+        names = [f"pair-{i}" for i in range(5)] + ["after"]
+        assert jobs == sorted(contract.job_name(n, 1) for n in names)
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_suspend_stops_the_attempt_and_resume_starts_a_new_one(
+    rest: kube.Rest, namespace: str, operator: testing.OperatorProcess
+) -> None:
+    _create(rest, namespace, _agent("triage"), _run("pausable", "triage", {"sleepSeconds": 6}))
+    testing.until(
+        lambda: (_status(rest, namespace, "pausable").get("lease") or {}).get("holder"),
+        what="the first runner to hold its lease",
+    )
+    rest.merge_patch(API, "runs", namespace, "pausable", {"spec": {"suspend": True}})
+    status = _wait_phase(rest, namespace, "pausable", "Suspended")
+    assert status["attempts"][0]["outcome"] == "Cancelled"
+    assert status["attempts"][0]["reason"] == "Suspended"
+    testing.until(
+        lambda: rest.get("batch/v1", "jobs", namespace, contract.job_name("pausable", 1)) is None,
+        what="the suspended attempt's Job to be deleted",
+    )
+    rest.merge_patch(API, "runs", namespace, "pausable", {"spec": {"suspend": False}})
+    status = _wait_phase(rest, namespace, "pausable", "Succeeded", timeout=120)
+    assert [a["outcome"] for a in status["attempts"]] == ["Cancelled", "Succeeded"]
+    # A suspension is not a failure: it does not count against the retry budget.
+    assert not status.get("attemptBudgetStart")
+
+
+def test_deleting_a_run_deletes_its_job_lease_and_runner_rbac(
+    rest: kube.Rest, namespace: str, operator: testing.OperatorProcess
+) -> None:
+    _create(rest, namespace, _agent("triage"), _run("gone", "triage", {"hang": True}))
+    testing.until(
+        lambda: (_status(rest, namespace, "gone").get("lease") or {}).get("holder"),
+        what="the runner to hold its lease",
+    )
+    children = [
+        ("batch/v1", "jobs", contract.job_name("gone", 1)),
+        ("coordination.k8s.io/v1", "leases", contract.lease_name("gone")),
+        ("v1", "serviceaccounts", contract.runner_account_name("gone")),
+        ("rbac.authorization.k8s.io/v1", "roles", contract.runner_account_name("gone")),
+        ("rbac.authorization.k8s.io/v1", "rolebindings", contract.runner_account_name("gone")),
+    ]
+    for api_version, plural, name in children:
+        assert rest.get(api_version, plural, namespace, name) is not None, (plural, name)
+    rest.delete(API, "runs", namespace, "gone")
+    testing.until(
+        lambda: all(rest.get(v, p, namespace, n) is None for v, p, n in children),
+        timeout=90,
+        what="the garbage collector to delete every child of the Run",
+    )
+    testing.until(
+        lambda: (
+            not rest.list("v1", "pods", namespace, label_selector=f"{constants.LABEL_RUN}=gone")
+        ),
+        what="the runner pod to be deleted",
+    )

@@ -1,0 +1,172 @@
+"""What the ``bosun`` command line does to Runs: create, follow, redrive.
+
+Every function takes a ``kube.Rest`` and raises ``OpsError`` with a message a user can act on
+(a missing CRD, a missing Run or Agent) instead of an API stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kubernetes.client import exceptions
+
+from bosun import constants, kube
+
+Obj = dict[str, Any]
+FINAL_PHASES = ("Succeeded", "Failed", "Cancelled", "DeadLettered", "Duplicate")
+REDRIVE_ANNOTATION = f"{constants.GROUP}/redrive"
+
+
+class OpsError(RuntimeError):
+    """A user-facing failure of a CLI operation."""
+
+
+def ensure_api(rest: kube.Rest) -> None:
+    """Fail clearly when the cluster has no Bosun API (the CRDs are not installed)."""
+    try:
+        rest.request("GET", f"/apis/{constants.API_VERSION}")
+    except exceptions.ApiException as err:
+        if err.status == 404:
+            raise OpsError(
+                f"the Bosun CRDs ({constants.API_VERSION}) are not installed in this cluster: "
+                "install the Helm chart, or run: bosun crds | kubectl apply --server-side -f -"
+            ) from err
+        raise OpsError(f"the API server answered {err.status} {err.reason}") from err
+    except OSError as err:
+        raise OpsError(f"cannot reach the API server: {err}") from err
+
+
+def _guard(what: str, call: Callable[[], Obj | None]) -> Obj | None:
+    try:
+        return call()
+    except exceptions.ApiException as err:
+        if err.status == 403:
+            raise OpsError(f"{what}: forbidden by RBAC ({err.reason})") from err
+        raise OpsError(f"{what}: the API server answered {err.status} {err.reason}") from err
+
+
+def get_run(rest: kube.Rest, namespace: str, name: str) -> Obj:
+    run = _guard(
+        f"get Run {name}", lambda: rest.get(constants.API_VERSION, "runs", namespace, name)
+    )
+    if run is None:
+        raise OpsError(f"Run {name} not found in namespace {namespace}")
+    return run
+
+
+def create_run(
+    rest: kube.Rest,
+    namespace: str,
+    agent: str,
+    text: str,
+    *,
+    name: str | None = None,
+    idempotency_key: str | None = None,
+    priority: int = 0,
+) -> Obj:
+    """Create a Run of ``agent`` on ``text``; warns nothing, fails clearly."""
+    found = _guard(
+        f"get Agent {agent}", lambda: rest.get(constants.API_VERSION, "agents", namespace, agent)
+    )
+    if found is None:
+        raise OpsError(f"Agent {agent} not found in namespace {namespace}")
+    spec: Obj = {"agentRef": {"name": agent}, "input": text, "priority": priority}
+    if idempotency_key:
+        spec["idempotencyKey"] = idempotency_key
+    body: Obj = {
+        "apiVersion": constants.API_VERSION,
+        "kind": "Run",
+        "metadata": {
+            "name": name or f"{agent[:50]}-{uuid.uuid4().hex[:6]}",
+            "namespace": namespace,
+        },
+        "spec": spec,
+    }
+    try:
+        created = rest.create(body)
+    except exceptions.ApiException as err:
+        raise OpsError(f"the API server rejected the Run: {_message(err)}") from err
+    if created is None:
+        raise OpsError(f"Run {body['metadata']['name']} already exists")
+    return created
+
+
+def _message(err: exceptions.ApiException) -> str:
+    try:
+        return str(json.loads(err.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{err.status} {err.reason}"
+
+
+def follow(
+    rest: kube.Rest, namespace: str, name: str, timeout: float = 3600, interval: float = 0.5
+) -> Iterator[Obj]:
+    """Yield the Run each time its phase, attempts or usage change, until it is final."""
+    deadline = time.monotonic() + timeout
+    last: tuple[Any, ...] | None = None
+    while True:
+        run = get_run(rest, namespace, name)
+        status = run.get("status") or {}
+        usage = status.get("usage") or {}
+        attempts = status.get("attempts") or []
+        signature = (
+            status.get("phase"),
+            len(attempts),
+            attempts[-1].get("outcome") if attempts else None,
+            usage.get("totalTokens"),
+            usage.get("toolCalls"),
+        )
+        if signature != last:
+            last = signature
+            yield run
+        if status.get("phase") in FINAL_PHASES:
+            return
+        if time.monotonic() > deadline:
+            raise OpsError(f"Run {name} did not finish within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def redrive(rest: kube.Rest, namespace: str, name: str) -> str:
+    """Ask the operator to run a dead-lettered or failed Run again with a fresh attempt budget."""
+    run = get_run(rest, namespace, name)
+    phase = (run.get("status") or {}).get("phase")
+    if phase not in ("DeadLettered", "Failed"):
+        raise OpsError(f"Run {name} is {phase or 'new'}; only DeadLettered or Failed Runs redrive")
+    token = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
+    rest.merge_patch(
+        constants.API_VERSION,
+        "runs",
+        namespace,
+        name,
+        {"metadata": {"annotations": {REDRIVE_ANNOTATION: token}}},
+    )
+    return token
+
+
+def current_namespace(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    from kubernetes import config
+
+    try:
+        _, active = config.list_kube_config_contexts()
+    except (config.ConfigException, FileNotFoundError, TypeError):
+        return "default"
+    namespace = ((active or {}).get("context") or {}).get("namespace")
+    return str(namespace) if isinstance(namespace, str) and namespace else "default"
+
+
+__all__ = [
+    "FINAL_PHASES",
+    "OpsError",
+    "create_run",
+    "current_namespace",
+    "ensure_api",
+    "follow",
+    "get_run",
+    "redrive",
+]
