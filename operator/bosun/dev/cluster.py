@@ -243,6 +243,11 @@ class ControlPlane:
                 f"--service-account-private-key-file={pki.sa_key}",
                 f"--root-ca-file={pki.ca_cert}",
                 "--leader-elect=false",
+                # The defaults (20 QPS, 5 Job syncs) make the Job controller the bottleneck of
+                # any load test long before the API server or Bosun is.
+                "--kube-api-qps=300",
+                "--kube-api-burst=500",
+                "--concurrent-job-syncs=20",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={cm_port}",
                 f"--cert-dir={self.folder / 'controller-manager-certs'}",

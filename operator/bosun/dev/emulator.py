@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
@@ -46,6 +47,8 @@ Pod = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 TOKEN_SECONDS = 3600
 _RESYNC = 0.2
+_FULL_RESYNC = 10.0
+_WORKERS = 8
 _HEARTBEAT = 20.0
 _RESTART_BACKOFF = 1.0
 
@@ -188,6 +191,7 @@ class Emulator:
         self.ca_file = ca_file
         self.node_name = node_name
         self.pods: dict[str, Pod] = {}
+        self.dirty: set[str] = set()
         self.runs: dict[str, PodRun] = {}
         self.lock = threading.Lock()
         self.wake = threading.Event()
@@ -264,6 +268,7 @@ class Emulator:
         body = json.loads(response.data)
         with self.lock:
             self.pods = {p["metadata"]["uid"]: p for p in body["items"]}
+            self.dirty.update(self.pods)
         self.wake.set()
         return str(body["metadata"]["resourceVersion"])
 
@@ -295,6 +300,7 @@ class Emulator:
                             self.pods.pop(obj["metadata"]["uid"], None)
                         else:
                             self.pods[obj["metadata"]["uid"]] = obj
+                            self.dirty.add(obj["metadata"]["uid"])
                     self.wake.set()
                 response.release_conn()
             except Exception as err:
@@ -306,25 +312,48 @@ class Emulator:
 
     # --- reconciling ----------------------------------------------------------------------------
 
-    def run_forever(self) -> None:
-        last_heartbeat = time.monotonic()
-        while not self.stopping.is_set():
-            self.wake.wait(_RESYNC)
-            self.wake.clear()
+    def _due(self, pods: dict[str, Pod], full: bool) -> list[Pod]:
+        """Pods worth a look now: changed ones, ones with live processes, or all on a resync."""
+        with self.lock:
+            dirty, self.dirty = self.dirty, set()
+        if full:
+            return list(pods.values())
+        live = {
+            uid
+            for uid, run in self.runs.items()
+            if run.phase not in ("Succeeded", "Failed") or run.terminate_at is not None
+        }
+        return [pods[uid] for uid in dirty | live if uid in pods]
+
+    def _reconcile_safely(self, pod: Pod) -> None:
+        try:
+            self.reconcile(pod)
+        except Exception:
+            log.exception("Reconcile failed pod=%s", _ref(pod))
             with self.lock:
-                pods = dict(self.pods)
-            for pod in pods.values():
-                try:
-                    self.reconcile(pod)
-                except Exception:
-                    log.exception("Reconcile failed pod=%s", _ref(pod))
-            for uid in list(self.runs):
-                if uid not in pods:
-                    self._forget(uid)
-            if time.monotonic() - last_heartbeat > _HEARTBEAT:
-                last_heartbeat = time.monotonic()
-                with contextlib.suppress(Exception):
-                    self.heartbeat()
+                self.dirty.add(pod["metadata"]["uid"])
+
+    def run_forever(self) -> None:
+        last_heartbeat = last_resync = time.monotonic()
+        # Pod processes are started from these threads; they live as long as the emulator,
+        # which matters because a pod's death signal is tied to the thread that started it.
+        with concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="pod") as pool:
+            while not self.stopping.is_set():
+                self.wake.wait(_RESYNC)
+                self.wake.clear()
+                with self.lock:
+                    pods = dict(self.pods)
+                full = time.monotonic() - last_resync > _FULL_RESYNC
+                if full:
+                    last_resync = time.monotonic()
+                list(pool.map(self._reconcile_safely, self._due(pods, full)))
+                for uid in list(self.runs):
+                    if uid not in pods:
+                        self._forget(uid)
+                if time.monotonic() - last_heartbeat > _HEARTBEAT:
+                    last_heartbeat = time.monotonic()
+                    with contextlib.suppress(Exception):
+                        self.heartbeat()
 
     def reconcile(self, pod: Pod) -> None:
         spec = pod.get("spec", {})
