@@ -1,5 +1,5 @@
-"""Shared test configuration: the local control plane fixtures come from a plugin."""
+"""Shared test configuration.
 
-from __future__ import annotations
-
-pytest_plugins = ["bosun.dev.testing"]
+The local control plane fixtures come from the pytest plugin ``bosun.dev.testing``, loaded for
+every test run by ``addopts`` in pyproject.toml.
+"""

@@ -222,20 +222,33 @@ class RunReconciler:
             self._attempt_ended(run, st, job, finished)
             return Result(requeue_after=self._retry_wait(st), wants_admission=True)
         lease = self.store.leases.get((ns, contract.lease_name(name)))
+        expiry = None
         if lease is not None:
             self._mirror_lease(st, lease)
             expiry = _lease_expiry(lease, attempt)
-            if expiry is not None:
-                left = (expiry - conditions.now()).total_seconds()
-                if left < 0:
-                    self._lost(run, st, lease)
-                    return Result(requeue_after=self._retry_wait(st), wants_admission=True)
-                result = Result(requeue_after=left + 0.5)
-                if deadline is not None:
-                    to_deadline = (deadline - conditions.now()).total_seconds() + 0.5
-                    result.requeue_after = min(left + 0.5, to_deadline)
-                return result
-        return self._until_deadline(deadline)
+        if expiry is None:
+            # The runner has not taken the Lease yet: give it the start timeout.
+            started = conditions.parse(attempt.get("startTime")) or conditions.now()
+            limit = started + datetime.timedelta(seconds=self.settings.start_timeout_seconds)
+            if conditions.now() >= limit:
+                message = (
+                    f"No runner of attempt {attempt['number']} took the Lease within "
+                    f"{self.settings.start_timeout_seconds}s"
+                )
+                self._abandon(run, st, "RunnerNeverStarted", message)
+                return Result(requeue_after=self._retry_wait(st), wants_admission=True)
+            expiry = limit
+        left = (expiry - conditions.now()).total_seconds()
+        if left < 0:
+            assert lease is not None
+            holder = (lease.get("spec") or {}).get("holderIdentity")
+            message = f"Lease held by {holder} expired; the attempt is taken over"
+            self._abandon(run, st, "LeaseExpired", message)
+            return Result(requeue_after=self._retry_wait(st), wants_admission=True)
+        wait = left + 0.5
+        if deadline is not None:
+            wait = min(wait, (deadline - conditions.now()).total_seconds() + 0.5)
+        return Result(requeue_after=wait)
 
     def _create_children(self, run: Obj, st: runstatus.RunStatus, attempt: Obj) -> bool:
         """Create the attempt's Job (and, once, the runner's RBAC and Lease)."""
@@ -318,15 +331,14 @@ class RunReconciler:
             return None, status.get("reason"), pod["metadata"]["name"]
         return None, None, None
 
-    def _lost(self, run: Obj, st: runstatus.RunStatus, lease: Mapping[str, Any]) -> None:
+    def _abandon(self, run: Obj, st: runstatus.RunStatus, reason: str, message: str) -> None:
+        """End the active attempt as Lost: its runner is gone or never came; retry it."""
         attempt = st.active_attempt()
         assert attempt is not None
-        holder = (lease.get("spec") or {}).get("holderIdentity")
-        message = f"Lease held by {holder} expired; the attempt is taken over"
         self.rest.delete("batch/v1", "jobs", run["metadata"]["namespace"], attempt["job"])
         metrics.LEASE_TAKEOVERS.inc()
         events.emit(self.rest, run, "LeaseLost", message, warning=True)
-        self._conclude(run, st, retry.Verdict("Lost", "LeaseExpired", True, message))
+        self._conclude(run, st, retry.Verdict("Lost", reason, True, message))
 
     def _stop_active(
         self, run: Obj, st: runstatus.RunStatus, outcome: str, reason: str, why: str

@@ -46,6 +46,10 @@ class Settings:
     (BOSUN_RUNNER_COMMAND, a JSON list)."""
     lease_duration_seconds: int = contract.LEASE_DURATION_SECONDS
     """How long a runner's Lease lives without renewal (BOSUN_LEASE_DURATION_SECONDS)."""
+    start_timeout_seconds: int = 600
+    """How long an attempt's runner may take to acquire the Run's Lease before the attempt is
+    ended as Lost and retried: covers pods that never start or die before they begin
+    (BOSUN_START_TIMEOUT_SECONDS)."""
     attempt_timeout_seconds: int = 3600
     """activeDeadlineSeconds of an attempt's Job when the Agent sets no runTimeoutSeconds
     (BOSUN_ATTEMPT_TIMEOUT_SECONDS)."""
@@ -83,6 +87,9 @@ class Settings:
             runner_command=command,
             lease_duration_seconds=_int(
                 env, "BOSUN_LEASE_DURATION_SECONDS", cls.lease_duration_seconds
+            ),
+            start_timeout_seconds=_int(
+                env, "BOSUN_START_TIMEOUT_SECONDS", cls.start_timeout_seconds
             ),
             attempt_timeout_seconds=_int(
                 env, "BOSUN_ATTEMPT_TIMEOUT_SECONDS", cls.attempt_timeout_seconds

@@ -1,8 +1,10 @@
 """pytest fixtures for tests against the local control plane (a pytest plugin).
 
-Load it with ``pytest_plugins = ["bosun.dev.testing"]``. It provides ``control_plane`` (one real
-control plane per test session, started through the same supervisor as ``bosun dev up`` and
-stopped even when tests fail) and ``namespace`` (a fresh namespace per test). When a test that
+Load it with ``-p bosun.dev.testing`` (Bosun's pyproject does, in addopts). It provides
+``control_plane`` (one real control plane per test session, started through the same supervisor
+as ``bosun dev up`` and stopped even when tests fail), ``namespace`` (a fresh namespace per
+test), ``bosun_crds``
+and ``operator`` (an operator process with a stand-in runner). When a test that
 used a namespace fails, its report gains a section with the namespace's objects, Events and the
 logs of its pods and of the node emulator. ``BOSUN_TEST_KUBECONFIG`` points the fixtures at an
 existing cluster instead of starting one.
@@ -27,9 +29,14 @@ from kubernetes import client
 from bosun import kube
 from bosun.dev import cluster, daemon, provision
 
-__all__ = ["ControlPlaneHandle", "OperatorProcess", "start_operator", "until"]
+__all__ = ["ControlPlaneHandle", "OperatorProcess", "scenario_size", "start_operator", "until"]
 
 T = TypeVar("T")
+
+
+def scenario_size(reduced: int, full: int) -> int:
+    """The size of an e2e scenario: ``full`` under ``BOSUN_SOAK=1`` (make soak), else reduced."""
+    return full if os.environ.get("BOSUN_SOAK") == "1" else reduced
 
 
 def until(
@@ -98,6 +105,15 @@ class ControlPlaneHandle:
     @property
     def pods_folder(self) -> pathlib.Path | None:
         return self.folder / "pods" if self.folder else None
+
+    def component_pid(self, name: str) -> int:
+        """The pid of a control-plane process (``kube-apiserver``, ``etcd``, …) for fault tests."""
+        if self.folder is None:
+            raise RuntimeError("an external cluster's processes are not ours to signal")
+        state = daemon.read_state(self.folder)
+        if state is None:
+            raise RuntimeError(f"no control plane runs in {self.folder}")
+        return state.components[name]
 
     def pod_log(self, namespace: str, pod: str, container: str) -> str:
         """A container's output as the node emulator captured it."""
@@ -217,6 +233,7 @@ def start_operator(
         "BOSUN_LEADER_NAMESPACE": namespace,
         "BOSUN_LEADER_LEASE_SECONDS": "4",
         "BOSUN_LEASE_DURATION_SECONDS": "3",
+        "BOSUN_START_TIMEOUT_SECONDS": "45",
         "BOSUN_RUNNER_IMAGE": "bosun-runner",
         "BOSUN_RUNNER_COMMAND": '["python", "-m", "bosun.dev.standin"]',
         "BOSUN_METRICS_PORT": str(cluster.free_port()),

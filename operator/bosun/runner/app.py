@@ -1,0 +1,218 @@
+"""Wiring one attempt together: settings, logs, Lease, journal, loop, exit code.
+
+``main`` acquires the Run's Lease (its epoch fences the journal), opens and replays the
+journal, runs the loop and maps how the attempt ended to ``contract.ExitCode``. SIGTERM (the
+Job being deleted, the Run suspended) stops the attempt at its next checkpoint. Whatever
+happens, renewal stops and the Lease is released unless it was lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import pathlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bosun import contract, kube
+from bosun.api import agent as agent_api
+from bosun.runner import (
+    backoff,
+    config,
+    errors,
+    journal,
+    journal_configmap,
+    kubeapi,
+    lease,
+    logs,
+    loop,
+    providers,
+    status,
+    telemetry,
+    tools,
+)
+
+__all__ = ["interruptible_sleep", "main"]
+
+log = logging.getLogger("bosun.runner")
+
+TERMINATION_LOG = pathlib.Path("/dev/termination-log")
+ATTEMPT_ENDED = "attemptEnded"
+
+
+def interruptible_sleep(
+    stop: threading.Event, check: Callable[[], None], slice_seconds: float = 0.5
+) -> Callable[[float], None]:
+    """A sleep that ends the attempt when the pod is stopping and runs ``check`` (the lease)
+    while it waits, so a long backoff never outlives ownership of the Run."""
+
+    def sleep(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if stop.wait(min(remaining, slice_seconds)):
+                raise errors.Cancelled("Terminated", "the runner was asked to stop")
+            check()
+
+    return sleep
+
+
+def _awaiting(run: dict[str, Any]) -> tuple[str, datetime.datetime] | None:
+    for condition in (run.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == status.AWAITING_APPROVAL:
+            moment = lease.parse_time(condition.get("lastTransitionTime"))
+            if moment is not None:
+                return str(condition.get("status")), moment
+    return None
+
+
+def _terminate_message(reason: str, message: str) -> None:
+    # Only inside a real container, where the kubelet mounted the file.
+    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
+        with contextlib.suppress(OSError):
+            TERMINATION_LOG.write_text(json.dumps({"reason": reason, "message": message[:3000]}))
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    try:
+        settings = config.Settings.from_env(env)
+    except config.ConfigError as err:
+        logs.configure()
+        log.error("Failed to read settings", extra={"fields": {"error": str(err)}})
+        return int(contract.ExitCode.FAILED_PERMANENT)
+    identity: dict[str, Any] = {
+        "run": settings.run_name,
+        "namespace": settings.namespace,
+        "attempt": settings.attempt,
+        "pod": settings.pod_name,
+    }
+    logs.configure(settings.log_level, identity=identity)
+    telemetry.configure(settings.otlp_endpoint)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        return _attempt(settings, stop, os.environ if env is None else env, identity)
+    finally:
+        telemetry.shutdown()
+
+
+def _attempt(
+    settings: config.Settings,
+    stop: threading.Event,
+    env: Mapping[str, str],
+    identity: dict[str, Any],
+) -> int:
+    bound = logs.bind("bosun.runner")
+    try:
+        cluster = kubeapi.Cluster(settings.namespace, kube.api_client())
+    except kube.ConfigError as err:
+        bound.error("Failed to reach the API server", fields={"error": str(err)})
+        return int(contract.ExitCode.FAILED_RETRYABLE)
+    keeper = lease.LeaseKeeper(
+        lambda: kubeapi.Cluster(settings.namespace, kube.api_client()),
+        settings.lease_name,
+        settings.identity,
+        duration_seconds=settings.lease_duration_seconds,
+        renew_seconds=settings.lease_renew_seconds,
+    )
+    code = contract.ExitCode.FAILED_RETRYABLE
+    reporter: status.Reporter | None = None
+    the_journal: journal.Journal | None = None
+    executor: tools.Executor | None = None
+    reason, message = "Failed", ""
+    try:
+        epoch = keeper.acquire(settings.lease_duration_seconds + settings.lease_renew_seconds)
+        keeper.start()
+        identity["epoch"] = epoch
+        backend = journal_configmap.ConfigMapBackend(
+            cluster, settings.run_name, settings.run_uid, settings.journal_chunk_bytes
+        )
+        the_journal = journal.Journal(backend, epoch, settings.attempt, guard=keeper.ensure_held)
+        records = the_journal.open()
+        bound.info("Opened journal", fields={"records": len(records), "epoch": epoch})
+        try:
+            awaiting = _awaiting(cluster.get_run(settings.run_name))
+        except kubeapi.NotFound as err:
+            raise errors.Cancelled("RunDeleted", "the Run no longer exists") from err
+        reporter = status.Reporter(
+            cluster,
+            settings.run_name,
+            settings.run_uid,
+            settings.pod_name,
+            awaiting=awaiting,
+            may_write=keeper.held,
+        )
+        sleep = interruptible_sleep(stop, keeper.ensure_held)
+        policy = providers.RetryPolicy(
+            max_retries=settings.model_max_retries,
+            backoff=backoff.Backoff(
+                settings.model_backoff_seconds, 2.0, settings.model_max_backoff_seconds
+            ),
+            max_retry_after_seconds=settings.max_retry_after_seconds,
+            sleep=sleep,
+        )
+
+        def build_provider(spec: agent_api.ModelSpec) -> providers.Provider:
+            return providers.build(spec, settings.model_api_key, policy)
+
+        executor = tools.Executor(env, settings.tool_result_max_chars, sleep=sleep)
+        deps = loop.Deps(
+            settings=settings,
+            cluster=cluster,
+            journal=the_journal,
+            lease=keeper,
+            reporter=reporter,
+            executor=executor,
+            build_provider=build_provider,
+            sleep=sleep,
+            stopping=stop.is_set,
+        )
+        output = loop.AgentLoop(deps).execute(records)
+        code, reason, message = contract.ExitCode.SUCCEEDED, "Succeeded", output[:200]
+    except errors.AttemptEnded as err:
+        code, reason, message = err.exit_code, err.reason, err.message
+        level = logging.WARNING if isinstance(err, errors.LeaseLost) else logging.ERROR
+        bound.log(level, "Ended attempt", fields={"reason": err.reason, "detail": err.message})
+        if isinstance(err, errors.LeaseLost):
+            if reporter is not None:
+                reporter.event(
+                    "LeaseLost",
+                    f"Runner {settings.pod_name} lost the lease: {err.reason}",
+                    warning=True,
+                )
+        elif the_journal is not None and keeper.held():
+            try:
+                the_journal.write(
+                    {
+                        "type": ATTEMPT_ENDED,
+                        "reason": err.reason,
+                        "message": err.message,
+                        "exitCode": int(code),
+                    }
+                )
+            except Exception as write_err:
+                bound.warning("Failed to journal the end", fields={"error": repr(write_err)})
+    except kubeapi.APIError as err:
+        code, reason, message = contract.ExitCode.FAILED_RETRYABLE, "APIError", str(err)[:500]
+        bound.error("Ended attempt", fields={"reason": reason, "detail": message})
+    finally:
+        keeper.stop(release=code != contract.ExitCode.LEASE_LOST)
+        if executor is not None:
+            executor.close()
+        cluster.close()
+    _terminate_message(reason, message)
+    bound.info("Exited", fields={"exitCode": int(code), "reason": reason})
+    return int(code)

@@ -1,0 +1,116 @@
+"""The runner's settings: one typed object read from ``BOSUN_*`` environment variables.
+
+The operator sets the contract variables (``contract.ENV_*``); the ``BOSUN_RUNNER_*`` ones are
+optional tuning knobs with safe defaults (tests shorten the waits). Nothing else in the runner
+reads the environment, except Tool headers whose values arrive as Secret-backed variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import TypeVar
+
+from bosun import contract
+
+__all__ = ["ConfigError", "Settings"]
+
+N = TypeVar("N", int, float)
+
+ENV_APPROVAL_POLL = "BOSUN_RUNNER_APPROVAL_POLL_SECONDS"
+ENV_MODEL_RETRIES = "BOSUN_RUNNER_MODEL_MAX_RETRIES"
+ENV_MODEL_BACKOFF = "BOSUN_RUNNER_MODEL_BACKOFF_SECONDS"
+ENV_MODEL_MAX_BACKOFF = "BOSUN_RUNNER_MODEL_MAX_BACKOFF_SECONDS"
+ENV_MAX_RETRY_AFTER = "BOSUN_RUNNER_MAX_RETRY_AFTER_SECONDS"
+ENV_JOURNAL_CHUNK_BYTES = "BOSUN_RUNNER_JOURNAL_CHUNK_BYTES"
+ENV_LOG_LEVEL = "BOSUN_RUNNER_LOG_LEVEL"
+ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+
+class ConfigError(ValueError):
+    """A required variable is missing or a value does not parse."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the runner needs to know before it talks to anyone."""
+
+    run_name: str
+    namespace: str
+    run_uid: str
+    attempt: int
+    pod_name: str
+    lease_name: str
+    lease_duration_seconds: float = float(contract.LEASE_DURATION_SECONDS)
+    model_api_key: str = dataclasses.field(default="", repr=False)
+    approval_poll_seconds: float = 2.0
+    model_max_retries: int = 8
+    model_backoff_seconds: float = 1.0
+    model_max_backoff_seconds: float = 30.0
+    max_retry_after_seconds: float = 300.0
+    journal_chunk_bytes: int = 128 * 1024
+    output_max_chars: int = 16 * 1024
+    tool_result_max_chars: int = 32 * 1024
+    log_level: str = "INFO"
+    otlp_endpoint: str | None = None
+
+    @property
+    def lease_renew_seconds(self) -> float:
+        """Renew well inside the lease: the contract's interval, or a third of a short lease."""
+        return min(float(contract.LEASE_RENEW_SECONDS), self.lease_duration_seconds / 3)
+
+    @property
+    def identity(self) -> str:
+        """The Lease holder identity: the pod, which is unique per attempt."""
+        return self.pod_name
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if env is None else env
+        missing = [
+            name
+            for name in (
+                contract.ENV_RUN_NAME,
+                contract.ENV_RUN_NAMESPACE,
+                contract.ENV_RUN_UID,
+                contract.ENV_ATTEMPT,
+            )
+            if not source.get(name)
+        ]
+        if missing:
+            raise ConfigError(f"missing environment variables: {', '.join(missing)}")
+        run = source[contract.ENV_RUN_NAME]
+        return cls(
+            run_name=run,
+            namespace=source[contract.ENV_RUN_NAMESPACE],
+            run_uid=source[contract.ENV_RUN_UID],
+            attempt=_number(source, contract.ENV_ATTEMPT, int, 1),
+            pod_name=source.get(contract.ENV_POD_NAME) or source.get("HOSTNAME") or run,
+            lease_name=source.get(contract.ENV_LEASE_NAME) or contract.lease_name(run),
+            lease_duration_seconds=_number(
+                source, contract.ENV_LEASE_DURATION, float, float(contract.LEASE_DURATION_SECONDS)
+            ),
+            model_api_key=source.get(contract.ENV_MODEL_API_KEY, ""),
+            approval_poll_seconds=_number(source, ENV_APPROVAL_POLL, float, 2.0),
+            model_max_retries=_number(source, ENV_MODEL_RETRIES, int, 8),
+            model_backoff_seconds=_number(source, ENV_MODEL_BACKOFF, float, 1.0),
+            model_max_backoff_seconds=_number(source, ENV_MODEL_MAX_BACKOFF, float, 30.0),
+            max_retry_after_seconds=_number(source, ENV_MAX_RETRY_AFTER, float, 300.0),
+            journal_chunk_bytes=_number(source, ENV_JOURNAL_CHUNK_BYTES, int, 128 * 1024),
+            log_level=source.get(ENV_LOG_LEVEL, "INFO").upper(),
+            otlp_endpoint=source.get(ENV_OTLP_ENDPOINT) or None,
+        )
+
+
+def _number(source: Mapping[str, str], name: str, kind: type[N], default: N) -> N:
+    raw = source.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from err
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value

@@ -1,0 +1,302 @@
+"""Governance: the pure decision whether a tool call or a model call may happen.
+
+Deny by default. A tool call runs only if the Agent lists the Tool, the Tool exists, the
+arguments validate, no matching rule denies it, some matching rule allows it (or asks for an
+approval, which ``approvals`` then settles), and the Agent's limits and every selecting
+Policy's budgets still hold for one more call. Across all Policies that select the Agent, Deny
+beats RequireApproval beats Allow. A rule's ``when`` is CEL over ``args``, ``agent`` and
+``run``; an expression that fails makes its rule deny. Any other error while deciding is a
+denial too (fail closed). Every ``Decision`` names the policy and rule that made it.
+
+Nothing here does I/O: callers read Policies fresh before each call and pass them in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from bosun.api import agent as agent_api
+from bosun.api import common
+from bosun.api import policy as policy_api
+from bosun.api import tool as tool_api
+from bosun.runner import cel
+
+__all__ = [
+    "Counters",
+    "Decision",
+    "decide_model_call",
+    "decide_tool_call",
+    "rule_label",
+    "selected_policies",
+    "selects",
+]
+
+Action = Literal["Allow", "Deny", "RequireApproval"]
+_RANK: dict[str, int] = {"Allow": 0, "RequireApproval": 1, "Deny": 2}
+
+# Reasons (CamelCase, as in conditions and Events).
+TOOL_NOT_LISTED = "ToolNotListed"
+TOOL_NOT_FOUND = "ToolNotFound"
+INVALID_ARGUMENTS = "InvalidArguments"
+POLICY_DENIED = "PolicyDenied"
+POLICY_ALLOWED = "PolicyAllowed"
+APPROVAL_REQUIRED = "ApprovalRequired"
+NO_RULE_ALLOWS = "NoRuleAllows"
+CEL_ERROR = "CELError"
+LIMIT_REACHED = "LimitReached"
+BUDGET_EXCEEDED = "BudgetExceeded"
+MODEL_NOT_ALLOWED = "ModelNotAllowed"
+GOVERNANCE_ERROR = "GovernanceError"
+MODEL_CALL_ALLOWED = "ModelCallAllowed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The verdict on one call and who gave it."""
+
+    action: Action
+    reason: str
+    message: str
+    policy: str | None = None
+    rule: str | None = None
+    approval_timeout_seconds: int | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == "Allow"
+
+    @property
+    def denied(self) -> bool:
+        return self.action == "Deny"
+
+
+@dataclasses.dataclass(frozen=True)
+class Counters:
+    """What the Run has consumed: in total and within the last hour."""
+
+    model_calls: int = 0
+    tool_calls: int = 0
+    tokens: int = 0
+    tool_calls_last_hour: int = 0
+    tokens_last_hour: int = 0
+
+
+def rule_label(index: int, rule: policy_api.PolicyRule) -> str:
+    return rule.name or f"rules[{index}]"
+
+
+def selects(selector: common.LabelSelector | None, labels: Mapping[str, str]) -> bool:
+    """Whether a label selector matches ``labels``; unset or empty selects everything."""
+    if selector is None:
+        return True
+    for key, wanted in selector.match_labels.items():
+        if labels.get(key) != wanted:
+            return False
+    for requirement in selector.match_expressions:
+        present = requirement.key in labels
+        value = labels.get(requirement.key)
+        if requirement.operator == "In" and value not in requirement.values:
+            return False
+        if requirement.operator == "NotIn" and present and value in requirement.values:
+            return False
+        if requirement.operator == "Exists" and not present:
+            return False
+        if requirement.operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def selected_policies(
+    agent: agent_api.Agent, policies: Sequence[policy_api.Policy]
+) -> list[policy_api.Policy]:
+    """The Policies that govern ``agent``, in name order (so decisions are deterministic)."""
+    labels = agent.metadata.labels or {}
+    chosen = [p for p in policies if selects(p.spec.agent_selector, labels)]
+    return sorted(chosen, key=lambda p: p.metadata.name or "")
+
+
+def _fail_closed(decide: Callable[..., Decision]) -> Callable[..., Decision]:
+    def guarded(*args: Any, **kwargs: Any) -> Decision:
+        try:
+            return decide(*args, **kwargs)
+        except Exception as err:
+            return Decision("Deny", GOVERNANCE_ERROR, f"governance failed: {err!r}")
+
+    guarded.__doc__ = decide.__doc__
+    guarded.__name__ = decide.__name__
+    return guarded
+
+
+@_fail_closed
+def decide_tool_call(
+    *,
+    agent: agent_api.Agent,
+    policies: Sequence[policy_api.Policy],
+    tool_name: str,
+    tool: tool_api.Tool | None,
+    args: dict[str, Any],
+    args_error: str | None,
+    counters: Counters,
+    context: Mapping[str, Any],
+    evaluator: cel.Evaluator,
+) -> Decision:
+    """Decide one tool call. ``context`` holds the ``agent`` and ``run`` objects for CEL;
+    ``args_error`` is why the arguments did not parse or validate, if they did not."""
+    if tool_name not in agent.spec.tools:
+        return Decision(
+            "Deny",
+            TOOL_NOT_LISTED,
+            f"tool {tool_name!r} is not in the Agent's tools",
+            rule="Agent.spec.tools",
+        )
+    if tool is None:
+        return Decision(
+            "Deny", TOOL_NOT_FOUND, f"Tool {tool_name!r} does not exist", rule="Agent.spec.tools"
+        )
+    if args_error is not None:
+        return Decision("Deny", INVALID_ARGUMENTS, args_error, rule="Tool.spec.inputSchema")
+    governing = selected_policies(agent, policies)
+    verdict = _rules_verdict(governing, tool_name, args, context, evaluator)
+    if verdict.denied:
+        return verdict
+    limited = _tool_budgets(agent, governing, counters)
+    return limited or verdict
+
+
+def _rules_verdict(
+    policies: Sequence[policy_api.Policy],
+    tool_name: str,
+    args: dict[str, Any],
+    context: Mapping[str, Any],
+    evaluator: cel.Evaluator,
+) -> Decision:
+    best: Decision | None = None
+    values: dict[str, Any] | None = None
+    # One decision sees one set of values: an expression repeated across rules runs once.
+    seen: dict[str, bool | cel.CELError] = {}
+    for policy in policies:
+        name = policy.metadata.name
+        for index, rule in enumerate(policy.spec.rules):
+            if not any(fnmatch.fnmatchcase(tool_name, glob) for glob in rule.tools):
+                continue
+            label = rule_label(index, rule)
+            if rule.when is not None:
+                if values is None:
+                    values = cel.activation({"args": args, **context})
+                if rule.when not in seen:
+                    try:
+                        seen[rule.when] = evaluator.evaluate(rule.when, values)
+                    except cel.CELError as err:
+                        seen[rule.when] = err
+                matched = seen[rule.when]
+                if isinstance(matched, cel.CELError):
+                    return Decision("Deny", CEL_ERROR, f"when {matched}", name, label)
+                if not matched:
+                    continue
+            candidate = _from_rule(rule, name, label)
+            if candidate.denied:
+                return candidate
+            if best is None or _RANK[candidate.action] > _RANK[best.action]:
+                best = candidate
+    if best is None:
+        return Decision("Deny", NO_RULE_ALLOWS, f"no Policy rule allows tool {tool_name!r}")
+    return best
+
+
+def _from_rule(rule: policy_api.PolicyRule, policy: str | None, label: str) -> Decision:
+    if rule.action == "Deny":
+        return Decision("Deny", POLICY_DENIED, rule.message or "denied by policy", policy, label)
+    if rule.action == "RequireApproval":
+        return Decision(
+            "RequireApproval",
+            APPROVAL_REQUIRED,
+            rule.message or "a human must approve this call",
+            policy,
+            label,
+            rule.approval_timeout_seconds,
+        )
+    return Decision("Allow", POLICY_ALLOWED, rule.message or "allowed by policy", policy, label)
+
+
+def _tool_budgets(
+    agent: agent_api.Agent, policies: Sequence[policy_api.Policy], counters: Counters
+) -> Decision | None:
+    limits = agent.spec.limits
+    cap = limits.max_tool_calls_per_run if limits is not None else None
+    if cap is not None and counters.tool_calls + 1 > cap:
+        return Decision(
+            "Deny",
+            LIMIT_REACHED,
+            f"the Run may make at most {cap} tool calls",
+            rule="Agent.spec.limits.maxToolCallsPerRun",
+        )
+    for policy in policies:
+        budgets = policy.spec.budgets
+        if budgets is None or budgets.tool_calls_per_hour is None:
+            continue
+        if counters.tool_calls_last_hour + 1 > budgets.tool_calls_per_hour:
+            return Decision(
+                "Deny",
+                BUDGET_EXCEEDED,
+                f"at most {budgets.tool_calls_per_hour} tool calls per hour",
+                policy.metadata.name,
+                "budgets.toolCallsPerHour",
+            )
+    return None
+
+
+@_fail_closed
+def decide_model_call(
+    *,
+    agent: agent_api.Agent,
+    policies: Sequence[policy_api.Policy],
+    model: str,
+    counters: Counters,
+) -> Decision:
+    """Decide whether the next model call may be made: allowed models, steps, tokens."""
+    governing = selected_policies(agent, policies)
+    for policy in governing:
+        allowed = policy.spec.models.allowed if policy.spec.models is not None else None
+        if allowed is not None and not any(fnmatch.fnmatchcase(model, g) for g in allowed):
+            return Decision(
+                "Deny",
+                MODEL_NOT_ALLOWED,
+                f"model {model!r} is not in models.allowed",
+                policy.metadata.name,
+                "models.allowed",
+            )
+    limits = agent.spec.limits
+    max_steps = (
+        limits.max_steps if limits is not None and limits.max_steps else agent_api.DEFAULT_MAX_STEPS
+    )
+    if counters.model_calls + 1 > max_steps:
+        return Decision(
+            "Deny",
+            LIMIT_REACHED,
+            f"the Run may make at most {max_steps} model calls",
+            rule="Agent.spec.limits.maxSteps",
+        )
+    token_cap = limits.max_tokens_per_run if limits is not None else None
+    if token_cap is not None and counters.tokens >= token_cap:
+        return Decision(
+            "Deny",
+            LIMIT_REACHED,
+            f"the Run used {counters.tokens} of {token_cap} tokens",
+            rule="Agent.spec.limits.maxTokensPerRun",
+        )
+    for policy in governing:
+        budgets = policy.spec.budgets
+        if budgets is None or budgets.tokens_per_hour is None:
+            continue
+        if counters.tokens_last_hour >= budgets.tokens_per_hour:
+            return Decision(
+                "Deny",
+                BUDGET_EXCEEDED,
+                f"at most {budgets.tokens_per_hour} tokens per hour",
+                policy.metadata.name,
+                "budgets.tokensPerHour",
+            )
+    return Decision("Allow", MODEL_CALL_ALLOWED, "within limits and budgets")

@@ -1,0 +1,93 @@
+"""Structured JSON logs: one object per line with run, attempt, step, tool and decision.
+
+``configure`` installs the formatter on the root logger; ``bind`` gives a logger adapter that
+stamps the run's identity on every line. Extra keys passed with ``extra={"fields": {...}}``
+become top-level keys, so an audit line reads ``{"msg": "Denied tool call", "tool": ...}``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
+
+__all__ = ["IdentityFilter", "JSONFormatter", "RunLogger", "bind", "configure"]
+
+_RESERVED = {"time", "level", "logger", "msg"}
+
+
+class JSONFormatter(logging.Formatter):
+    """Render a record as one JSON object; exceptions go under ``error``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, Mapping):
+            for key, value in fields.items():
+                if value is not None and key not in _RESERVED:
+                    line[key] = value
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class IdentityFilter(logging.Filter):
+    """Stamps ``identity`` (run, namespace, attempt, pod, epoch) on every line; a line's own
+    fields win. The dict is read at emit time, so keys added later (the epoch) show up."""
+
+    def __init__(self, identity: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.identity = identity
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = getattr(record, "fields", None)
+        merged = dict(self.identity)
+        if isinstance(fields, Mapping):
+            merged.update(fields)
+        record.fields = merged
+        return True
+
+
+def configure(
+    level: str = "INFO",
+    stream: TextIO | None = None,
+    identity: Mapping[str, Any] | None = None,
+) -> None:
+    """Send every log line of the process as JSON to ``stream`` (stdout by default)."""
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(JSONFormatter())
+    if identity is not None:
+        handler.addFilter(IdentityFilter(identity))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Libraries' request-level chatter is not the runner's story.
+    for noisy in ("httpx", "httpx2", "httpcore", "mcp", "urllib3", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class RunLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger that adds the run's identity and per-call fields to every line."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        fields = dict(self.extra or {})
+        fields.update(kwargs.pop("fields", None) or {})
+        kwargs["extra"] = {"fields": fields}
+        return msg, kwargs
+
+
+def bind(name: str, **identity: Any) -> RunLogger:
+    """A ``RunLogger`` over the named logger stamping ``identity`` (run, namespace, attempt)."""
+    return RunLogger(logging.getLogger(name), identity)

@@ -1,0 +1,591 @@
+"""The agent loop: model call → governed tool calls → repeat, resuming from the journal.
+
+Each step re-reads the Run (to notice cancel/suspend), the Agent, its Tools and the Policies,
+so a revoked permission applies to the very next call. Before a model call the limits,
+budgets and allowed models are checked; before a tool call governance decides, an approval
+may pause the run, and this runner proves it still holds the Lease. Every model response,
+decision, tool start and tool result is journaled before the loop moves on; on a retried
+attempt the journal is replayed and nothing recorded is done again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+
+from bosun.api import agent as agent_api
+from bosun.api import approval as approval_api
+from bosun.api import policy as policy_api
+from bosun.api import run as run_api
+from bosun.api import tool as tool_api
+from bosun.runner import (
+    approvals,
+    cel,
+    config,
+    conversation,
+    errors,
+    governance,
+    journal,
+    kubeapi,
+    lease,
+    providers,
+    replay,
+    status,
+    telemetry,
+    tools,
+)
+
+__all__ = ["AgentLoop", "Deps"]
+
+log = logging.getLogger("bosun.runner.loop")
+
+Sleep = Callable[[float], None]
+
+
+@dataclasses.dataclass
+class Deps:
+    """Everything the loop talks to, injected so tests can substitute any of it."""
+
+    settings: config.Settings
+    cluster: kubeapi.Cluster
+    journal: journal.Journal
+    lease: lease.LeaseKeeper
+    reporter: status.Reporter
+    executor: tools.Executor
+    build_provider: Callable[[agent_api.ModelSpec], providers.Provider]
+    sleep: Sleep = time.sleep
+    now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+    clock: Callable[[], float] = time.monotonic
+    stopping: Callable[[], bool] = lambda: False
+    evaluator: cel.Evaluator = dataclasses.field(default_factory=cel.Evaluator)
+    decision_seconds: list[float] = dataclasses.field(default_factory=list)
+
+
+def _strip(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as CEL sees it: without managedFields, which nobody should write rules on."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
+
+
+class AgentLoop:
+    """Runs one attempt of one Run to its end, or raises ``errors.AttemptEnded``."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.state = replay.State()
+        self.started = deps.clock()
+        self.run_obj: dict[str, Any] = {}
+        self.run: run_api.Run | None = None
+        self.agent_obj: dict[str, Any] = {}
+        self.agent: agent_api.Agent | None = None
+        self.provider: providers.Provider | None = None
+
+    # --- reading the world --------------------------------------------------------------------
+
+    def _refresh_run(self) -> run_api.Run:
+        try:
+            self.run_obj = self.deps.cluster.get_run(self.settings.run_name)
+        except kubeapi.NotFound as err:
+            raise errors.Cancelled("RunDeleted", "the Run no longer exists") from err
+        try:
+            self.run = run_api.Run.from_dict(self.run_obj)
+        except pydantic.ValidationError as err:
+            raise errors.PermanentFailure("InvalidRun", str(err)[:500]) from err
+        if self.run.metadata.uid and self.run.metadata.uid != self.settings.run_uid:
+            raise errors.Cancelled("RunReplaced", "the Run was deleted and created again")
+        if self.run.spec.cancel:
+            raise errors.Cancelled("RunCancelled", "spec.cancel is true")
+        if self.run.spec.suspend:
+            raise errors.Cancelled("RunSuspended", "spec.suspend is true")
+        return self.run
+
+    def _refresh_agent(self) -> agent_api.Agent:
+        assert self.run is not None
+        name = self.run.spec.agent_ref.name
+        try:
+            self.agent_obj = self.deps.cluster.get_agent(name)
+        except kubeapi.NotFound as err:
+            raise errors.PermanentFailure("AgentNotFound", f"Agent {name} does not exist") from err
+        try:
+            self.agent = agent_api.Agent.from_dict(self.agent_obj)
+        except pydantic.ValidationError as err:
+            raise errors.PermanentFailure("InvalidAgent", str(err)[:500]) from err
+        return self.agent
+
+    def _policies(self) -> list[policy_api.Policy]:
+        parsed = []
+        for item in self.deps.cluster.list_policies():
+            try:
+                parsed.append(policy_api.Policy.from_dict(item))
+            except pydantic.ValidationError as err:
+                # A Policy we cannot read might deny: fail closed for every call.
+                name = (item.get("metadata") or {}).get("name")
+                raise errors.PermanentFailure(
+                    "InvalidPolicy", f"Policy {name} does not parse: {str(err)[:300]}"
+                ) from err
+        return parsed
+
+    def _tools(self, names: list[str]) -> dict[str, tool_api.Tool]:
+        found: dict[str, tool_api.Tool] = {}
+        for item in self.deps.cluster.list_tools():
+            name = (item.get("metadata") or {}).get("name")
+            if name not in names:
+                continue
+            try:
+                found[name] = tool_api.Tool.from_dict(item)
+            except pydantic.ValidationError:
+                log.warning("Ignored invalid tool", extra={"fields": {"tool": name}})
+        return found
+
+    def _tool(self, name: str) -> tool_api.Tool | None:
+        try:
+            return tool_api.Tool.from_dict(self.deps.cluster.get_tool(name))
+        except kubeapi.NotFound:
+            return None
+        except pydantic.ValidationError:
+            return None
+
+    # --- checks --------------------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Stop here if the pod is stopping, the attempt ran too long, or the lease is gone."""
+        if self.deps.stopping():
+            raise errors.Cancelled("Terminated", "the runner was asked to stop")
+        limits = self.agent.spec.limits if self.agent is not None else None
+        timeout = limits.run_timeout_seconds if limits is not None else None
+        if timeout is not None and self.deps.clock() - self.started > timeout:
+            raise errors.RetryableFailure("AttemptTimedOut", f"the attempt ran over {timeout}s")
+        self.deps.lease.ensure_held()
+
+    def _counters(self) -> governance.Counters:
+        usage = self.state.usage()
+        window = self.state.window(self.deps.now())
+        return governance.Counters(
+            model_calls=usage["modelCalls"],
+            tool_calls=usage["toolCalls"],
+            tokens=usage["totalTokens"],
+            tool_calls_last_hour=window["toolCalls"],
+            tokens_last_hour=window["tokens"],
+        )
+
+    def _log(self, level: int, text: str, /, **fields: Any) -> None:
+        log.log(level, text, extra={"fields": fields})
+
+    # --- reporting -----------------------------------------------------------------------------
+
+    def report(
+        self,
+        output: str | None = None,
+        pending: tuple[status.Pending, ...] = (),
+        reason: str = "NoApprovalPending",
+        message: str = "",
+    ) -> None:
+        self.deps.reporter.status(
+            status.Report(
+                usage=self.state.usage(),
+                steps=self.state.model_calls,
+                output=output,
+                pending=pending,
+                reason=reason,
+                message=message,
+            )
+        )
+
+    def write(self, *entries: journal.Record) -> None:
+        self.state.apply(self.deps.journal.write(*entries))
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def execute(self, records: list[journal.Record]) -> str:
+        """Run the attempt from the journal's ``records`` to the Run's final answer."""
+        self.state = replay.State.build(records)
+        self._refresh_run()
+        agent = self._refresh_agent()
+        if self.state.finished is not None:
+            output = str(self.state.finished.get("output", ""))
+            self.report(output=output)
+            return output
+        self.write(
+            {
+                "type": journal.ATTEMPT_STARTED,
+                "pod": self.settings.pod_name,
+                "replayedRecords": len(records),
+            }
+        )
+        self.provider = self.deps.build_provider(agent.spec.model)
+        self.report()
+        with telemetry.span(
+            f"invoke_agent {agent.metadata.name}",
+            {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent.metadata.name},
+        ):
+            try:
+                return self._loop()
+            finally:
+                self.provider.close()
+
+    def _loop(self) -> str:
+        while True:
+            self.checkpoint()
+            open_calls = self.state.open_calls()
+            if open_calls:
+                for call in open_calls:
+                    self.settle(call)
+                self.report()
+                continue
+            last = self.state.last_turn()
+            if last is not None and last[1].is_final:
+                return self.finish(last[1].text)
+            self.model_step()
+
+    def finish(self, text: str) -> str:
+        output = tools.bounded(text, self.settings.output_max_chars)
+        self.write({"type": journal.RUN_FINISHED, "output": output, "reason": "Answered"})
+        self.report(output=output)
+        self._log(logging.INFO, "Finished run", steps=self.state.model_calls)
+        return output
+
+    def model_step(self) -> None:
+        run = self._refresh_run()
+        agent = self._refresh_agent()
+        provider = self.provider
+        assert provider is not None
+        step = self.state.model_calls + 1
+        policies, counters = self._policies(), self._counters()
+        started = time.perf_counter()
+        decision = governance.decide_model_call(
+            agent=agent,
+            policies=policies,
+            model=provider.model or provider.provider,
+            counters=counters,
+        )
+        self.deps.decision_seconds.append(time.perf_counter() - started)
+        if decision.denied:
+            self.audit(step, None, decision, replay.DENIED)
+            raise errors.PermanentFailure(decision.reason, decision.message)
+        listed = self._tools(list(agent.spec.tools))
+        request = conversation.ModelRequest(
+            system=agent.spec.instructions or "",
+            messages=self.state.messages(run.spec.input),
+            tools=[tools.definition(listed[name]) for name in agent.spec.tools if name in listed],
+            call_index=self.state.model_calls,
+        )
+        began = time.perf_counter()
+        with telemetry.span(
+            f"chat {provider.model}",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": provider.provider,
+                "gen_ai.request.model": provider.model,
+            },
+        ) as span:
+            turn = provider.complete(request)
+            span.set_attribute("gen_ai.usage.input_tokens", turn.usage.input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", turn.usage.output_tokens)
+        elapsed_ms = round((time.perf_counter() - began) * 1000, 1)
+        self.checkpoint()
+        self.write(
+            {
+                "type": journal.MODEL_RESPONSE,
+                "step": step,
+                "turn": turn.to_json(),
+                "durationMs": elapsed_ms,
+            }
+        )
+        self._log(
+            logging.INFO,
+            "Received model response",
+            step=step,
+            model=turn.model,
+            toolCalls=[c.name for c in turn.tool_calls],
+            inputTokens=turn.usage.input_tokens,
+            outputTokens=turn.usage.output_tokens,
+            durationMs=elapsed_ms,
+        )
+        self.report()
+
+    # --- tool calls ----------------------------------------------------------------------------
+
+    def idempotency_key(self, call: replay.CallState) -> str:
+        seed = f"{self.settings.run_uid}/{call.step}/{call.call.id}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+    def audit(
+        self,
+        step: int,
+        call: replay.CallState | None,
+        decision: governance.Decision,
+        outcome: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        also: tuple[journal.Record, ...] = (),
+    ) -> None:
+        """Journal and log one governance decision, then write ``also`` in the same write."""
+        record: journal.Record = {
+            "type": journal.DECISION,
+            "step": step,
+            "kind": "tool" if call is not None else "model",
+            "outcome": outcome,
+            "action": decision.action,
+            "reason": decision.reason,
+            "message": decision.message,
+            "policy": decision.policy,
+            "rule": decision.rule,
+        }
+        if call is not None:
+            record.update(
+                callId=call.call.id,
+                tool=call.call.name,
+                callHash=approvals.call_hash(call.call.name, call.call.args),
+            )
+        if self.deps.decision_seconds:
+            record["decisionMicros"] = round(self.deps.decision_seconds[-1] * 1e6)
+        record.update(extra or {})
+        self.write(record, *also)
+        fields = {k: v for k, v in record.items() if k != "type"}
+        fields["decision"] = fields.pop("outcome")
+        level = logging.WARNING if outcome in replay.DENIALS else logging.INFO
+        self._log(level, "Decided call", **fields)
+
+    def decide(self, call: replay.CallState) -> tuple[governance.Decision, tool_api.Tool | None]:
+        """Governance on fresh objects: the Run, the Agent, the Tool and every Policy."""
+        self._refresh_run()
+        agent = self._refresh_agent()
+        tool = self._tool(call.call.name) if call.call.name in agent.spec.tools else None
+        args_error = call.call.args_error
+        if tool is not None and args_error is None:
+            args_error = tools.validate_args(tool.spec.input_schema, call.call.args)
+        policies, counters = self._policies(), self._counters()
+        context = {"agent": _strip(self.agent_obj), "run": _strip(self.run_obj)}
+        started = time.perf_counter()
+        decision = governance.decide_tool_call(
+            agent=agent,
+            policies=policies,
+            tool_name=call.call.name,
+            tool=tool,
+            args=call.call.args,
+            args_error=args_error,
+            counters=counters,
+            context=context,
+            evaluator=self.deps.evaluator,
+        )
+        self.deps.decision_seconds.append(time.perf_counter() - started)
+        return decision, tool
+
+    def deny(self, call: replay.CallState, decision: governance.Decision) -> None:
+        self.audit(call.step, call, decision, replay.DENIED)
+        self.deps.reporter.event(
+            "ToolDenied",
+            f"Denied call of tool {call.call.name} at step {call.step}: {decision.reason}"
+            f" (policy {decision.policy or '-'}, rule {decision.rule or '-'})",
+            warning=True,
+        )
+
+    def settle(self, call: replay.CallState) -> None:
+        self.checkpoint()
+        if call.unknown:
+            self.resend(call)
+            return
+        decision, tool = self.decide(call)
+        if decision.denied:
+            self.deny(call, decision)
+            return
+        outcome, extra = replay.ALLOWED, None
+        if decision.action == "RequireApproval":
+            extra = self.await_approval(call, decision)
+            if extra is None:
+                return
+            # The wait may have been long: a permission revoked meanwhile still applies.
+            again, tool = self.decide(call)
+            if again.denied:
+                self.deny(call, again)
+                return
+            outcome = replay.APPROVAL_GRANTED
+        assert tool is not None
+        key = self.idempotency_key(call)
+        self.checkpoint()
+        self.audit(
+            call.step,
+            call,
+            decision,
+            outcome,
+            extra=extra,
+            also=(
+                {
+                    "type": journal.TOOL_STARTED,
+                    "step": call.step,
+                    "callId": call.call.id,
+                    "tool": call.call.name,
+                    "idempotencyKey": key,
+                },
+            ),
+        )
+        self.run_tool(call, tool, key)
+
+    def run_tool(self, call: replay.CallState, tool: tool_api.Tool, key: str) -> None:
+        began = time.perf_counter()
+        with telemetry.span(
+            f"execute_tool {call.call.name}",
+            {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.call.name},
+        ):
+            result = self.deps.executor.call(tool, call.call.args, key)
+        elapsed_ms = round((time.perf_counter() - began) * 1000, 1)
+        self.checkpoint()
+        self.write(
+            {
+                "type": journal.TOOL_RESULT,
+                "step": call.step,
+                "callId": call.call.id,
+                "tool": call.call.name,
+                "content": result.content,
+                "isError": result.is_error,
+                "status": result.status,
+                "durationMs": elapsed_ms,
+            }
+        )
+        self._log(
+            logging.INFO,
+            "Called tool",
+            step=call.step,
+            tool=call.call.name,
+            callId=call.call.id,
+            isError=result.is_error,
+            durationMs=elapsed_ms,
+        )
+
+    def resend(self, call: replay.CallState) -> None:
+        """A call whose outcome is unknown: re-send it only when its Tool is idempotent."""
+        tool = self._tool(call.call.name)
+        started = call.started or {}
+        key = str(started.get("idempotencyKey") or self.idempotency_key(call))
+        decision = governance.Decision(
+            "Allow", "OutcomeUnknown", "the previous attempt ended during this call"
+        )
+        if tool is None or not tool.spec.idempotent:
+            self.audit(call.step, call, decision, replay.OUTCOME_UNKNOWN)
+            self.deps.reporter.event(
+                "NeedsHuman",
+                f"Call of tool {call.call.name} at step {call.step} may or may not have taken "
+                "effect and the Tool is not idempotent; a human must decide",
+                warning=True,
+            )
+            raise errors.NeedsHuman(
+                "OutcomeUnknown",
+                f"call {call.call.id} of tool {call.call.name} at step {call.step}",
+            )
+        self.audit(call.step, call, decision, replay.RESENT, extra={"idempotencyKey": key})
+        self.run_tool(call, tool, key)
+
+    # --- approvals -----------------------------------------------------------------------------
+
+    def await_approval(
+        self, call: replay.CallState, decision: governance.Decision
+    ) -> dict[str, Any] | None:
+        """Pause until a human decides; who approved it, or None when it was not approved."""
+        hash_ = approvals.call_hash(call.call.name, call.call.args)
+        previous = call.approval_requested
+        if previous is not None:
+            requested = datetime.datetime.fromisoformat(str(previous["requestedTime"]))
+            expires = datetime.datetime.fromisoformat(str(previous["expiryTime"]))
+        else:
+            requested = self.deps.now()
+            timeout = decision.approval_timeout_seconds or approvals.DEFAULT_TIMEOUT_SECONDS
+            expires = requested + datetime.timedelta(seconds=timeout)
+            self.audit(
+                call.step,
+                call,
+                decision,
+                replay.APPROVAL_REQUESTED,
+                extra={"requestedTime": requested.isoformat(), "expiryTime": expires.isoformat()},
+            )
+        pending = status.Pending(
+            hash_,
+            call.call.name,
+            call.call.args,
+            decision.policy,
+            decision.rule,
+            requested,
+            expires,
+        )
+        self.report(
+            pending=(pending,),
+            reason="ApprovalRequested",
+            message=f"tool {call.call.name} needs approval: bosun approve "
+            f"{self.settings.run_name} {hash_[:12]}",
+        )
+        if previous is None:
+            self.deps.reporter.event(
+                "ApprovalRequested",
+                f"Call of tool {call.call.name} at step {call.step} waits for approval: "
+                f"callHash {hash_} (policy {decision.policy or '-'}, rule {decision.rule or '-'})",
+            )
+
+        def ignored(other: approval_api.Approval) -> None:
+            self.audit(
+                call.step,
+                call,
+                decision,
+                replay.APPROVAL_IGNORED,
+                extra={
+                    "approval": other.metadata.name,
+                    "approvalCallHash": other.spec.call_hash,
+                    "message": "the Approval's callHash does not match this call",
+                },
+            )
+
+        def check() -> None:
+            self.checkpoint()
+            self._refresh_run()
+
+        waiter = approvals.Waiter(
+            self.deps.cluster,
+            self.settings.run_name,
+            poll_seconds=self.settings.approval_poll_seconds,
+            check=check,
+            on_ignored=ignored,
+            sleep=self.deps.sleep,
+            now=self.deps.now,
+        )
+        verdict, found = waiter.wait(hash_, expires)
+        who = {
+            "approval": found.metadata.name if found else None,
+            "approvedBy": found.spec.approved_by if found else None,
+            "approvalReason": found.spec.reason if found else None,
+        }
+        if verdict == "Approved":
+            self.report(reason="ApprovalGranted", message=f"approved by {who['approvedBy']}")
+            self.deps.reporter.event(
+                "ApprovalGranted",
+                f"Call of tool {call.call.name} at step {call.step} was approved by "
+                f"{who['approvedBy']}",
+            )
+            return who
+        outcome = replay.APPROVAL_DENIED if verdict == "Denied" else replay.APPROVAL_EXPIRED
+        message = (
+            f"denied by {who['approvedBy']}: {who['approvalReason'] or ''}"
+            if verdict == "Denied"
+            else "nobody decided before the approval timed out"
+        )
+        self.audit(
+            call.step,
+            call,
+            dataclasses.replace(
+                decision, action="Deny", reason=f"Approval{verdict}", message=message
+            ),
+            outcome,
+            extra=who,
+        )
+        self.report(reason=f"Approval{verdict}", message=message)
+        self.deps.reporter.event(
+            f"Approval{verdict}",
+            f"Call of tool {call.call.name} at step {call.step}: {message}",
+            warning=True,
+        )
+        return None

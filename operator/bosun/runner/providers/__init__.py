@@ -1,0 +1,17 @@
+"""Model providers: OpenAI-compatible chat completions, Anthropic Messages, and scripted.
+
+``build`` picks one from an Agent's ``spec.model``; every provider turns a provider-neutral
+``ModelRequest`` into an ``AssistantTurn`` with the usage the provider reported.
+"""
+
+from __future__ import annotations
+
+from bosun.runner.providers.base import (
+    ModelRejected,
+    ModelUnavailable,
+    Provider,
+    RetryPolicy,
+    build,
+)
+
+__all__ = ["ModelRejected", "ModelUnavailable", "Provider", "RetryPolicy", "build"]

@@ -1,0 +1,143 @@
+"""What every provider shares: the ``Provider`` protocol, the choice of provider, and the
+retrying JSON POST that remote providers use.
+
+Model calls retry 429, 408, 409 and 5xx responses, timeouts and transport errors with full
+jitter, waiting at least what ``Retry-After`` asks. Other 4xx responses are the request's fault
+and fail at once. Classification is by status code and exception class only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import httpx
+
+from bosun.api import agent as agent_api
+from bosun.runner import backoff, conversation, errors, httpclients
+
+__all__ = [
+    "ModelRejected",
+    "ModelUnavailable",
+    "Provider",
+    "RetryPolicy",
+    "build",
+    "post_json",
+]
+
+log = logging.getLogger("bosun.runner.model")
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+DEFAULT_TIMEOUT_SECONDS = 120.0
+
+
+class ModelRejected(errors.PermanentFailure):
+    """The model endpoint refused the request itself (a 4xx other than rate limiting)."""
+
+
+class ModelUnavailable(errors.RetryableFailure):
+    """The model endpoint kept failing (429/5xx/timeouts) through every retry."""
+
+
+class Provider(Protocol):
+    """A language model behind some API."""
+
+    provider: str
+    model: str
+
+    def complete(self, request: conversation.ModelRequest) -> conversation.AssistantTurn: ...
+
+    def close(self) -> None: ...
+
+
+Sleep = Callable[[float], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How a remote provider retries within one attempt."""
+
+    max_retries: int = 8
+    backoff: backoff.Backoff = dataclasses.field(default_factory=backoff.Backoff)
+    max_retry_after_seconds: float = 300.0
+    sleep: Sleep = time.sleep
+    uniform: Callable[[float, float], float] = random.uniform
+
+
+def post_json(
+    client: httpx.Client,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    policy: RetryPolicy,
+) -> dict[str, Any]:
+    """POST ``body`` and return the JSON response, retrying what is worth retrying."""
+    retry = 0
+    while True:
+        retry_after: float | None = None
+        try:
+            response = client.post(url, json=body, headers=headers)
+        except httpx.TimeoutException as err:
+            reason, detail = "ModelTimeout", type(err).__name__
+        except httpx.TransportError as err:
+            reason, detail = "ModelUnreachable", type(err).__name__
+        else:
+            status = response.status_code
+            if 200 <= status < 300:
+                try:
+                    data = response.json()
+                except json.JSONDecodeError:
+                    reason, detail = "ModelBadResponse", "response is not JSON"
+                else:
+                    if isinstance(data, dict):
+                        return data
+                    reason, detail = "ModelBadResponse", "response is not a JSON object"
+            elif status in RETRYABLE_STATUS or status >= 500:
+                reason, detail = "ModelRateLimited" if status == 429 else "ModelError", str(status)
+                retry_after = backoff.retry_after_seconds(response.headers)
+            else:
+                raise ModelRejected(
+                    "ModelRequestRejected", f"{url} answered {status}: {response.text[:500]}"
+                )
+        if retry >= policy.max_retries:
+            raise ModelUnavailable(reason, f"{url}: {detail} after {retry + 1} tries")
+        if retry_after is not None and retry_after > policy.max_retry_after_seconds:
+            raise ModelUnavailable(reason, f"{url} asked to retry after {retry_after:.0f}s")
+        delay = policy.backoff.delay(retry, retry_after, policy.uniform)
+        log.warning(
+            "Retrying model call",
+            extra={
+                "fields": {
+                    "reason": reason,
+                    "detail": detail,
+                    "retry": retry + 1,
+                    "delaySeconds": round(delay, 3),
+                    "retryAfterSeconds": retry_after,
+                }
+            },
+        )
+        policy.sleep(delay)
+        retry += 1
+
+
+def build(
+    spec: agent_api.ModelSpec,
+    api_key: str,
+    policy: RetryPolicy,
+    transport: httpx.BaseTransport | None = None,
+) -> Provider:
+    """The provider an Agent's ``spec.model`` names."""
+    from bosun.runner.providers import anthropic, openai, scripted
+
+    if spec.provider == "scripted":
+        return scripted.ScriptedProvider(spec)
+    timeout = float(spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
+    client = httpclients.sync_client(timeout, transport=transport)
+    if spec.provider == "openai":
+        return openai.OpenAIProvider(spec, api_key, client, policy)
+    return anthropic.AnthropicProvider(spec, api_key, client, policy)

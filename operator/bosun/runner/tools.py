@@ -1,0 +1,213 @@
+"""Calling tools: argument validation, the model's view of a Tool, and transport dispatch.
+
+``validate_args`` checks arguments against a Tool's ``inputSchema`` before anything is sent
+(invalid arguments go back to the model as a tool error). ``Executor.call`` resolves headers
+from Secret-backed environment variables, sends the call over HTTP (``tool_http``) or MCP
+(``tool_mcp``), retries what is safe to retry, and bounds the result the model will read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import jsonschema
+
+from bosun import contract
+from bosun.api import tool as tool_api
+from bosun.runner import backoff, conversation, httpclients
+
+__all__ = [
+    "Attempted",
+    "Executor",
+    "ToolResult",
+    "bounded",
+    "definition",
+    "resolve_headers",
+    "validate_args",
+]
+
+log = logging.getLogger("bosun.runner.tools")
+
+ANY_OBJECT: dict[str, Any] = {"type": "object"}
+DEFAULT_ATTEMPTS = 3
+DEFAULT_BACKOFF = backoff.Backoff(base_seconds=0.5, multiplier=2.0, cap_seconds=10.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolResult:
+    """What a call produced: ``content`` for the model, ``is_error`` when it failed."""
+
+    content: str
+    is_error: bool = False
+    status: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempted:
+    """How one send went: a result, or a failure that is ``retryable`` and whose request may
+    or may not have reached the server (``maybe_sent``)."""
+
+    result: ToolResult | None = None
+    failure: str | None = None
+    retryable: bool = False
+    maybe_sent: bool = True
+    retry_after: float | None = None
+
+
+def definition(tool: tool_api.Tool) -> conversation.ToolDefinition:
+    return conversation.ToolDefinition(
+        name=tool.metadata.name or "",
+        description=tool.spec.description,
+        input_schema=tool.spec.input_schema or ANY_OBJECT,
+    )
+
+
+def validate_args(schema: dict[str, Any] | None, args: dict[str, Any]) -> str | None:
+    """None when ``args`` satisfy ``schema``; otherwise a message for the model."""
+    try:
+        validator_class = jsonschema.validators.validator_for(schema or ANY_OBJECT)
+        validator_class.check_schema(schema or ANY_OBJECT)
+        problems = sorted(
+            validator_class(schema or ANY_OBJECT).iter_errors(args), key=lambda e: list(e.path)
+        )
+    except jsonschema.SchemaError as err:
+        return f"the tool's inputSchema is invalid: {err.message}"
+    if not problems:
+        return None
+    parts = []
+    for problem in problems[:5]:
+        where = "/".join(str(p) for p in problem.absolute_path) or "(root)"
+        parts.append(f"{where}: {problem.message}")
+    return "invalid arguments: " + "; ".join(parts)
+
+
+def bounded(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[truncated {len(text) - limit} characters]"
+
+
+def resolve_headers(
+    headers: list[tool_api.Header], env: Mapping[str, str]
+) -> tuple[dict[str, str], str | None]:
+    """Header values, literal or from injected Secrets; an error names a missing Secret."""
+    resolved: dict[str, str] = {}
+    for header in headers:
+        if header.value is not None:
+            resolved[header.name] = header.value
+            continue
+        assert header.value_from is not None
+        ref = header.value_from.secret_key_ref
+        variable = contract.secret_env_name(ref.name, ref.key)
+        if variable not in env:
+            return {}, f"header {header.name}: Secret {ref.name}/{ref.key} was not injected"
+        resolved[header.name] = env[variable]
+    return resolved, None
+
+
+Send = Callable[[tool_api.Tool, dict[str, Any], dict[str, str]], Attempted]
+
+
+class Executor:
+    """Sends tool calls; one instance per attempt."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        max_result_chars: int,
+        sleep: Callable[[float], None] = time.sleep,
+        http_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.env = env
+        self.max_result_chars = max_result_chars
+        self.sleep = sleep
+        # One connection pool for every HTTP tool; each call sets its own timeout.
+        self.http = httpclients.sync_client(30.0, transport=http_transport)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _send(self, tool: tool_api.Tool) -> Send:
+        if tool.spec.http is not None:
+            from bosun.runner import tool_http
+
+            return lambda t, a, h: tool_http.send(self.http, t, a, h)
+        # The MCP SDK is heavy to import; only runs with an MCP tool pay for it.
+        from bosun.runner import tool_mcp
+
+        return tool_mcp.send
+
+    def call(self, tool: tool_api.Tool, args: dict[str, Any], idempotency_key: str) -> ToolResult:
+        transport = tool.spec.http or tool.spec.mcp
+        assert transport is not None
+        headers, problem = resolve_headers(transport.headers, self.env)
+        if problem is not None:
+            return ToolResult(problem, is_error=True)
+        if tool.spec.idempotent:
+            headers["Idempotency-Key"] = idempotency_key
+        attempts, pacing = _retry_settings(tool)
+        send = self._send(tool)
+        tries = 0
+        while True:
+            tries += 1
+            outcome = send(tool, args, headers)
+            if outcome.result is not None:
+                result = outcome.result
+                return dataclasses.replace(
+                    result, content=bounded(result.content, self.max_result_chars)
+                )
+            # Resending is safe when the request never left, or when the Tool is idempotent.
+            safe = outcome.retryable and (tool.spec.idempotent or not outcome.maybe_sent)
+            if not safe or tries >= attempts:
+                unknown = outcome.maybe_sent and not tool.spec.idempotent
+                suffix = " (the call may or may not have taken effect)" if unknown else ""
+                return ToolResult(f"tool call failed: {outcome.failure}{suffix}", is_error=True)
+            delay = pacing.delay(tries - 1, outcome.retry_after, random.uniform)
+            log.warning(
+                "Retrying tool call",
+                extra={
+                    "fields": {
+                        "tool": tool.metadata.name,
+                        "failure": outcome.failure,
+                        "retry": tries,
+                        "delaySeconds": round(delay, 3),
+                    }
+                },
+            )
+            self.sleep(delay)
+
+
+def _retry_settings(tool: tool_api.Tool) -> tuple[int, backoff.Backoff]:
+    spec = tool.spec.retry
+    if spec is None:
+        return DEFAULT_ATTEMPTS, DEFAULT_BACKOFF
+    return (
+        spec.max_attempts or DEFAULT_ATTEMPTS,
+        backoff.Backoff(
+            base_seconds=float(
+                spec.initial_backoff_seconds
+                if spec.initial_backoff_seconds is not None
+                else DEFAULT_BACKOFF.base_seconds
+            ),
+            multiplier=spec.backoff_multiplier or DEFAULT_BACKOFF.multiplier,
+            cap_seconds=float(
+                spec.max_backoff_seconds
+                if spec.max_backoff_seconds is not None
+                else DEFAULT_BACKOFF.cap_seconds
+            ),
+        ),
+    )
+
+
+def render_content(value: Any) -> str:
+    """A tool's JSON result as compact text for the model."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
