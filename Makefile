@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts unit crds provision clean-dev
+.PHONY: demo test lint typecheck contracts unit crds provision clean-dev soak bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ provision: $(STAMP)
 	$(BIN)/bosun dev provision --all
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests e2e bench
+	$(BIN)/ruff format --check operator tests e2e bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -31,6 +31,13 @@ test: lint typecheck contracts provision
 
 unit: $(STAMP)
 	$(BIN)/pytest -m "not cluster"
+
+# The e2e fault scenarios at full size (make test runs them reduced).
+soak: $(STAMP) provision
+	BOSUN_SOAK=1 $(BIN)/pytest e2e -s -m e2e
+
+bench: $(STAMP) provision
+	$(BIN)/python bench/operator_bench.py --runs 200 --rate 20 --runner noop
 
 crds: $(STAMP)
 	$(BIN)/python -m bosun.api.crdgen --write crds/
