@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pathlib
 import sys
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
+from kubernetes.client import exceptions as kube_exceptions
 
 from bosun import kube, ops
 from bosun.dev import cluster, daemon, demo, provision
@@ -211,6 +212,87 @@ def redrive_command(run_name: str, namespace: str | None, kubeconfig: str | None
     except ops.OpsError as err:
         _fail(str(err))
     click.echo(f"run.bosun.dev/{run_name} redrive requested ({token})")
+
+
+def _decide(
+    decision: Literal["Approved", "Denied"],
+    run_name: str,
+    call: str,
+    reason: str | None,
+    ns: str | None,
+    cfg: str | None,
+) -> None:
+    from bosun.runner import approvals, kubeapi
+
+    rest = _rest(cfg)
+    namespace = ops.current_namespace(ns)
+    try:
+        ops.get_run(rest, namespace, run_name)
+        cluster = kubeapi.Cluster(namespace, rest.api)
+        created = approvals.create_approval(cluster, run_name, call, decision, reason=reason)
+    except (ops.OpsError, ValueError) as err:
+        _fail(str(err))
+    except kube_exceptions.ApiException as err:
+        _fail(f"the API server refused the Approval: {err.status} {err.reason}")
+    spec = created.get("spec") or {}
+    click.echo(
+        f"approval.bosun.dev/{created['metadata']['name']} created: {decision} call "
+        f"{spec.get('callHash', '')[:12]} of Run {run_name} by {spec.get('approvedBy')}"
+    )
+
+
+_REASON = click.option("--reason", default=None, help="Why, recorded on the Approval.")
+
+
+@app.command("approve")
+@click.argument("run_name", metavar="RUN")
+@click.argument("call", metavar="CALL")
+@_REASON
+@_NAMESPACE
+@_KUBECONFIG
+def approve_command(
+    run_name: str, call: str, reason: str | None, namespace: str | None, kubeconfig: str | None
+) -> None:
+    """Approve the paused tool call CALL (its hash, or a unique prefix) of Run RUN."""
+    _decide("Approved", run_name, call, reason, namespace, kubeconfig)
+
+
+@app.command("deny")
+@click.argument("run_name", metavar="RUN")
+@click.argument("call", metavar="CALL")
+@_REASON
+@_NAMESPACE
+@_KUBECONFIG
+def deny_command(
+    run_name: str, call: str, reason: str | None, namespace: str | None, kubeconfig: str | None
+) -> None:
+    """Deny the paused tool call CALL (its hash, or a unique prefix) of Run RUN."""
+    _decide("Denied", run_name, call, reason, namespace, kubeconfig)
+
+
+@app.command("trace")
+@click.argument("run_name", metavar="RUN")
+@_NAMESPACE
+@_KUBECONFIG
+def trace_command(run_name: str, namespace: str | None, kubeconfig: str | None) -> None:
+    """Print a Run's decision path from its journal: model calls, tool calls, decisions."""
+    from bosun.runner import kubeapi, runtrace
+
+    rest = _rest(kubeconfig)
+    ns = ops.current_namespace(namespace)
+    try:
+        run = ops.get_run(rest, ns, run_name)
+    except ops.OpsError as err:
+        _fail(str(err))
+    cluster = kubeapi.Cluster(ns, rest.api)
+    click.echo(runtrace.render(runtrace.records(cluster, run_name), run_name))
+    status = run.get("status") or {}
+    usage = status.get("usage") or {}
+    click.echo(
+        f"phase={status.get('phase')} attempts={len(status.get('attempts') or [])} "
+        f"tokens={usage.get('totalTokens', 0)} toolCalls={usage.get('toolCalls', 0)} "
+        f"denied={usage.get('deniedCalls', 0)}"
+    )
 
 
 @app.command("crds")

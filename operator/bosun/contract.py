@@ -9,7 +9,7 @@ Who writes what on a Run's status (server-side apply, one field manager each):
   and Ready-like ones; ``phase``, ``attempts``, ``nextRetryTime``, ``lease``, ``startTime``,
   ``completionTime``, ``observedGeneration``, ``duplicateOf``;
 - the runner (``bosun-runner``): the AwaitingApproval condition, ``usage``, ``output``,
-  ``steps``, ``pendingApproval``.
+  ``steps``, ``pendingApprovals``.
 
 How a runner ends (its process exit code, read by the operator from the pod's status):
 ``ExitCode`` below; any other code, or a killed process, is a pod failure and retryable.

@@ -154,9 +154,76 @@ def _pid_gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def down(folder: pathlib.Path = DEFAULT_DIR, timeout: float = 40.0, log: Log = print) -> bool:
-    """Stop the control plane in ``folder``; return False when none was running."""
+OPERATOR_FILE = "operator.json"
+
+
+def _operator_pid(folder: pathlib.Path) -> int | None:
+    try:
+        pid = int(json.loads((folder / OPERATOR_FILE).read_text())["pid"])
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, KeyError):
+        return None
+    return pid if b"operator" in cmdline and b"bosun" in cmdline else None
+
+
+def operator_health(folder: pathlib.Path) -> str | None:
+    """The health URL of the background operator of ``folder``, or None when none runs."""
+    if _operator_pid(folder) is None:
+        return None
+    return str(json.loads((folder / OPERATOR_FILE).read_text())["health"])
+
+
+def start_operator(folder: pathlib.Path, state: State, log: Log = print) -> str:
+    """Run ``bosun operator`` in the background against this control plane (once).
+
+    Returns its health URL; ``down`` stops it with the control plane.
+    """
     folder = folder.resolve()
+    running = operator_health(folder)
+    if running is not None:
+        log("Operator already running")
+        return running
+    metrics_port, health_port = cluster.free_port(), cluster.free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(state.kubeconfig),
+        "BOSUN_METRICS_PORT": str(metrics_port),
+        "BOSUN_HEALTH_PORT": str(health_port),
+        "BOSUN_LEADER_NAMESPACE": "default",
+    }
+    with (folder / "logs" / "operator.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bosun", "operator"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    health = f"http://127.0.0.1:{health_port}"
+    info = {"pid": proc.pid, "health": health, "metrics": f"http://127.0.0.1:{metrics_port}"}
+    (folder / OPERATOR_FILE).write_text(json.dumps(info))
+    log(f"Started the operator (pid {proc.pid}); log: {folder / 'logs' / 'operator.log'}")
+    return health
+
+
+def _stop_operator(folder: pathlib.Path) -> None:
+    pid = _operator_pid(folder)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while not _pid_gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    (folder / OPERATOR_FILE).unlink(missing_ok=True)
+
+
+def down(folder: pathlib.Path = DEFAULT_DIR, timeout: float = 40.0, log: Log = print) -> bool:
+    """Stop the control plane in ``folder`` (and its operator); False when none was running."""
+    folder = folder.resolve()
+    _stop_operator(folder)
     state = read_state(folder)
     if state is None:
         log(f"No control plane running in {folder}")

@@ -1,90 +1,126 @@
 """``bosun demo``: what a newcomer runs first, on a bare machine.
 
-Brings up the local control plane (building it on first use), installs the CRDs and applies the
-examples. The operator and runner are not built yet, so the demo stops after showing the applied
-resources and one Job run end to end through the real Job controller and the node emulator.
+Brings up the local control plane (building it on first use), installs the CRDs, starts the
+operator in the background, applies the scripted demo agent with its Tool and Policy, runs it
+once to completion through the real runner in an emulated Job pod, and prints the Run's trace.
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
 import subprocess
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Callable
+from typing import Any
 
+import yaml
+
+from bosun import kube, ops
+from bosun.api import crdgen
 from bosun.dev import daemon, provision
 
 Log = Callable[[str], None]
+NAMESPACE = "default"
 
-_HELLO_JOB = {
-    "apiVersion": "batch/v1",
-    "kind": "Job",
-    "metadata": {"name": "bosun-demo-hello", "namespace": "default"},
-    "spec": {
-        "backoffLimit": 0,
-        "ttlSecondsAfterFinished": 300,
-        "template": {
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "hello",
-                        "image": "busybox",
-                        "command": ["sh", "-c", "echo hello from $(POD_NAME)"],
-                        "env": [
-                            {
-                                "name": "POD_NAME",
-                                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
-                            }
-                        ],
-                    }
-                ],
-            }
-        },
-    },
-}
+
+def _kubectl(
+    kubectl: pathlib.Path, kubeconfig: pathlib.Path, *args: str, stdin: str | None = None
+) -> str:
+    proc = subprocess.run(
+        [str(kubectl), f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
+    return proc.stdout
+
+
+def _wait_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the operator was not ready within {timeout:.0f}s")
+
+
+def _describe(run: dict[str, Any]) -> str:
+    status = run.get("status") or {}
+    attempts = status.get("attempts") or []
+    usage = status.get("usage") or {}
+    text = f"phase={status.get('phase') or 'New'}"
+    if attempts:
+        text += f" attempt={attempts[-1]['number']}"
+    if usage:
+        text += f" tokens={usage.get('totalTokens', 0)} denied={usage.get('deniedCalls', 0)}"
+    return text
 
 
 def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
     """Run the demo; return the process exit code."""
+    started = time.monotonic()
     state = daemon.up(folder, log=log)
     kubectl = provision.ensure(["kubectl"], log=log)["kubectl"]
+    log(_kubectl(kubectl, state.kubeconfig, "get", "nodes"))
+    _kubectl(
+        kubectl,
+        state.kubeconfig,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=crdgen.render_stream(),
+    )
+    names = [f"crd/{crdgen.crd_name(info)}" for info in crdgen.KINDS]
+    _kubectl(kubectl, state.kubeconfig, "wait", "--for=condition=Established", *names)
+    log("Installed the Bosun CRDs")
+    health = daemon.start_operator(folder, state, log=log)
+    _wait_ready(health)
+    log("The operator is ready")
+    demo = root / "examples" / "demo"
+    manifests = sorted(demo.glob("*.yaml"))
+    if not manifests:
+        raise RuntimeError(f"no demo manifests in {demo}; run the demo from the repository root")
+    run_manifest: dict[str, Any] | None = None
+    for path in manifests:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if any(d.get("kind") == "Run" for d in docs):
+            run_manifest = next(d for d in docs if d.get("kind") == "Run")
+            continue
+        log(_kubectl(kubectl, state.kubeconfig, "apply", "-n", NAMESPACE, "-f", str(path)).strip())
+    if run_manifest is None:
+        raise RuntimeError(f"no Run among the demo manifests in {demo}")
+    rest = kube.Rest(kube.api_client(state.kubeconfig))
+    spec = run_manifest["spec"]
+    name = f"{run_manifest['metadata']['name']}-{uuid.uuid4().hex[:5]}"
+    ops.create_run(rest, NAMESPACE, spec["agentRef"]["name"], spec["input"], name=name)
+    log(f"Created Run {name}: {spec['input']}")
+    final: dict[str, Any] = {}
+    for final in ops.follow(rest, NAMESPACE, name, timeout=300):
+        log(f"  {name}: {_describe(final)}")
+    status = final.get("status") or {}
+    log("")
+    log(f"Output: {status.get('output', '')}")
+    log("")
+    log(f"$ bosun trace {name}")
+    from bosun.runner import kubeapi, runtrace
 
-    def k(*args: str, stdin: str | None = None) -> str:
-        proc = subprocess.run(
-            [str(kubectl), f"--kubeconfig={state.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
-        return proc.stdout
-
-    log(k("get", "nodes", "-o", "wide"))
-    crds = root / "crds"
-    if any(crds.glob("*.yaml")):
-        log(k("apply", "--server-side", "-f", str(crds)))
-        k("wait", "--for=condition=established", "-f", str(crds))
-    examples = root / "examples"
-    if any(examples.glob("*.yaml")):
-        log(k("apply", "--server-side", "-f", str(examples)))
-        log(k("get", "bosun", "-A"))
-    k("delete", "job", "bosun-demo-hello", "--ignore-not-found", "--wait=true")
-    k("apply", "-f", "-", stdin=json.dumps(_HELLO_JOB))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status = json.loads(k("get", "job", "bosun-demo-hello", "-o", "json"))["status"]
-        if status.get("succeeded"):
-            log("Job bosun-demo-hello succeeded through the Job controller and node emulator")
-            log(k("get", "pods", "-l", "job-name=bosun-demo-hello", "-o", "wide"))
-            log(f"Next: export KUBECONFIG={state.kubeconfig}; 'bosun dev down' stops everything.")
-            return 0
-        if status.get("failed"):
-            log("Job bosun-demo-hello failed; see " + str(state.logs))
-            return 1
-        time.sleep(0.5)
-    log("Job bosun-demo-hello did not finish in 120s; see " + str(state.logs))
-    return 1
+    cluster = kubeapi.Cluster(NAMESPACE, rest.api)
+    log(runtrace.render(runtrace.records(cluster, name), name))
+    log("")
+    log(f"Demo finished in {time.monotonic() - started:.0f}s. Try:")
+    log(f"  export KUBECONFIG={state.kubeconfig}")
+    log("  kubectl get bosun; bosun run demo --input 'Hello' --wait; bosun trace <run>")
+    log("  bosun dev down   # stops the control plane and the operator")
+    return 0 if status.get("phase") == "Succeeded" else 1

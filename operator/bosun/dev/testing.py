@@ -5,8 +5,8 @@ Load it with ``-p bosun.dev.testing`` (Bosun's pyproject does, in addopts). It p
 as ``bosun dev up`` and stopped even when tests fail), ``namespace`` (a fresh namespace per
 test), ``bosun_crds`` and ``operator`` (an operator process with a stand-in runner). When a
 test that used a namespace fails, its report gains a section with the namespace's objects,
-Events and the logs of its pods, of the operator and of the node emulator. ``BOSUN_TEST_KUBECONFIG`` points the fixtures at an
-existing cluster instead of starting one.
+Events and the logs of its pods, of the operator and of the node emulator.
+``BOSUN_TEST_KUBECONFIG`` points the fixtures at an existing cluster instead of starting one.
 """
 
 from __future__ import annotations

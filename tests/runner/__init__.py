@@ -1,0 +1,1 @@
+"""Tests of the runner (``bosun.runner``): unit tests and integration tests on the control plane."""

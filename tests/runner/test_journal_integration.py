@@ -1,0 +1,52 @@
+"""The ConfigMap journal against the real API server, as the runner's ServiceAccount."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from bosun import contract, kube
+from bosun.runner import errors, journal, journal_configmap, kubeapi
+
+from . import harness
+
+pytestmark = pytest.mark.cluster
+
+
+def _backend(
+    kube_: harness.Harness, chunk_bytes: int = 256 * 1024
+) -> journal_configmap.ConfigMapBackend:
+    api = kube.api_client(kube_.kubeconfig("j"))
+    cluster = kubeapi.Cluster(kube_.namespace, api)
+    return journal_configmap.ConfigMapBackend(cluster, "j", kube_.uids["j"], chunk_bytes)
+
+
+def test_a_stale_epoch_cannot_write_once_a_newer_one_claimed_the_journal(
+    kube: harness.Harness,
+) -> None:
+    kube.agent("a", {"provider": "scripted", "script": [{"reply": "x"}]}, [])
+    kube.run("j", "a")
+    stale = journal.Journal(_backend(kube, chunk_bytes=400), epoch=1, attempt=1)
+    stale.open()
+    for n in range(12):
+        pad = "".join(hashlib.sha256(f"{n}/{i}".encode()).hexdigest() for i in range(4))
+        stale.write({"type": "note", "n": n, "pad": pad})
+    assert len(stale.backend.chunks) > 1  # type: ignore[attr-defined]
+
+    fresh = journal.Journal(_backend(kube, chunk_bytes=400), epoch=2, attempt=2)
+    assert [r["n"] for r in fresh.open()] == list(range(12))
+    with pytest.raises(errors.Fenced) as caught:
+        stale.write({"type": "note", "n": "stale"})
+    assert caught.value.reason == "JournalFenced"
+    with pytest.raises(errors.Fenced):
+        journal.Journal(_backend(kube), epoch=1, attempt=3).open()
+    fresh.write({"type": "note", "n": 12})
+
+    records = kube.journal("j")
+    assert [r["n"] for r in records] == list(range(13))
+    assert [r["epoch"] for r in records][-1] == 2
+    # Chunks are owned by the Run and labelled for it.
+    cm = kube.core.read_namespaced_config_map(contract.journal_name("j", 0), kube.namespace)
+    assert cm.metadata.owner_references[0].uid == kube.uids["j"]
+    assert cm.metadata.annotations[journal_configmap.ANNOTATION_SEALED] == "true"

@@ -1,0 +1,157 @@
+"""Replay of journals, status rendering, approval matching and the trace rendering."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from bosun.api import approval as approval_api
+from bosun.runner import approvals, conversation, journal, replay, runtrace, status
+
+T0 = "2026-01-01T12:00:00.000+00:00"
+
+
+def _turn(step: int, *calls: tuple[str, str], text: str = "", tokens: int = 10) -> journal.Record:
+    turn = conversation.AssistantTurn(
+        text,
+        tuple(conversation.ToolCall(cid, name, {"n": step}) for cid, name in calls),
+        conversation.TokenUsage(tokens, 2),
+        "m",
+    )
+    return {"type": journal.MODEL_RESPONSE, "step": step, "turn": turn.to_json(), "time": T0}
+
+
+def _records() -> list[journal.Record]:
+    return [
+        {"type": journal.ATTEMPT_STARTED, "time": T0},
+        _turn(1, ("a", "charge"), ("b", "refund")),
+        {"type": journal.DECISION, "step": 1, "callId": "a", "outcome": "allowed", "time": T0},
+        {"type": journal.TOOL_STARTED, "step": 1, "callId": "a", "idempotencyKey": "k", "time": T0},
+        {"type": journal.TOOL_RESULT, "step": 1, "callId": "a", "content": "ok", "time": T0},
+        {
+            "type": journal.DECISION,
+            "step": 1,
+            "callId": "b",
+            "outcome": "denied",
+            "reason": "PolicyDenied",
+            "message": "no",
+            "policy": "p",
+            "rule": "r",
+            "time": T0,
+        },
+        _turn(2, ("c", "charge")),
+        {
+            "type": journal.TOOL_STARTED,
+            "step": 2,
+            "callId": "c",
+            "idempotencyKey": "k2",
+            "time": T0,
+        },
+    ]
+
+
+def test_replay_rebuilds_the_conversation_and_finds_the_unknown_call() -> None:
+    state = replay.State.build(_records())
+    messages = state.messages("task")
+    assert isinstance(messages[0], conversation.UserMessage)
+    results = messages[2]
+    assert isinstance(results, conversation.ToolResults)
+    assert [(o.call_id, o.content, o.is_error) for o in results.outcomes] == [
+        ("a", "ok", False),
+        ("b", "call denied (PolicyDenied): no [policy p, rule r]", True),
+    ]
+    [open_call] = state.open_calls()
+    assert open_call.call.id == "c" and open_call.unknown
+    assert state.usage() == {
+        "inputTokens": 20,
+        "outputTokens": 4,
+        "totalTokens": 24,
+        "modelCalls": 2,
+        "toolCalls": 2,
+        "deniedCalls": 1,
+    }
+
+
+def test_the_hourly_window_counts_only_recent_records() -> None:
+    state = replay.State.build(_records())
+    now = datetime.datetime(2026, 1, 1, 12, 30, tzinfo=datetime.UTC)
+    assert state.window(now) == {"toolCalls": 2, "tokens": 24}
+    later = datetime.datetime(2026, 1, 1, 13, 30, tzinfo=datetime.UTC)
+    assert state.window(later) == {"toolCalls": 0, "tokens": 0}
+
+
+def test_status_carries_every_runner_owned_field_and_the_condition() -> None:
+    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    pending = status.Pending("h" * 64, "refund", {"amount": 5}, "p", "r", moment, moment)
+    body = status.render(
+        "run",
+        status.Report({"modelCalls": 1}, 1, None, (pending,), "ApprovalRequested", "approve it"),
+        moment,
+    )
+    assert body["metadata"] == {"name": "run"}
+    got = body["status"]
+    assert got["steps"] == 1 and "output" not in got
+    assert got["pendingApprovals"][0]["callHash"] == "h" * 64
+    assert got["conditions"] == [
+        {
+            "type": "AwaitingApproval",
+            "status": "True",
+            "reason": "ApprovalRequested",
+            "message": "approve it",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }
+    ]
+
+
+def _approval(name: str, call: str, decision: str, run: str = "r") -> approval_api.Approval:
+    return approval_api.Approval.from_dict(
+        {
+            "kind": "Approval",
+            "metadata": {"name": name},
+            "spec": {"runName": run, "callHash": call, "decision": decision, "approvedBy": "u"},
+        }
+    )
+
+
+def test_an_approval_binds_to_run_and_call_hash_and_a_denial_wins() -> None:
+    mine = approvals.call_hash("refund", {"amount": 100})
+    assert mine != approvals.call_hash("refund", {"amount": 10000})
+    assert mine == approvals.call_hash("refund", {"amount": 100})
+    others = [
+        _approval("x", approvals.call_hash("refund", {"amount": 10000}), "Approved"),
+        _approval("y", mine, "Approved", run="other"),
+    ]
+    assert approvals.decision_for(others, "r", mine) is None
+    both = [*others, _approval("ok", mine, "Approved"), _approval("no", mine, "Denied")]
+    found = approvals.decision_for(both, "r", mine)
+    assert found is not None and found.metadata.name == "no"
+
+
+def test_a_call_is_named_by_its_hash_or_a_unique_pending_prefix() -> None:
+    run = {
+        "metadata": {"name": "r"},
+        "status": {
+            "pendingApprovals": [{"callHash": "ab" + "0" * 62}, {"callHash": "ac" + "0" * 62}]
+        },
+    }
+    assert approvals.resolve_call(run, "AB") == "ab" + "0" * 62
+    assert approvals.resolve_call(run, "f" * 64) == "f" * 64
+    with pytest.raises(ValueError, match="matches 2 pending calls"):
+        approvals.resolve_call(run, "a")
+    with pytest.raises(ValueError, match="matches 0"):
+        approvals.resolve_call(run, "zz")
+
+
+def test_trace_renders_the_decision_path() -> None:
+    records = [{"seq": n + 1, "epoch": 1, "attempt": 1, **r} for n, r in enumerate(_records())]
+    records[0].update(pod="p", replayedRecords=0)
+    text = runtrace.render(records, "r")
+    lines = text.splitlines()
+    assert lines[0] == ("Run r: 2 model calls, 2 tool calls, 1 denied, 24 tokens (20 in / 4 out)")
+    assert "model m → tool calls: charge, refund [10 in / 2 out" in lines[2]
+    assert "denied — p/r" in lines[6] and ": no" in lines[6]
+    assert (
+        lines[-1].endswith("charge called (Idempotency-Key k2)")
+        or "Idempotency-Key k2" in (lines[-1])
+    )
