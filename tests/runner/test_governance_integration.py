@@ -10,10 +10,10 @@ import pytest
 from bosun import contract
 from bosun.api import approval as approval_api
 from bosun.dev import testing
+from bosun.dev.servers import tools
 from bosun.runner import approvals, kubeapi
 
 from . import harness
-from .servers import tools
 
 pytestmark = pytest.mark.cluster
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from bosun import contract
+from bosun.dev.servers import mcp_server, models, tools
 
 from . import harness
-from .servers import mcp_server, models, tools
 
 pytestmark = pytest.mark.cluster
 

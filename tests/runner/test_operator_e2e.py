@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from bosun.dev import testing
+from bosun.dev.servers import tools
 
 from . import harness
-from .servers import tools
 
 pytestmark = pytest.mark.cluster
 

@@ -10,10 +10,10 @@ import pytest
 
 from bosun import contract
 from bosun.dev import testing
+from bosun.dev.servers import models, tools
 from bosun.runner import lease as lease_logic
 
 from . import harness
-from .servers import models, tools
 
 pytestmark = pytest.mark.cluster
 

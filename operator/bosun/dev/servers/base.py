@@ -82,8 +82,8 @@ class JSONServer:
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self.httpd.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def start(self) -> JSONServer:
         self.thread.start()

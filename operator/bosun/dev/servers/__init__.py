@@ -1,0 +1,1 @@
+"""Real HTTP servers for tests and e2e scenarios: scripted model endpoints, tools, MCP."""
