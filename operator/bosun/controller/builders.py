@@ -168,6 +168,7 @@ def job(
             "capabilities": {"drop": ["ALL"]},
         },
     }
+    container["env"] += [{"name": k, "value": v} for k, v in settings.runner_env]
     if runner.get("imagePullPolicy"):
         container["imagePullPolicy"] = runner["imagePullPolicy"]
     if settings.runner_command:

@@ -44,6 +44,9 @@ class Settings:
     runner_command: tuple[str, ...] = ()
     """Command of the runner container; empty uses the image's entrypoint
     (BOSUN_RUNNER_COMMAND, a JSON list)."""
+    runner_env: tuple[tuple[str, str], ...] = ()
+    """Extra environment for every runner container, such as the runner's own tunables
+    (BOSUN_RUNNER_ENV, a JSON object of strings)."""
     lease_duration_seconds: int = contract.LEASE_DURATION_SECONDS
     """How long a runner's Lease lives without renewal (BOSUN_LEASE_DURATION_SECONDS)."""
     start_timeout_seconds: int = 600
@@ -77,6 +80,15 @@ class Settings:
             if not isinstance(parsed, list) or not all(isinstance(p, str) for p in parsed):
                 raise ValueError("BOSUN_RUNNER_COMMAND must be a JSON list of strings")
             command = tuple(parsed)
+        runner_env: tuple[tuple[str, str], ...] = ()
+        raw_env = env.get("BOSUN_RUNNER_ENV")
+        if raw_env:
+            parsed_env = json.loads(raw_env)
+            if not isinstance(parsed_env, dict) or not all(
+                isinstance(v, str) for v in parsed_env.values()
+            ):
+                raise ValueError("BOSUN_RUNNER_ENV must be a JSON object of strings")
+            runner_env = tuple(sorted(parsed_env.items()))
         namespaces = tuple(
             ns.strip() for ns in env.get("BOSUN_NAMESPACES", "").split(",") if ns.strip()
         )
@@ -85,6 +97,7 @@ class Settings:
             max_concurrent_runs=_int(env, "BOSUN_MAX_CONCURRENT_RUNS", cls.max_concurrent_runs),
             runner_image=env.get("BOSUN_RUNNER_IMAGE", cls.runner_image),
             runner_command=command,
+            runner_env=runner_env,
             lease_duration_seconds=_int(
                 env, "BOSUN_LEASE_DURATION_SECONDS", cls.lease_duration_seconds
             ),

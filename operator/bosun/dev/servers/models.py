@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 from typing import Any
 
 from . import base
@@ -28,6 +29,13 @@ class ScriptedModelServer(base.JSONServer):
         self.reported: list[dict[str, int]] = []
         self.pending_429: list[str] = []
         self.ids = itertools.count(1)
+        self.fail_ratio = 0.0
+        self.rng = random.Random(0)
+        self.failures = 0
+
+    def fail_randomly(self, ratio: float, seed: int = 0) -> None:
+        """Fail this share of requests, alternating 429 (Retry-After: 0) and 500."""
+        self.fail_ratio, self.rng = ratio, random.Random(seed)
 
     def rate_limit(self, count: int, retry_after: str = "0") -> None:
         self.pending_429.extend([retry_after] * count)
@@ -42,6 +50,11 @@ class ScriptedModelServer(base.JSONServer):
         if request.method != "POST" or request.path != self.path:
             return base.Reply(404, {"error": {"message": f"no route {request.path}"}})
         with self.lock:
+            if self.fail_ratio and self.rng.random() < self.fail_ratio:
+                self.failures += 1
+                if self.failures % 2:
+                    return base.Reply(429, self.error_body("rate limited"), {"Retry-After": "0"})
+                return base.Reply(500, self.error_body("internal error"))
             if self.pending_429:
                 retry_after = self.pending_429.pop(0)
                 return base.Reply(
@@ -91,7 +104,8 @@ class OpenAIServer(ScriptedModelServer):
                 return "tool calls were not all answered"
             if role == "assistant":
                 for call in message.get("tool_calls") or ():
-                    json.loads(call["function"]["arguments"])
+                    if not isinstance(call["function"]["arguments"], str):
+                        return "tool call arguments must be a JSON string"
                     expected.append(call["id"])
         for tool in body.get("tools") or ():
             if tool.get("type") != "function" or "parameters" not in tool.get("function", {}):
@@ -105,7 +119,11 @@ class OpenAIServer(ScriptedModelServer):
                 {
                     "id": f"call_{index}_{n}",
                     "type": "function",
-                    "function": {"name": c["tool"], "arguments": json.dumps(c.get("args", {}))},
+                    "function": {
+                        "name": c["tool"],
+                        # rawArgs lets a script send malformed arguments, as models sometimes do.
+                        "arguments": c.get("rawArgs", json.dumps(c.get("args", {}))),
+                    },
                 }
                 for n, c in enumerate(turn["toolCalls"])
             ]
