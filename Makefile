@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts unit crds provision clean-dev soak bench
+.PHONY: demo test lint typecheck contracts unit crds chart-crds provision clean-dev soak bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(STAMP) provision
 
 crds: $(STAMP)
 	$(BIN)/python -m bosun.api.crdgen --write crds/
+
+# The chart ships a copy of the CRDs (tests check that it equals crds/).
+chart-crds: crds
+	cp crds/*.yaml helm/bosun/files/crds/
 
 demo: $(STAMP)
 	$(BIN)/bosun demo

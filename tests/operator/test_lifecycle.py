@@ -429,26 +429,33 @@ def test_two_operator_replicas_one_leads_and_the_standby_takes_over(
 
         testing.until(leader, what="a leader")
 
-        def ready(process: testing.OperatorProcess) -> bool:
+        def leads(process: testing.OperatorProcess) -> bool:
             try:
-                return (
-                    urllib.request.urlopen(
-                        process.health_url.replace("healthz", "readyz"), timeout=5
-                    ).status
-                    == 200
-                )
+                text = urllib.request.urlopen(process.metrics_url, timeout=5).read().decode()
             except OSError:
                 return False
+            return "bosun_leader 1.0" in text
 
-        testing.until(lambda: ready(first) or ready(second), what="one replica to be ready")
-        leading, standby = (first, second) if ready(first) else (second, first)
-        assert not ready(standby)
+        testing.until(lambda: leads(first) or leads(second), what="one replica to lead")
+        leading, standby = (first, second) if leads(first) else (second, first)
+        assert not leads(standby)
+        # Both are ready: a standby serves its probes while it waits.
+        for process in (leading, standby):
+            url = process.health_url.replace("healthz", "readyz")
+
+            def ready(url: str = url) -> bool:
+                try:
+                    return urllib.request.urlopen(url, timeout=5).status == 200
+                except OSError:
+                    return False
+
+            testing.until(ready, what=f"{url} to answer 200")
         for index in range(5):
             _create(rest, namespace, _run(f"pair-{index}", "pair"))
         for index in range(5):
             _wait_phase(rest, namespace, f"pair-{index}", "Succeeded")
         leading.kill()
-        testing.until(lambda: ready(standby), timeout=60, what="the standby to take over")
+        testing.until(lambda: leads(standby), timeout=60, what="the standby to take over")
         _create(rest, namespace, _run("after", "pair"))
         _wait_phase(rest, namespace, "after", "Succeeded")
         jobs = sorted(j["metadata"]["name"] for j in rest.list("batch/v1", "jobs", namespace))

@@ -1,6 +1,7 @@
-"""The operator's /healthz (liveness) and /readyz (leading and synced) HTTP endpoint.
+"""The operator's /healthz (liveness) and /readyz (readiness) HTTP endpoint.
 
-Served from process start, so a standby replica waiting for leadership is alive but not ready.
+Served from process start: a standby replica waiting for leadership is alive and ready (which
+replica leads is the ``bosun_leader`` metric); a leader is ready once it has listed the world.
 """
 
 from __future__ import annotations

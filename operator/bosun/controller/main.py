@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 
 import kopf
 
@@ -34,7 +35,13 @@ def run(kubeconfig: str | None = None, verbose: bool = False) -> int:
     controller = controller_mod.Controller(rest, settings)
     handlers.bind(controller)
     metrics.serve(settings.metrics_port)
-    health.serve(settings.health_port, alive=controller.alive, ready=controller.synced.is_set)
+    leading = threading.Event()
+
+    def ready() -> bool:
+        # A standby is ready (it serves probes and waits); a leader once it has listed the world.
+        return controller.alive() and (not leading.is_set() or controller.synced.is_set())
+
+    health.serve(settings.health_port, alive=controller.alive, ready=ready)
     elector: leader.LeaderElector | None = None
     if settings.leader_election:
 
@@ -46,6 +53,8 @@ def run(kubeconfig: str | None = None, verbose: bool = False) -> int:
             rest, settings.leader_namespace, settings.leader_lease_seconds, _lost
         )
         elector.acquire()
+    leading.set()
+    metrics.LEADER.set(1)
     log.info(
         "Started operator namespaces=%s max_concurrent_runs=%d workers=%d",
         ",".join(settings.namespaces) or "*",

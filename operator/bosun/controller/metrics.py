@@ -67,6 +67,9 @@ RECONCILE = prometheus_client.Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
     registry=REGISTRY,
 )
+LEADER = prometheus_client.Gauge(
+    "bosun_leader", "1 while this operator replica leads and reconciles, else 0.", registry=REGISTRY
+)
 RECONCILE_ERRORS = prometheus_client.Counter(
     "bosun_reconcile_errors_total", "Reconciles that raised, by kind.", ["kind"], registry=REGISTRY
 )

