@@ -81,6 +81,29 @@ def _events(rest: kube.Rest, namespace: str, name: str) -> list[str]:
     ]
 
 
+def _assert_one_job_per_attempt(rest: kube.Rest, namespace: str, names: list[str]) -> None:
+    """Attempts are numbered 1..n; every Job belongs to exactly one attempt, none twice.
+
+    Lost and Cancelled attempts have their Jobs deleted by the operator; every other attempt
+    still has its Job.
+    """
+    jobs = [j["metadata"]["name"] for j in rest.list("batch/v1", "jobs", namespace)]
+    assert len(jobs) == len(set(jobs))
+    expected: set[str] = set()
+    kept: set[str] = set()
+    for name in names:
+        attempts = _status(rest, namespace, name).get("attempts") or []
+        assert [a["number"] for a in attempts] == list(range(1, len(attempts) + 1)), name
+        for attempt in attempts:
+            job = contract.job_name(name, attempt["number"])
+            assert attempt["job"] == job
+            expected.add(job)
+            if attempt.get("outcome") not in ("Lost", "Cancelled"):
+                kept.add(job)
+    assert set(jobs) <= expected, sorted(set(jobs) - expected)
+    assert kept <= set(jobs), sorted(kept - set(jobs))
+
+
 @pytest.fixture
 def rest(control_plane: testing.ControlPlaneHandle) -> kube.Rest:
     return kube.Rest(control_plane.api_client())
@@ -185,8 +208,7 @@ def test_always_failing_run_is_dead_lettered_and_redrive_runs_it_again(
     assert [a["number"] for a in status["attempts"]] == [1, 2, 3, 4, 5, 6]
     assert status["attemptBudgetStart"] == 3
     assert status["redrive"] == "r1"
-    jobs = sorted(j["metadata"]["name"] for j in rest.list("batch/v1", "jobs", namespace))
-    assert jobs == sorted(contract.job_name("doomed", n) for n in range(1, 7))
+    _assert_one_job_per_attempt(rest, namespace, ["doomed"])
 
 
 def test_lost_node_expires_the_lease_and_a_new_attempt_takes_over(
@@ -224,7 +246,8 @@ def test_lost_node_expires_the_lease_and_a_new_attempt_takes_over(
         return status if status.get("phase") in ("Succeeded", "Failed", "DeadLettered") else None
 
     status = testing.until(done, timeout=120, interval=0.1, what="the run to finish after takeover")
-    assert status["phase"] == "Succeeded"
+    assert status["phase"] == "Succeeded", status
+    assert len(status["attempts"]) == 2, status["attempts"]
     first, second = status["attempts"]
     assert first["outcome"] == "Lost"
     assert first["reason"] == "LeaseExpired"
@@ -286,8 +309,11 @@ def test_idempotency_key_duplicate_never_executes(
     status = _wait_phase(rest, namespace, "second", "Duplicate")
     assert status["duplicateOf"] == "first"
     assert not status.get("attempts")
-    jobs = [j["metadata"]["name"] for j in rest.list("batch/v1", "jobs", namespace)]
-    assert jobs == [contract.job_name("first", 1)]
+    _assert_one_job_per_attempt(rest, namespace, ["first", "second"])
+    assert not any(
+        j["metadata"]["name"].startswith("second-")
+        for j in rest.list("batch/v1", "jobs", namespace)
+    )
 
 
 def test_cancel_stops_the_job_and_deadline_fails_the_run(
@@ -340,15 +366,7 @@ def test_operator_killed_mid_way_through_fifty_runs_loses_nothing(
         first.kill()
         second = testing.start_operator(control_plane, namespace)
         testing.until(lambda: succeeded() == 50, timeout=300, interval=0.5, what="all 50 runs")
-        jobs = sorted(j["metadata"]["name"] for j in rest.list("batch/v1", "jobs", namespace))
-        expected = []
-        for name in names:
-            status = _status(rest, namespace, name)
-            assert [a["number"] for a in status["attempts"]] == list(
-                range(1, len(status["attempts"]) + 1)
-            )
-            expected += [contract.job_name(name, a["number"]) for a in status["attempts"]]
-        assert jobs == sorted(expected)
+        _assert_one_job_per_attempt(rest, namespace, names)
     finally:
         first.stop()
         if second is not None:
@@ -458,9 +476,7 @@ def test_two_operator_replicas_one_leads_and_the_standby_takes_over(
         testing.until(lambda: leads(standby), timeout=60, what="the standby to take over")
         _create(rest, namespace, _run("after", "pair"))
         _wait_phase(rest, namespace, "after", "Succeeded")
-        jobs = sorted(j["metadata"]["name"] for j in rest.list("batch/v1", "jobs", namespace))
-        names = [f"pair-{i}" for i in range(5)] + ["after"]
-        assert jobs == sorted(contract.job_name(n, 1) for n in names)
+        _assert_one_job_per_attempt(rest, namespace, [f"pair-{i}" for i in range(5)] + ["after"])
     finally:
         first.stop()
         second.stop()

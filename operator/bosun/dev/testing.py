@@ -231,7 +231,8 @@ def start_operator(
         "BOSUN_NAMESPACES": namespace,
         "BOSUN_LEADER_NAMESPACE": namespace,
         "BOSUN_LEADER_LEASE_SECONDS": "4",
-        "BOSUN_LEASE_DURATION_SECONDS": "3",
+        # Short enough for fast takeovers, long enough that a loaded 2-core machine renews in time.
+        "BOSUN_LEASE_DURATION_SECONDS": "5",
         "BOSUN_START_TIMEOUT_SECONDS": "45",
         "BOSUN_RUNNER_IMAGE": "bosun-runner",
         "BOSUN_RUNNER_COMMAND": '["python", "-m", "bosun.dev.standin"]',
