@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +48,8 @@ class RunReconciler:
         self.store = store
         self.rest = rest
         self.settings = settings
+        # (namespace, lease) -> (what the Lease said, when this process first saw it say so).
+        self._lease_seen: dict[tuple[str, str], tuple[tuple[Any, ...], float]] = {}
 
     # --- entry point ---------------------------------------------------------------------
 
@@ -225,7 +228,7 @@ class RunReconciler:
         expiry = None
         if lease is not None:
             self._mirror_lease(st, lease)
-            expiry = _lease_expiry(lease, attempt)
+            expiry = self._lease_expiry(lease, attempt)
         if expiry is None:
             # The runner has not taken the Lease yet: give it the start timeout.
             started = conditions.parse(attempt.get("startTime")) or conditions.now()
@@ -277,6 +280,31 @@ class RunReconciler:
                 "Created job=%s/%s run=%s", ns, job["metadata"]["name"], run["metadata"]["name"]
             )
         return True
+
+    def _lease_expiry(
+        self, lease: Mapping[str, Any], attempt: Mapping[str, Any]
+    ) -> datetime.datetime | None:
+        """When the active attempt's hold on the Lease expires; None while it holds none.
+
+        As client-go's leader election does, expiry is measured on this process's monotonic
+        clock from the moment it last saw the Lease change, never from the runner's timestamps,
+        so clock skew between nodes cannot shorten a Lease. A Lease still held by an earlier
+        attempt's pod does not count against this attempt: its runner takes the expired Lease
+        over when it starts.
+        """
+        spec = lease.get("spec") or {}
+        holder = str(spec.get("holderIdentity") or "")
+        if not holder.startswith(f"{attempt['job']}-"):
+            return None
+        key = (lease["metadata"]["namespace"], lease["metadata"]["name"])
+        version = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
+        seen = self._lease_seen.get(key)
+        if seen is None or seen[0] != version:
+            seen = (version, time.monotonic())
+            self._lease_seen[key] = seen
+        duration = float(spec.get("leaseDurationSeconds") or contract.LEASE_DURATION_SECONDS)
+        left = seen[1] + duration - time.monotonic()
+        return conditions.now() + datetime.timedelta(seconds=left)
 
     def _mirror_lease(self, st: runstatus.RunStatus, lease: Mapping[str, Any]) -> None:
         spec = lease.get("spec") or {}
@@ -411,6 +439,8 @@ class RunReconciler:
         self, run: Obj, st: runstatus.RunStatus, phase: str, reason: str, message: str
     ) -> None:
         now = conditions.now()
+        meta = run["metadata"]
+        self._lease_seen.pop((meta["namespace"], contract.lease_name(meta["name"])), None)
         st.phase = phase
         st.fields.pop("nextRetryTime", None)
         st.fields["completionTime"] = conditions.stamp(now)
@@ -511,22 +541,6 @@ def _job_failure_reason(job: Mapping[str, Any]) -> str | None:
         if condition.get("type") == "Failed" and condition.get("status") == "True":
             return str(condition.get("reason") or "")
     return None
-
-
-def _lease_expiry(lease: Mapping[str, Any], attempt: Mapping[str, Any]) -> datetime.datetime | None:
-    """When the active attempt's hold on the Lease expires; None while it holds none.
-
-    A Lease still held by an earlier attempt's pod does not count against this attempt: its
-    runner takes the expired Lease over when it starts.
-    """
-    spec = lease.get("spec") or {}
-    holder = str(spec.get("holderIdentity") or "")
-    if not holder.startswith(f"{attempt['job']}-"):
-        return None
-    renewed = conditions.parse(spec.get("renewTime") or spec.get("acquireTime"))
-    if renewed is None:
-        return None
-    return renewed + datetime.timedelta(seconds=int(spec.get("leaseDurationSeconds") or 15))
 
 
 def _count_usage(run: Mapping[str, Any]) -> None:
