@@ -192,11 +192,30 @@ def test_store_keeps_the_newest_version_of_an_object() -> None:
     older = {"metadata": {"name": "a", "namespace": "n", "uid": "1", "resourceVersion": "5"}}
     assert kind.put(newer)
     assert not kind.put(older)
-    assert kind.get(("n", "a")) is newer
+    assert kind.get(("n", "a")) == newer
     recreated = {"metadata": {"name": "a", "namespace": "n", "uid": "2", "resourceVersion": "3"}}
     assert kind.put(recreated)
     kind.delete(newer)
-    assert kind.get(("n", "a")) is recreated
+    assert kind.get(("n", "a")) == recreated
+
+
+def test_store_drops_managed_fields_and_last_applied_without_touching_the_event() -> None:
+    kind = store.Kind()
+    event = {
+        "metadata": {
+            "name": "a",
+            "namespace": "n",
+            "uid": "1",
+            "managedFields": [{"manager": "kubectl"}],
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "k": "v"},
+        }
+    }
+    kind.put(event)
+    stored = kind.get(("n", "a"))
+    assert stored is not None
+    assert "managedFields" not in stored["metadata"]
+    assert stored["metadata"]["annotations"] == {"k": "v"}
+    assert "managedFields" in event["metadata"]
 
 
 def test_work_queue_deduplicates_and_never_hands_a_key_to_two_workers() -> None:

@@ -20,6 +20,20 @@ def key_of(obj: Mapping[str, Any]) -> Key:
     return (str(meta.get("namespace", "")), str(meta["name"]))
 
 
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(obj: Obj) -> Obj:
+    """``obj`` without what the operator never reads and that dominates its size in memory:
+    ``managedFields`` and kubectl's last-applied annotation (a shallow copy; ``obj`` itself,
+    which may be kopf's, is left alone)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if annotations and _LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
+    return {**obj, "metadata": meta}
+
+
 def _version(obj: Mapping[str, Any]) -> int:
     try:
         return int(obj["metadata"].get("resourceVersion") or 0)
@@ -35,7 +49,8 @@ class Kind:
         self._lock = threading.Lock()
 
     def put(self, obj: Obj) -> bool:
-        """Store ``obj`` unless a newer version is stored; True when stored."""
+        """Store ``obj`` (slimmed) unless a newer version is stored; True when stored."""
+        obj = slim(obj)
         key = key_of(obj)
         with self._lock:
             old = self._items.get(key)
