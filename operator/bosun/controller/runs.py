@@ -455,7 +455,9 @@ class RunReconciler:
         metrics.RUNS.labels(phase).inc()
         if created is not None:
             metrics.RUN_DURATION.labels(phase).observe(max(0.0, (now - created).total_seconds()))
-        _count_usage(run)
+        agent = self.store.agents.get((meta["namespace"], run["spec"]["agentRef"]["name"])) or {}
+        model = (agent.get("spec") or {}).get("model") or {}
+        _count_usage(run, str(model.get("name") or model.get("provider") or "unknown"))
         if phase != "DeadLettered":
             events.emit(self.rest, run, phase, message, warning=phase != "Succeeded")
         log.info(
@@ -543,9 +545,8 @@ def _job_failure_reason(job: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _count_usage(run: Mapping[str, Any]) -> None:
+def _count_usage(run: Mapping[str, Any], model: str) -> None:
     usage = (run.get("status") or {}).get("usage") or {}
-    model = "unknown"
     if usage.get("toolCalls"):
         metrics.TOOL_CALLS.labels("executed").inc(int(usage["toolCalls"]))
     if usage.get("deniedCalls"):
