@@ -1,237 +1,333 @@
-"""Operator benchmark: admission latency and API writes per successful single-attempt Run.
+"""Operator benchmark: latency, throughput and API writes of Runs through the real operator.
 
-Starts its own local control plane and operator (stand-in runner), creates N Runs, and measures
+Starts its own local control plane and operator, creates N Runs at a given rate, and measures
 from an outside observer: the time from each Run's create call returning to its first Job
-appearing in a watch (admission latency), the time to Succeeded (end-to-end), sustained
-throughput, and the API server's own count of mutating requests (apiserver_request_total) per
-Run, by resource. Prints a Markdown table; nothing here is asserted.
+appearing in a watch (admission latency), the time to a terminal phase in a watch
+(end-to-end), the throughput, the API server's own count of mutating requests
+(apiserver_request_total) per Run by resource, and the CPU each process spent per Run.
+Prints a Markdown table; nothing here is asserted. ``report.py`` reuses these pieces.
 
-    .venv/bin/python bench/operator_bench.py --runs 200
+Runners: ``real`` is the production runner image (the node emulator runs ``python -m
+bosun.runner``) with a scripted model that calls one HTTP tool on a local no-op server, under
+a Policy that allows it; ``noop`` is ``sh -c 'exit 0'``, the operator's own cost without a
+runner process; ``standin`` is the operator tests' Python stand-in that takes the Lease.
+
+    .venv/bin/python bench/operator_bench.py --runs 200 --rate 20 --runner noop
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import json
-import pathlib
-import re
+import contextlib
+import dataclasses
 import statistics
 import sys
-import tempfile
-import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
-from bosun import constants, contract, kube
-from bosun.dev import daemon, provision, testing
+import _common
 
-MUTATING = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
+from bosun import constants, kube
+from bosun.dev import testing
+from bosun.dev.servers import tools
+
+RUNNERS = ("real", "noop", "standin")
+TERMINAL = ("Succeeded", "Failed", "Cancelled", "DeadLettered", "Duplicate")
+# Where a Run's time goes, as an observer sees it: (from, to, what happens in between).
+STAGES = (
+    ("created", "queued", "operator picks the Run up (first status)"),
+    ("queued", "admitted", "admission (capacity, status write)"),
+    ("admitted", "job", "runner RBAC, Lease and Job created"),
+    ("job", "jobDone", "the Job runs: controller, pod, runner process"),
+    ("jobDone", "done", "operator sees the Job end and records the outcome"),
+)
+AGENT = "bench"
+TOOL = "noop"
 
 
-def api_writes(rest: kube.Rest) -> collections.Counter[str]:
-    """Mutating requests the API server has served so far, by resource."""
-    response = rest.api.call_api(
-        "/metrics",
-        "GET",
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
-        _preload_content=False,
+def runner_env(runner: str) -> dict[str, str]:
+    """The operator's settings that choose what each Job's pod runs."""
+    if runner == "real":
+        return {
+            "BOSUN_RUNNER_IMAGE": "ghcr.io/bosun-dev/bosun-runner:0.1.0",
+            "BOSUN_RUNNER_COMMAND": "",
+        }
+    if runner == "noop":
+        return {"BOSUN_RUNNER_IMAGE": "busybox", "BOSUN_RUNNER_COMMAND": '["sh", "-c", "exit 0"]'}
+    return {}  # start_operator's default: the stand-in
+
+
+def agent_objects(namespace: str, concurrency: int, tool_url: str) -> list[kube.Obj]:
+    """The no-op Tool, a Policy allowing it, and an Agent whose scripted model calls it once."""
+    script = [{"toolCalls": [{"tool": TOOL, "args": {"n": 1}}]}, {"reply": "done"}]
+    meta = {"namespace": namespace}
+    return [
+        {
+            "apiVersion": constants.API_VERSION,
+            "kind": "Tool",
+            "metadata": {"name": TOOL, **meta},
+            "spec": {"description": "does nothing", "http": {"url": tool_url}},
+        },
+        {
+            "apiVersion": constants.API_VERSION,
+            "kind": "Policy",
+            "metadata": {"name": "allow-all", **meta},
+            "spec": {"rules": [{"name": "everything", "tools": ["*"], "action": "Allow"}]},
+        },
+        {
+            "apiVersion": constants.API_VERSION,
+            "kind": "Agent",
+            "metadata": {"name": AGENT, **meta},
+            "spec": {
+                "model": {"provider": "scripted", "script": script},
+                "tools": [TOOL],
+                "concurrency": {"maxConcurrentRuns": concurrency},
+            },
+        },
+    ]
+
+
+def run_object(namespace: str, name: str, runner: str) -> kube.Obj:
+    text = '{"standin": {"sleepSeconds": 0}}' if runner == "standin" else f"benchmark {name}"
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": "Run",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"agentRef": {"name": AGENT}, "input": text},
+    }
+
+
+@dataclasses.dataclass
+class Bosun:
+    """One namespace with its own operator, the bench Agent, its no-op Tool and Policy."""
+
+    cluster: _common.Cluster
+    namespace: str
+    runner: str
+    concurrency: int
+    operator: testing.OperatorProcess
+    toolbox: tools.ToolServer
+
+    def cpu_meter(self) -> _common.CpuMeter:
+        assert self.operator.proc is not None
+        return _common.CpuMeter(
+            {**self.cluster.state.components, "operator": self.operator.proc.pid}
+        )
+
+
+@contextlib.contextmanager
+def bosun(
+    cluster: _common.Cluster, namespace: str, runner: str, concurrency: int, **settings: str
+) -> Iterator[Bosun]:
+    """A namespace served by its own operator (stopped afterwards) and a no-op tool server.
+
+    ``settings`` are more ``BOSUN_*`` variables for the operator (``BOSUN_WORKERS``, say)."""
+    _common.create_namespace(cluster.rest, namespace)
+    toolbox = tools.ToolServer({TOOL: lambda _args: {"ok": True}})
+    toolbox.start()
+    operator: testing.OperatorProcess | None = None
+    try:
+        for obj in agent_objects(namespace, concurrency, toolbox.url_for(TOOL)):
+            cluster.rest.create(obj)
+        operator = testing.start_operator(
+            cluster.handle,
+            namespace,
+            BOSUN_MAX_CONCURRENT_RUNS=str(concurrency),
+            BOSUN_LEASE_DURATION_SECONDS="15",
+            BOSUN_START_TIMEOUT_SECONDS="600",
+            **{**runner_env(runner), **settings},
+        )
+        _common.wait_operator_ready(operator)
+        yield Bosun(cluster, namespace, runner, concurrency, operator, toolbox)
+    finally:
+        if operator is not None:
+            operator.stop()
+        toolbox.stop()
+
+
+@dataclasses.dataclass
+class LoadResult:
+    """What one batch of Runs measured."""
+
+    runner: str
+    runs: int
+    offered_rate: float | None
+    concurrency: int
+    created: list[float]
+    """When each Run's create call returned (monotonic seconds)."""
+    finished: list[float]
+    """When each Run was first seen in a terminal phase."""
+    admission: list[float]
+    end_to_end: list[float]
+    stages: dict[str, list[float]]
+    steady_throughput: float
+    outcomes: collections.Counter[str]
+    attempts: float
+    writes: collections.Counter[str]
+    cpu: dict[str, float]
+    tool_calls: int
+
+    @property
+    def throughput(self) -> float:
+        """Runs finished per second, from the first create to the last finish."""
+        return self.runs / (max(self.finished) - min(self.created))
+
+    @property
+    def writes_per_run(self) -> float:
+        return sum(self.writes.values()) / self.runs
+
+    def summary(self) -> dict[str, Any]:
+        """The figures as plain numbers (seconds, Runs/s), for the report and its JSON."""
+        quarter = len(self.end_to_end) // 4
+        return {
+            "runner": self.runner,
+            "runs": self.runs,
+            "offeredRate": self.offered_rate,
+            "submitRate": round(_common.rate_of(self.created), 3),
+            "finishRate": round(_common.rate_of(self.finished), 3),
+            "concurrency": self.concurrency,
+            "admissionMedian": statistics.median(self.admission),
+            "admissionP99": _common.percentile(self.admission, 99),
+            "endToEndMedian": statistics.median(self.end_to_end),
+            "endToEndP99": _common.percentile(self.end_to_end, 99),
+            # A backlog shows as latency growing from the first Runs of a batch to the last.
+            "endToEndFirstQuarter": statistics.median(self.end_to_end[: quarter or 1]),
+            "endToEndLastQuarter": statistics.median(self.end_to_end[-(quarter or 1) :]),
+            "stagesMedian": {k: statistics.median(v) for k, v in self.stages.items() if v},
+            "stagesP99": {k: _common.percentile(v, 99) for k, v in self.stages.items() if v},
+            "throughput": round(self.throughput, 3),
+            "steadyThroughput": round(self.steady_throughput, 3),
+            "outcomes": dict(self.outcomes),
+            "attemptsPerRun": round(self.attempts, 3),
+            "writesPerRun": round(self.writes_per_run, 2),
+            "writesPerRunByResource": {
+                k: round(v / self.runs, 2) for k, v in self.writes.most_common()
+            },
+            "cpuSecondsPerRun": {
+                k: round(v / self.runs, 4) for k, v in self.cpu.items() if k != "wall"
+            },
+            "cpuShares": _common.cpu_shares(self.cpu),
+            "toolCalls": self.tool_calls,
+        }
+
+
+def measure_load(target: Bosun, count: int, rate: float | None, prefix: str) -> LoadResult:
+    """Create ``count`` Runs at ``rate`` per second (None: as fast as one client can) and
+    follow them to a terminal phase."""
+    rest, namespace = target.cluster.rest, target.namespace
+    marks = _common.Marks()
+    attempts: dict[str, int] = {}
+
+    def on_job(_kind: str, job: kube.Obj, at: float) -> None:
+        run = (job["metadata"].get("labels") or {}).get(constants.LABEL_RUN, "")
+        marks.mark("job", run, at)
+        if _common.job_finished(job):
+            marks.mark("jobDone", run, at)
+
+    def on_run(_kind: str, run: kube.Obj, at: float) -> None:
+        name, phase = run["metadata"]["name"], (run.get("status") or {}).get("phase")
+        if phase:
+            marks.mark("queued", name, at)
+        if phase in ("Running", "AwaitingApproval"):
+            marks.mark("admitted", name, at)
+        if phase in TERMINAL:
+            marks.mark("done", name, at, phase)
+            attempts.setdefault(name, len(run["status"].get("attempts") or []))
+
+    objects = [run_object(namespace, f"{prefix}-{i:05d}", target.runner) for i in range(count)]
+    names = [obj["metadata"]["name"] for obj in objects]
+    selector = f"{constants.LABEL_MANAGED_BY}=bosun"
+    jobs = _common.Watch(rest, "batch/v1", "jobs", namespace, on_job, label_selector=selector)
+    runs = _common.Watch(rest, constants.API_VERSION, "runs", namespace, on_run)
+    tool_calls_before = len(target.toolbox.executions)
+    meter = target.cpu_meter()
+    with jobs, runs:
+        writes_before = _common.api_writes(rest)
+        cpu_before = meter.sample()
+        _common.create_paced(rest, objects, marks, rate=rate)
+        if not marks.wait_for("done", names, timeout=max(600.0, count * 6.0)):
+            missing = len(names) - marks.count("done")
+            raise RuntimeError(
+                f"{missing} of {count} Runs did not finish; see {target.operator.log_path}"
+            )
+        time.sleep(2.0)  # the operator's Events and the last status writes trail the phase
+        cpu = meter.delta(cpu_before, meter.sample())
+        writes = _common.api_writes(rest) - writes_before
+    finished = [marks.times["done"][n] for n in names]
+    return LoadResult(
+        runner=target.runner,
+        runs=count,
+        offered_rate=rate,
+        concurrency=target.concurrency,
+        created=[marks.times["created"][n] for n in names],
+        finished=finished,
+        admission=marks.between("created", "job", names),
+        end_to_end=marks.between("created", "done", names),
+        stages={f"{a}→{b}": marks.between(a, b, names) for a, b, _ in STAGES},
+        steady_throughput=_common.steady_rate(finished),
+        outcomes=collections.Counter(marks.outcomes[n] for n in names),
+        attempts=statistics.mean(attempts[n] for n in names),
+        writes=writes,
+        cpu=cpu,
+        tool_calls=len(target.toolbox.executions) - tool_calls_before,
     )
-    counts: collections.Counter[str] = collections.Counter()
-    for line in response.data.decode().splitlines():
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
-        if labels.get("verb") in MUTATING:
-            resource = labels.get("resource", "")
-            if labels.get("subresource"):
-                resource += "/" + labels["subresource"]
-            counts[resource] += int(float(match.group("value")))
-    return counts
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def watch_jobs(
-    rest: kube.Rest, namespace: str, seen: dict[str, float], stop: threading.Event
-) -> None:
-    path = kube.collection_path("batch/v1", "jobs", namespace)
-    while not stop.is_set():
-        try:
-            _watch_once(rest, path, seen, stop)
-        except Exception:
-            time.sleep(0.2)
-
-
-def _watch_once(rest: kube.Rest, path: str, seen: dict[str, float], stop: threading.Event) -> None:
-    response = rest.api.call_api(
-        path,
-        "GET",
-        query_params=[("watch", "true"), ("timeoutSeconds", "30")],
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
-        _preload_content=False,
+def markdown(result: LoadResult) -> str:
+    """One batch's figures as Markdown tables, with writes per Run by resource."""
+    s = result.summary()
+    rate = f"{result.offered_rate:g}/s" if result.offered_rate else "as fast as possible"
+    outcomes = ", ".join(f"{k} {v}" for k, v in s["outcomes"].items())
+    figures = [
+        ("admission latency (Run created → Job seen), median", f"{s['admissionMedian']:.3f} s"),
+        ("admission latency, p99", f"{s['admissionP99']:.3f} s"),
+        ("end-to-end (created → finished seen), median", f"{s['endToEndMedian']:.2f} s"),
+        ("end-to-end, p99", f"{s['endToEndP99']:.2f} s"),
+        ("throughput (first create → last finish)", f"{s['throughput']:.2f} Runs/s"),
+        ("steady throughput (middle 80% of finishes)", f"{s['steadyThroughput']:.2f} Runs/s"),
+        ("outcomes", outcomes),
+        ("attempts per Run", f"{s['attemptsPerRun']:.2f}"),
+        ("API writes per Run (all clients)", f"{s['writesPerRun']:.1f}"),
+    ]
+    by_resource = [(k, f"{v:.2f}") for k, v in s["writesPerRunByResource"].items()]
+    cpu = [(k, f"{v * 1000:.0f} ms") for k, v in s["cpuSecondsPerRun"].items()]
+    stages = [
+        (
+            f"{a} → {b}",
+            what,
+            f"{s['stagesMedian'][f'{a}→{b}']:.3f} s",
+            f"{s['stagesP99'][f'{a}→{b}']:.3f} s",
+        )
+        for a, b, what in STAGES
+        if f"{a}→{b}" in s["stagesMedian"]
+    ]
+    return (
+        f"{result.runs} Runs submitted {rate}, concurrency {result.concurrency}, "
+        f"runner {result.runner}\n\n{_common.table(('figure', 'value'), figures)}\n\n"
+        f"{_common.table(('stage', 'what', 'median', 'p99'), stages)}\n\n"
+        f"{_common.table(('resource', 'writes per Run'), by_resource)}\n\n"
+        f"{_common.table(('process', 'CPU per Run'), cpu)}"
     )
-    for line in response:
-        event = json.loads(line)
-        if event["type"] == "ADDED":
-            run = event["object"]["metadata"]["labels"].get(constants.LABEL_RUN, "")
-            seen.setdefault(run, time.monotonic())
-        if stop.is_set():
-            break
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0, help="Runs created per second")
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument(
-        "--runner",
-        choices=("standin", "noop"),
-        default="standin",
-        help="standin: a Python stand-in that takes the Lease; noop: 'sh -c exit 0', which "
-        "measures the operator without the cost of starting Python in every pod",
-    )
+    parser.add_argument("--runner", choices=RUNNERS, default="standin")
+    parser.add_argument("--workers", type=int, help="the operator's BOSUN_WORKERS")
     args = parser.parse_args()
-    folder = pathlib.Path(tempfile.mkdtemp(prefix="bosun-bench-"))
-    state = daemon.up(folder, attached=True, log=lambda _m: None)
-    handle = testing.ControlPlaneHandle(
-        state.kubeconfig, folder, provision.ensure(["kubectl"])["kubectl"]
-    )
-    from bosun.api import crdgen
-
-    handle.kubectl("apply", "--server-side", "-f", "-", input=crdgen.render_stream())
-    names = [f"crd/{crdgen.crd_name(info)}" for info in crdgen.KINDS]
-    handle.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
-    rest = kube.Rest(kube.api_client(state.kubeconfig))
-    namespace = "bench"
-    rest.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    testing.until(
-        lambda: rest.get("v1", "serviceaccounts", namespace, "default"), what="default SA"
-    )
-    runner_env = {}
-    if args.runner == "noop":
-        runner_env = {
-            "BOSUN_RUNNER_IMAGE": "busybox",
-            "BOSUN_RUNNER_COMMAND": '["sh", "-c", "exit 0"]',
-        }
-    operator = testing.start_operator(
-        handle,
-        namespace,
-        BOSUN_MAX_CONCURRENT_RUNS=str(args.concurrency),
-        BOSUN_LEASE_DURATION_SECONDS="15",
-        **runner_env,
-    )
-    stop = threading.Event()
-    try:
-        rest.create(
-            {
-                "apiVersion": constants.API_VERSION,
-                "kind": "Agent",
-                "metadata": {"name": "bench", "namespace": namespace},
-                "spec": {
-                    "model": {"provider": "scripted", "script": [{"reply": "ok"}]},
-                    "concurrency": {"maxConcurrentRuns": args.concurrency},
-                },
-            }
-        )
-        testing.until(
-            lambda: urllib_ok(operator.health_url.replace("healthz", "readyz")),
-            what="operator ready",
-        )
-        job_seen: dict[str, float] = {}
-        watcher = threading.Thread(
-            target=watch_jobs, args=(rest, namespace, job_seen, stop), daemon=True
-        )
-        watcher.start()
-        time.sleep(1.0)
-        before = api_writes(rest)
-        created: dict[str, float] = {}
-        started = time.monotonic()
-        for index in range(args.runs):
-            name = f"bench-{index:05d}"
-            target = started + index / args.rate
-            delay = target - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            rest.create(
-                {
-                    "apiVersion": constants.API_VERSION,
-                    "kind": "Run",
-                    "metadata": {"name": name, "namespace": namespace},
-                    "spec": {
-                        "agentRef": {"name": "bench"},
-                        "input": '{"standin": {"sleepSeconds": 0}}',
-                    },
-                }
-            )
-            created[name] = time.monotonic()
-        done: dict[str, float] = {}
-
-        def all_done() -> bool:
-            for run in rest.list(constants.API_VERSION, "runs", namespace):
-                name = run["metadata"]["name"]
-                if (run.get("status") or {}).get("phase") == "Succeeded" and name not in done:
-                    done[name] = time.monotonic()
-            return len(done) == args.runs
-
-        testing.until(all_done, timeout=1800, interval=0.25, what="all runs to succeed")
-        elapsed = time.monotonic() - started
-        time.sleep(2.0)
-        after = api_writes(rest)
-        attempts = [
-            len((r.get("status") or {}).get("attempts") or [])
-            for r in rest.list(constants.API_VERSION, "runs", namespace)
-        ]
-    finally:
-        stop.set()
-        operator.stop()
-        daemon.down(folder, log=lambda _m: None)
-    admission = [job_seen[n] - created[n] for n in created if n in job_seen]
-    end_to_end = [done[n] - created[n] for n in created]
-    delta = after - before
-    total = sum(delta.values())
-    print(
-        f"# Operator benchmark ({args.runs} Runs at {args.rate}/s, "
-        f"concurrency {args.concurrency}, runner {args.runner})"
-    )
-    print()
-    print("| figure | value |")
-    print("|---|---|")
-    median_ms = statistics.median(admission) * 1000
-    print(f"| admission latency (Run created → Job seen), median | {median_ms:.0f} ms |")
-    print(f"| admission latency, p99 | {percentile(admission, 99) * 1000:.0f} ms |")
-    print(
-        f"| end-to-end (created → Succeeded seen), median | {statistics.median(end_to_end):.2f} s |"
-    )
-    print(f"| end-to-end, p99 | {percentile(end_to_end, 99):.2f} s |")
-    print(f"| throughput | {args.runs / elapsed:.2f} Runs/s |")
-    print(f"| attempts per Run | {statistics.mean(attempts):.2f} |")
-    print(f"| API writes per Run (all clients) | {total / args.runs:.1f} |")
-    print()
-    print("| resource | writes per Run |")
-    print("|---|---|")
-    for resource, count in delta.most_common():
-        print(f"| {resource} | {count / args.runs:.2f} |")
-    example = contract.job_name("bench-00000", 1)
-    print(f"\nJob names are deterministic: attempt 1 of bench-00000 is {example}")
+    settings = {"BOSUN_WORKERS": str(args.workers)} if args.workers else {}
+    with (
+        _common.local_control_plane() as cluster,
+        bosun(cluster, "bench", args.runner, args.concurrency, **settings) as target,
+    ):
+        result = measure_load(target, args.runs, args.rate, "bench")
+    print(f"# Operator benchmark\n\n{markdown(result)}")
     return 0
-
-
-def urllib_ok(url: str) -> bool:
-    import urllib.request
-
-    try:
-        return urllib.request.urlopen(url, timeout=5).status == 200
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":
