@@ -140,15 +140,29 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def _leading(metrics_url: str) -> bool:
+    """Whether the operator's ``bosun_leader`` gauge says it leads."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return False
+    return re.search(r"^bosun_leader 1(\.0)?$", text, re.MULTILINE) is not None
+
+
 def wait_operator_ready(operator: testing.OperatorProcess, timeout: float = 300) -> float:
-    """Wait for the operator's readiness (its initial listing done); return the seconds waited."""
+    """Wait until the operator leads and has listed the world; return the seconds waited.
+
+    Its /readyz alone is not enough: a standby replica waiting for the leader Lease (say, the
+    one a stopped predecessor has not released) is ready too, before it has listed anything.
+    """
     started = time.monotonic()
     ready = operator.health_url.replace("healthz", "readyz")
 
     def check() -> bool:
         if operator.proc is not None and operator.proc.poll() is not None:
             raise RuntimeError(f"the operator exited; see {operator.log_path}")
-        return http_ok(ready)
+        return _leading(operator.metrics_url) and http_ok(ready)
 
     testing.until(check, timeout=timeout, interval=0.05, what="the operator to be ready")
     return time.monotonic() - started

@@ -16,6 +16,8 @@ import argparse
 import copy
 import dataclasses
 import json
+import pathlib
+import re
 import sys
 import time
 import tracemalloc
@@ -32,6 +34,8 @@ from bosun.dev import testing
 @dataclasses.dataclass
 class Sample:
     runs: int
+    listed: int
+    """How many Runs the operator says it listed at start (its log), as a check."""
     rss_kib: int
     peak_kib: int
     ready_seconds: float
@@ -109,13 +113,16 @@ def measure(
             cluster.handle, namespace, **operator_bench.runner_env("noop")
         )
         try:
+            earlier = len(_listings(operator.log_path))  # the log is shared per namespace
             ready = _common.wait_operator_ready(operator)
+            listed = _wait_listing(operator.log_path, earlier)
             assert operator.proc is not None
             _settle(operator.proc.pid)
             pid = operator.proc.pid
             samples.append(
                 Sample(
                     runs=size,
+                    listed=listed,
                     rss_kib=_common.rss_kib(pid),
                     peak_kib=_common.rss_kib(pid, "VmHWM"),
                     ready_seconds=round(ready, 2),
@@ -124,10 +131,26 @@ def measure(
                     heap_per_run=_heap_bytes(raw),
                 )
             )
-            _common.log(f"memory: {size} Runs → RSS {samples[-1].rss_kib / 1024:.0f} MiB")
+            _common.log(
+                f"memory: {size} Runs ({listed} listed) → RSS {samples[-1].rss_kib / 1024:.0f} MiB"
+            )
         finally:
             operator.stop()
     return samples
+
+
+def _listings(log_path: pathlib.Path) -> list[int]:
+    """The Run counts of every "Listed initial state" line in an operator log."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    return [int(n) for n in re.findall(r"Listed initial state runs=(\d+)", text)]
+
+
+def _wait_listing(log_path: pathlib.Path, earlier: int) -> int:
+    """The Run count of the first listing logged after the ``earlier`` ones."""
+    found = testing.until(
+        lambda: _listings(log_path)[earlier:], what="the operator's initial listing in its log"
+    )
+    return found[0]
 
 
 def _managed_fields_bytes(run: kube.Obj | None) -> int:

@@ -126,17 +126,28 @@ def readings(facts: dict[str, Any]) -> list[str]:
     noop, real = facts["noop"]["batch"], facts["real"]["batch"]
     comp, nproc = facts["ceiling"]["completions"], facts["machine"]["nproc"]
     rc, nc, pc = real["cpuSecondsPerRun"], noop["cpuSecondsPerRun"], comp["cpuSecondsPerJob"]
+    more = facts["noopMoreWorkers"]
     lines = []
+    batches = [
+        *(
+            (f"{name} at {r['offeredRate']:g}/s", r)
+            for name in ("real", "noop")
+            for r in facts[name]["sweep"]
+        ),
+        ("saturating real", real),
+        ("saturating no-op", noop),
+        (f"saturating no-op, {facts['noopMoreWorkers']['workers']} workers", more["batch"]),
+        ("plain Jobs", comp),
+    ]
     disturbed = [
-        f"{name} {r['offeredRate']:g}/s ({r['cpuShares']['other']:.0%})"
-        for name in ("real", "noop")
-        for r in facts[name]["sweep"]
+        f"{label} ({r['cpuShares']['other']:.0%})"
+        for label, r in batches
         if r["cpuShares"]["other"] > DISTURBED
     ]
     if disturbed:
         lines.append(
             f"Other processes on the machine used more than {DISTURBED:.0%} of its CPU during "
-            f"these sweep batches, whose latencies they inflate: {', '.join(disturbed)}."
+            f"these batches, whose figures they worsen: {', '.join(disturbed)}."
         )
     for name, batch in (("real-runner", real), ("no-op", noop), ("plain-Job", comp)):
         shares = batch["cpuShares"]
@@ -167,7 +178,6 @@ def readings(facts: dict[str, Any]) -> list[str]:
         f"{comp['writesPerJob']:.1f} writes; the operator process itself spends "
         f"{_ms(nc['operator'])} per Run."
     )
-    more = facts["noopMoreWorkers"]
     lines.append(
         f"With BOSUN_WORKERS={more['workers']} instead of 4 the saturating no-op batch finished "
         f"{more['batch']['steadyThroughput']:.2f} instead of {noop['steadyThroughput']:.2f} "
@@ -201,6 +211,7 @@ def readings(facts: dict[str, Any]) -> list[str]:
 
 MEMORY_HEADER = (
     "Runs present",
+    "Runs the operator listed",
     "RSS",
     "peak RSS (VmHWM)",
     "ready after start",
@@ -277,6 +288,7 @@ def render(facts: dict[str, Any]) -> str:
     mem_rows = [
         (
             f"{s['runs']:,}",
+            f"{s['listed']:,}" if "listed" in s else "?",
             mib(s["rss_kib"]),
             mib(s["peak_kib"]),
             f"{s['ready_seconds']:.1f} s",

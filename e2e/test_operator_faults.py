@@ -6,6 +6,7 @@ injects its fault, and prints one line: load held, faults injected, runs lost, d
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
@@ -192,6 +193,7 @@ def test_runner_processes_killed_at_random_points(
         concurrency=10,
     )
     killed: set[str] = set()
+    per_run: collections.Counter[str] = collections.Counter()
     deadline = time.monotonic() + 120 + count * 6
     while time.monotonic() < deadline:
         phases = _phases(rest, namespace)
@@ -200,8 +202,13 @@ def test_runner_processes_killed_at_random_points(
         for pod in rest.list("v1", "pods", namespace):
             status = pod.get("status") or {}
             name = pod["metadata"]["name"]
+            run = (pod["metadata"].get("labels") or {}).get(constants.LABEL_RUN, "")
             if status.get("phase") != "Running" or name in killed or rng.random() > 0.3:
                 continue
+            # At most two losses per Run: a slow machine must not exhaust a retry budget.
+            if per_run[run] >= 2:
+                continue
+            per_run[run] += 1
             killed.add(name)
             rest.merge_patch(
                 "v1",
@@ -213,7 +220,7 @@ def test_runner_processes_killed_at_random_points(
         time.sleep(rng.uniform(0.5, 2.0))
     testing.until(
         lambda: all(p == "Succeeded" for p in _phases(rest, namespace).values()),
-        timeout=300,
+        timeout=600,
         what="every Run to succeed",
     )
     lost, duplicates, attempts = _audit(rest, namespace, names)
