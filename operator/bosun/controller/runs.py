@@ -265,13 +265,18 @@ class RunReconciler:
             for t in (self.store.tools.get((ns, n)) for n in agent.get("spec", {}).get("tools", []))
             if t is not None
         ]
-        for child in (
-            builders.service_account(run),
-            builders.role(run),
-            builders.role_binding(run),
-            builders.lease(run, self.settings.lease_duration_seconds),
-        ):
-            self.rest.create(child)
+        # The Lease is created last, so once the store has it the runner's RBAC exists too
+        # and a retried attempt needs only its Job.
+        if self.store.leases.get((ns, contract.lease_name(run["metadata"]["name"]))) is None:
+            for child in (
+                builders.service_account(run),
+                builders.role(run),
+                builders.role_binding(run),
+            ):
+                self.rest.create(child)
+            lease = self.rest.create(builders.lease(run, self.settings.lease_duration_seconds))
+            if lease is not None:
+                self.store.leases.put(lease)
         job = builders.job(run, agent, tools, int(attempt["number"]), self.settings)
         created = self.rest.create(job)
         if created is not None:
