@@ -23,3 +23,6 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 ANNOTATION_EMULATOR_FAULT = f"emulator.{GROUP}/fault"
 EMULATOR_NODE_NAME = "bosun-emulator"
 EMULATOR_SERVICEACCOUNT_DIR_ENV = "BOSUN_SERVICEACCOUNT_DIR"
+EMULATOR_TERMINATION_LOG_ENV = "BOSUN_TERMINATION_LOG"
+"""Where the emulator's container writes its termination message (a kubelet mounts
+``terminationMessagePath``, /dev/termination-log, instead)."""

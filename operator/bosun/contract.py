@@ -35,6 +35,8 @@ ENV_MODEL_API_KEY = "BOSUN_MODEL_API_KEY"
 
 FIELD_MANAGER_OPERATOR = "bosun-operator"
 FIELD_MANAGER_RUNNER = "bosun-runner"
+FIELD_MANAGER_USAGE = "bosun-operator-usage"
+"""The operator's manager for Agent ``status.usage``, apart from its readiness fields."""
 
 LEASE_DURATION_SECONDS = 15
 LEASE_RENEW_SECONDS = 5

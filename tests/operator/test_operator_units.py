@@ -243,3 +243,19 @@ def test_work_queue_delayed_add_arrives_after_its_delay() -> None:
     queue.shutdown()
     thread.join(5)
     assert got == [None]
+
+
+def test_runner_termination_message_explains_the_verdict_but_not_its_retry() -> None:
+    failed = retry.classify_exit(contract.ExitCode.FAILED_PERMANENT)
+    report = '{"reason": "BudgetExceeded", "message": "the Agent used 60 of 50 tokens"}'
+    explained = retry.explained(failed, report)
+    assert explained == retry.Verdict(
+        "Failed", "BudgetExceeded", False, "the Agent used 60 of 50 tokens"
+    )
+    retryable = retry.explained(retry.classify_exit(contract.ExitCode.FAILED_RETRYABLE), report)
+    assert retryable.retryable and retryable.reason == "BudgetExceeded"
+    # Nothing readable: the exit code's verdict stands.
+    for unreadable in (None, "", "not json", "[1]", '{"reason": "has space"}', '{"message": "x"}'):
+        assert retry.explained(failed, unreadable) == failed
+    succeeded = retry.classify_exit(contract.ExitCode.SUCCEEDED)
+    assert retry.explained(succeeded, report) == succeeded

@@ -6,6 +6,7 @@ a reason while a listed Tool or a referenced Secret is missing.
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Literal, Self
 
 import pydantic
@@ -206,9 +207,52 @@ class AgentSpec(common.Model):
         return tools
 
 
+USAGE_WINDOW_SECONDS = 3600
+"""The rolling window of `status.usage` and of Policy budgets: one hour."""
+
+
+class ActiveRunUsage(common.Model):
+    """What one unfinished Run has consumed, as counted in the Agent's usage."""
+
+    name: common.DNSSubdomain
+    """Name of the Run."""
+    tokens: int = pydantic.Field(default=0, ge=0)
+    """Its tokens (input plus output) included in the Agent's `tokens`."""
+    tool_calls: int = pydantic.Field(default=0, ge=0)
+    """Its tool calls included in the Agent's `toolCalls`."""
+
+
+class AgentUsage(common.Model):
+    """The Agent's consumption over the last hour, across all its Runs, as the operator counts
+    it for Policy budgets.
+
+    A Run's usage counts while the Run is unfinished and for one hour after it finished; a Run
+    counts towards `runs` for one hour after its first attempt started.
+    """
+
+    window_seconds: int = pydantic.Field(default=USAGE_WINDOW_SECONDS, ge=1)
+    """Length of the window, in seconds."""
+    runs: int = pydantic.Field(default=0, ge=0)
+    """Runs whose first attempt started within the window (budgets.runsPerHour)."""
+    tokens: int = pydantic.Field(default=0, ge=0)
+    """Model tokens, input plus output, of the Runs counted (budgets.tokensPerHour)."""
+    tool_calls: int = pydantic.Field(default=0, ge=0)
+    """Tool calls of the Runs counted (budgets.toolCallsPerHour)."""
+    active_runs: list[ActiveRunUsage] = pydantic.Field(
+        default_factory=list, json_schema_extra=common.list_map("name")
+    )
+    """Unfinished Runs with usage, and how much of the totals is theirs, so a running Run can
+    add its own latest figures instead of counting itself twice."""
+    update_time: datetime.datetime | None = None
+    """When the operator last changed these figures."""
+
+
 class AgentStatus(common.Status):
     """The observed state of an Agent. Ready is False while a listed Tool or a referenced
     Secret is missing."""
+
+    usage: AgentUsage | None = None
+    """Consumption over the last hour across the Agent's Runs, for Policy budgets."""
 
 
 class Agent(common.Resource):
@@ -233,6 +277,12 @@ KIND = common.KindInfo(
         common.PrinterColumn("Provider", ".spec.model.provider", description="Model provider"),
         common.PrinterColumn("Model", ".spec.model.name", description="Model name"),
         common.READY_COLUMN,
+        common.PrinterColumn(
+            "Runs/h", ".status.usage.runs", "integer", "Runs started in the last hour"
+        ),
+        common.PrinterColumn(
+            "Tokens/h", ".status.usage.tokens", "integer", "Model tokens in the last hour"
+        ),
         common.AGE_COLUMN,
     ),
 )

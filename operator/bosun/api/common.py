@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Self
 
 import pydantic
@@ -266,6 +266,24 @@ class LabelSelector(Model):
         default_factory=list, max_length=32
     )
     """Set-based requirements an object's labels must all meet."""
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether an object with ``labels`` is selected."""
+        for key, wanted in self.match_labels.items():
+            if labels.get(key) != wanted:
+                return False
+        for requirement in self.match_expressions:
+            present = requirement.key in labels
+            value = labels.get(requirement.key)
+            if requirement.operator == "In" and value not in requirement.values:
+                return False
+            if requirement.operator == "NotIn" and present and value in requirement.values:
+                return False
+            if requirement.operator == "Exists" and not present:
+                return False
+            if requirement.operator == "DoesNotExist" and present:
+                return False
+        return True
 
 
 class RetrySpec(Model):

@@ -64,14 +64,18 @@ class PolicyRule(common.Model):
 
 
 class Budgets(common.Model):
-    """Rolling one-hour budgets per Agent; a call that would exceed one is not made."""
+    """Rolling one-hour budgets for each selected Agent, counted across all its Runs (the
+    Agent's `status.usage`); a call that would exceed one is not made."""
 
     tokens_per_hour: int | None = pydantic.Field(default=None, ge=0)
-    """Most model tokens (input plus output) per hour. Unset: no limit."""
+    """Most model tokens (input plus output) per hour; once reached, the next model call of
+    any Run of the Agent is denied and that Run fails. Unset: no limit."""
     tool_calls_per_hour: int | None = pydantic.Field(default=None, ge=0)
-    """Most tool calls per hour. Unset: no limit."""
+    """Most tool calls per hour; a call beyond it is denied and returned to the model.
+    Unset: no limit."""
     runs_per_hour: int | None = pydantic.Field(default=None, ge=0)
-    """Most Runs started per hour. Unset: no limit."""
+    """Most Runs started per hour; further Runs stay queued with reason BudgetExceeded until
+    the window has room. Retries of a started Run do not count. Unset: no limit."""
 
 
 class ModelPolicy(common.Model):

@@ -11,6 +11,7 @@ Condition = dict[str, Any]
 # Reasons (CamelCase constants, API conventions).
 AGENT_NOT_FOUND = "AgentNotFound"
 WAITING_FOR_CAPACITY = "WaitingForCapacity"
+BUDGET_EXCEEDED = "BudgetExceeded"
 ADMITTED = "Admitted"
 ATTEMPT_RUNNING = "AttemptRunning"
 RETRY_SCHEDULED = "RetryScheduled"
@@ -22,6 +23,8 @@ DEADLINE_EXCEEDED = "DeadlineExceeded"
 SUCCEEDED = "Succeeded"
 RECONCILING = "Reconciling"
 REDRIVEN = "Redriven"
+
+WAITING_MESSAGE = "Waiting for admission"
 
 
 def now() -> datetime.datetime:

@@ -3,14 +3,16 @@
 Watch events (delivered by kopf) update the store and enqueue the keys they concern: a Run, or
 the Run a Job or Lease belongs to, or the Runs waiting for an Agent. Workers reconcile one key at
 a time (never the same key twice at once). Admission starts queued Runs by priority then age,
-within each Agent's ``maxConcurrentRuns`` and the operator-wide cap, counting from the store,
-which sees the operator's own writes at once; it starts only after the initial listing, so a
-restarted operator never over-admits.
+within each Agent's ``maxConcurrentRuns``, the operator-wide cap and the Policies'
+``runsPerHour``, counting from the store, which sees the operator's own writes at once; it starts
+only after the initial listing, so a restarted operator never over-admits. Each Agent's hourly
+usage is published a few seconds after its Runs change (``usage``), batching the changes.
 """
 
 from __future__ import annotations
 
 import collections
+import datetime
 import logging
 import threading
 import time
@@ -18,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bosun import constants, kube
-from bosun.controller import metrics, resources, runs, runstatus, workqueue
+from bosun.controller import conditions, metrics, resources, runs, runstatus, usage, workqueue
 from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
@@ -46,6 +48,9 @@ class Controller:
         self.queue: workqueue.WorkQueue[Item] = workqueue.WorkQueue()
         self.runs = runs.RunReconciler(self.store, rest, settings)
         self.resources = resources.ResourceReconciler(self.store, rest)
+        self.usage = usage.UsageReconciler(self.store, rest)
+        self._usage_due: dict[store_mod.Key, float] = {}
+        self._usage_guard = threading.Lock()
         self.synced = threading.Event()
         self.stopping = threading.Event()
         self._admission = threading.Event()
@@ -98,13 +103,17 @@ class Controller:
     def observe(self, plural: str, event_type: str | None, obj: Obj) -> None:
         """Take one watch event (or listed object) into the store and enqueue what it affects."""
         kind = self.store.kind(plural)
+        key = store_mod.key_of(obj)
+        previous = kind.get(key)
         if event_type == "DELETED":
             kind.delete(obj)
         elif not kind.put(obj):
             return
-        key = store_mod.key_of(obj)
         if plural == "runs":
             self.queue.add(("runs", key))
+            if (obj.get("status") or {}).get("startTime"):
+                agent_name = ((obj.get("spec") or {}).get("agentRef") or {}).get("name", "")
+                self.usage_soon((key[0], agent_name), self.settings.usage_interval_seconds)
             if event_type == "DELETED":
                 self._admission.set()
                 with self._locks_guard:
@@ -116,7 +125,10 @@ class Controller:
             if name:
                 self.queue.add(("runs", (key[0], name)))
         elif plural == "agents":
+            if event_type != "DELETED" and not _spec_changed(previous, obj):
+                return  # only its status moved (often the operator's own write)
             self.queue.add(("agents", key))
+            self.usage_soon(key, 0.0)
             for run in self._runs_of_agent(key):
                 self.queue.add(("runs", store_mod.key_of(run)))
             self._admission.set()
@@ -129,6 +141,16 @@ class Controller:
                     self.queue.add(("agents", store_mod.key_of(agent)))
         elif plural == "policies":
             self.queue.add(("policies", key))
+            self._admission.set()  # a changed runsPerHour may let Runs start
+
+    def usage_soon(self, agent: store_mod.Key, delay: float) -> None:
+        """Publish the Agent's usage within ``delay`` seconds (sooner if already due)."""
+        due = time.monotonic() + delay
+        with self._usage_guard:
+            if self._usage_due.get(agent, float("inf")) <= due:
+                return
+            self._usage_due[agent] = due
+        self.queue.add_after(("usage", agent), delay)
 
     def _runs_of_agent(self, key: store_mod.Key) -> Iterator[Obj]:
         for run in self.store.runs.values():
@@ -157,6 +179,12 @@ class Controller:
                         self._admission.set()
                     if result.requeue_after is not None:
                         self.queue.add_after(item, result.requeue_after)
+                elif plural == "usage":
+                    with self._usage_guard:
+                        self._usage_due.pop(key, None)
+                    later = self.usage.reconcile(key)
+                    if later is not None:
+                        self.usage_soon(key, later)
                 else:
                     again = self.resources.reconcile(plural, key)
                     if again is not None:
@@ -200,12 +228,16 @@ class Controller:
         active_total = 0
         per_agent: dict[store_mod.Key, int] = collections.defaultdict(int)
         queued: list[tuple[tuple[int, str, str], store_mod.Key, store_mod.Key]] = []
+        start_times: dict[store_mod.Key, list[str]] = collections.defaultdict(list)
         for run in self.store.runs.values():
             meta = run["metadata"]
             spec = run.get("spec") or {}
+            agent_key = (meta["namespace"], (spec.get("agentRef") or {}).get("name", ""))
+            started_at = (run.get("status") or {}).get("startTime")
+            if started_at:
+                start_times[agent_key].append(started_at)
             if (run.get("status") or {}).get("phase") in runstatus.TERMINAL_PHASES:
                 continue
-            agent_key = (meta["namespace"], (spec.get("agentRef") or {}).get("name", ""))
             st = runstatus.RunStatus(run)
             if st.active_attempt() is not None:
                 active_total += 1
@@ -220,16 +252,40 @@ class Controller:
         queued.sort()
         started = 0
         waiting = 0
+        now = conditions.now()
+        policies = self.store.policies.values()
+        budgets: dict[store_mod.Key, tuple[usage.RunsBudget, list[datetime.datetime]] | None] = {}
         for _, key, agent_key in queued:
             agent = self.store.agents.get(agent_key)
             if agent is None:
                 waiting += 1
+                continue
+            current = self.store.runs.get(key)
+            first = current is not None and not (current.get("status") or {}).get("startTime")
+            if first and agent_key not in budgets:
+                budget = usage.runs_budget(agent, policies)
+                budgets[agent_key] = (
+                    None
+                    if budget is None
+                    else (budget, usage.started_within(start_times[agent_key], now))
+                )
+            held = budgets.get(agent_key) if first else None
+            if held is not None and len(held[1]) >= held[0].limit:
+                waiting += 1
+                message = usage.over_budget_message(held[0], agent_key[1], held[1])
+                with self._lock(key):
+                    self.runs.hold(key, conditions.BUDGET_EXCEEDED, message)
                 continue
             limit = _agent_limit(agent)
             if active_total >= self.settings.max_concurrent_runs or (
                 limit is not None and per_agent[agent_key] >= limit
             ):
                 waiting += 1
+                if _held_for(current) == conditions.BUDGET_EXCEEDED:
+                    with self._lock(key):
+                        self.runs.hold(
+                            key, conditions.WAITING_FOR_CAPACITY, conditions.WAITING_MESSAGE
+                        )
                 continue
             with self._lock(key):
                 begun = self.runs.start_attempt(key)
@@ -237,10 +293,30 @@ class Controller:
                 started += 1
                 active_total += 1
                 per_agent[agent_key] += 1
+                if held is not None:
+                    held[1].append(now)
                 self.queue.add(("runs", key))
         metrics.QUEUE_DEPTH.set(waiting)
         metrics.ACTIVE_RUNS.set(active_total)
         return started
+
+
+def _held_for(run: Mapping[str, Any] | None) -> str | None:
+    """The reason of a queued Run's Queued condition."""
+    for condition in ((run or {}).get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Queued":
+            return str(condition.get("reason") or "")
+    return None
+
+
+def _spec_changed(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
+    """Whether what the operator acts on (spec, labels, deletion) differs between versions."""
+    if previous is None or previous["metadata"].get("uid") != current["metadata"].get("uid"):
+        return True
+    return any(
+        previous["metadata"].get(field) != current["metadata"].get(field)
+        for field in ("generation", "labels", "deletionTimestamp")
+    )
 
 
 def _agent_limit(agent: Mapping[str, Any]) -> int | None:

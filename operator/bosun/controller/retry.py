@@ -6,7 +6,9 @@ Pure functions: what the next wait may be, and whether an attempt's end deserves
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,6 +74,28 @@ _BY_EXIT_CODE = {
     contract.ExitCode.CANCELLED: Verdict("Cancelled", "RunnerCancelled", False),
     contract.ExitCode.NEEDS_HUMAN: Verdict("Failed", "NeedsHumanDecision", False),
 }
+
+
+_REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+
+
+def explained(verdict: Verdict, termination_message: str | None) -> Verdict:
+    """``verdict`` with the runner's own reason and message, from the termination message it
+    left (JSON ``{"reason", "message"}``), when it left a readable one. The exit code still
+    decides the outcome and whether to retry; a success needs no explaining."""
+    if verdict.outcome == "Succeeded" or not termination_message:
+        return verdict
+    try:
+        report = json.loads(termination_message)
+    except ValueError:
+        return verdict
+    if not isinstance(report, dict):
+        return verdict
+    reason, message = report.get("reason"), report.get("message")
+    if not isinstance(reason, str) or len(reason) > 128 or not _REASON.match(reason):
+        return verdict
+    detail = message[:1024] if isinstance(message, str) else verdict.message
+    return dataclasses.replace(verdict, reason=reason, message=detail)
 
 
 def classify_exit(exit_code: int | None, pod_reason: str | None = None) -> Verdict:

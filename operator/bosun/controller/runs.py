@@ -128,7 +128,7 @@ class RunReconciler:
                 st.phase = "Retrying"
                 return Result(requeue_after=wait)
         if st.phase not in ("Queued",):
-            st.set("Queued", True, conditions.WAITING_FOR_CAPACITY, "Waiting for admission")
+            st.set("Queued", True, conditions.WAITING_FOR_CAPACITY, conditions.WAITING_MESSAGE)
             st.phase = "Queued"
         result = self._until_deadline(deadline)
         result.wants_admission = True
@@ -204,6 +204,23 @@ class RunReconciler:
         metrics.ATTEMPTS_STARTED.inc()
         log.info("Admitted run=%s/%s attempt=%d job=%s", key[0], key[1], number, job)
         return True
+
+    def hold(self, key: store_mod.Key, reason: str, message: str) -> None:
+        """Record why admission keeps a queued Run waiting (written only when it changes; an
+        Event when the reason does)."""
+        run = self.store.runs.get(key)
+        if run is None:
+            return
+        st = runstatus.RunStatus(run)
+        if st.phase != "Queued" or st.active_attempt() is not None:
+            return
+        current = st.condition("Queued") or {}
+        if current.get("reason") == reason and current.get("message") == message:
+            return
+        if current.get("reason") != reason and reason != conditions.WAITING_FOR_CAPACITY:
+            events.emit(self.rest, run, reason, message, warning=True)
+        st.set("Queued", True, reason, message)
+        self._write(run, st)
 
     # --- supervising an active attempt ----------------------------------------------------------
 
@@ -329,7 +346,7 @@ class RunReconciler:
         self, run: Obj, st: runstatus.RunStatus, job: Mapping[str, Any], kind: str
     ) -> None:
         ns = run["metadata"]["namespace"]
-        exit_code, pod_reason, pod_name = self._pod_outcome(ns, job["metadata"]["name"])
+        exit_code, pod_reason, pod_name, report = self._pod_outcome(ns, job["metadata"]["name"])
         attempt = st.active_attempt()
         assert attempt is not None
         if pod_name:
@@ -342,13 +359,15 @@ class RunReconciler:
                 exit_code,
                 pod_reason or ("DeadlineExceeded" if job_reason == "DeadlineExceeded" else None),
             )
+            verdict = retry.explained(verdict, report)
         if exit_code is not None:
             attempt["exitCode"] = exit_code
         self._conclude(run, st, verdict)
 
     def _pod_outcome(
         self, namespace: str, job_name: str
-    ) -> tuple[int | None, str | None, str | None]:
+    ) -> tuple[int | None, str | None, str | None, str | None]:
+        """Exit code, pod reason, pod name and termination message of the Job's last pod."""
         pods = self.rest.list("v1", "pods", namespace, label_selector=f"job-name={job_name}")
         pods.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         for pod in reversed(pods):
@@ -360,9 +379,10 @@ class RunReconciler:
                         int(terminated["exitCode"]),
                         status.get("reason"),
                         pod["metadata"]["name"],
+                        terminated.get("message"),
                     )
-            return None, status.get("reason"), pod["metadata"]["name"]
-        return None, None, None
+            return None, status.get("reason"), pod["metadata"]["name"], None
+        return None, None, None, None
 
     def _abandon(self, run: Obj, st: runstatus.RunStatus, reason: str, message: str) -> None:
         """End the active attempt as Lost: its runner is gone or never came; retry it."""
@@ -398,6 +418,8 @@ class RunReconciler:
             return
         if not verdict.retryable:
             message = f"Attempt {number} failed permanently: {verdict.reason}"
+            if verdict.message:
+                message += f": {verdict.message}"
             self._finish(run, st, "Failed", verdict.reason, message)
             return
         policy = self._policy(run)

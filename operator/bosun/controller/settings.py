@@ -70,6 +70,10 @@ class Settings:
     leader_lease_seconds: int = 15
     """Leader Lease duration (BOSUN_LEADER_LEASE_SECONDS)."""
 
+    usage_interval_seconds: int = 5
+    """How soon after a Run changes its Agent's hourly usage is published again, batching the
+    changes in between (BOSUN_USAGE_INTERVAL_SECONDS)."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -113,4 +117,7 @@ class Settings:
             leader_election=_bool(env, "BOSUN_LEADER_ELECTION", cls.leader_election),
             leader_namespace=env.get("BOSUN_LEADER_NAMESPACE", cls.leader_namespace),
             leader_lease_seconds=_int(env, "BOSUN_LEADER_LEASE_SECONDS", cls.leader_lease_seconds),
+            usage_interval_seconds=max(
+                1, _int(env, "BOSUN_USAGE_INTERVAL_SECONDS", cls.usage_interval_seconds)
+            ),
         )

@@ -79,6 +79,9 @@ class ContainerRun:
     paused: bool = False
     lost: bool = False
     last_terminated: dict[str, Any] | None = None
+    termination_log: pathlib.Path | None = None
+    """The file standing in for ``terminationMessagePath``; what the process left there is the
+    terminated state's ``message``, as the kubelet reports it."""
 
     def running(self) -> bool:
         return self.proc is not None and self.exit_code is None
@@ -117,6 +120,12 @@ class ContainerRun:
         }
         if self.signal:
             state["signal"] = self.signal
+        if self.termination_log is not None:
+            with contextlib.suppress(OSError):
+                with self.termination_log.open("rb") as handle:
+                    message = handle.read(4096).decode("utf-8", "replace")
+                if message:
+                    state["message"] = message
         return state
 
     def container_id(self) -> str:
@@ -552,6 +561,10 @@ class Emulator:
         )
         env = self._base_env(pod, run)
         env.update((run.env or {}).get(container.name, {}))
+        # Each start of the container gets an empty termination-message file.
+        container.termination_log = run.folder / f"{container.name}.termination-log"
+        container.termination_log.write_bytes(b"")
+        env[constants.EMULATOR_TERMINATION_LOG_ENV] = str(container.termination_log)
         log_path = run.folder / f"{container.name}.log"
         with log_path.open("ab") as out:
             try:

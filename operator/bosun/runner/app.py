@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bosun import contract, kube
+from bosun import constants, contract, kube
 from bosun.api import agent as agent_api
 from bosun.runner import (
     backoff,
@@ -43,6 +43,8 @@ __all__ = ["interruptible_sleep", "main"]
 log = logging.getLogger("bosun.runner")
 
 TERMINATION_LOG = pathlib.Path("/dev/termination-log")
+"""The kubelet's default ``terminationMessagePath``; the operator reads what is written here
+from the pod's status for the reason an attempt ended."""
 ATTEMPT_ENDED = "attemptEnded"
 
 
@@ -75,10 +77,19 @@ def _awaiting(run: dict[str, Any]) -> tuple[str, datetime.datetime] | None:
 
 
 def _terminate_message(reason: str, message: str) -> None:
-    # Only inside a real container, where the kubelet mounted the file.
-    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
+    # Only where the file was provided: the kubelet mounts it in a container, the node
+    # emulator names its own.
+    path = pathlib.Path(os.environ.get(constants.EMULATOR_TERMINATION_LOG_ENV) or TERMINATION_LOG)
+    if path.exists() and os.access(path, os.W_OK):
+        # The kubelet keeps at most 4096 bytes of it: shorten the message until it fits.
+        text, keep = "", 2000
+        while keep >= 0:
+            text = json.dumps({"reason": reason[:200], "message": message[:keep]})
+            if len(text.encode()) <= 4096:
+                break
+            keep -= 250
         with contextlib.suppress(OSError):
-            TERMINATION_LOG.write_text(json.dumps({"reason": reason, "message": message[:3000]}))
+            path.write_text(text)
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -75,7 +75,8 @@ class Decision:
 
 @dataclasses.dataclass(frozen=True)
 class Counters:
-    """What the Run has consumed: in total and within the last hour."""
+    """What the Run has consumed in total, and what its Agent consumed within the last hour
+    across all its Runs (this one included)."""
 
     model_calls: int = 0
     tool_calls: int = 0
@@ -84,29 +85,26 @@ class Counters:
     tokens_last_hour: int = 0
 
 
+def other_runs_usage(usage: agent_api.AgentUsage | None, run_name: str) -> tuple[int, int]:
+    """Tokens and tool calls the Agent's other Runs used within the hour, from the Agent's
+    ``status.usage`` (the operator's count, which lists this Run's share while it runs)."""
+    if usage is None:
+        return 0, 0
+    tokens, tool_calls = usage.tokens, usage.tool_calls
+    for entry in usage.active_runs:
+        if entry.name == run_name:
+            tokens -= entry.tokens
+            tool_calls -= entry.tool_calls
+    return max(0, tokens), max(0, tool_calls)
+
+
 def rule_label(index: int, rule: policy_api.PolicyRule) -> str:
     return rule.name or f"rules[{index}]"
 
 
 def selects(selector: common.LabelSelector | None, labels: Mapping[str, str]) -> bool:
     """Whether a label selector matches ``labels``; unset or empty selects everything."""
-    if selector is None:
-        return True
-    for key, wanted in selector.match_labels.items():
-        if labels.get(key) != wanted:
-            return False
-    for requirement in selector.match_expressions:
-        present = requirement.key in labels
-        value = labels.get(requirement.key)
-        if requirement.operator == "In" and value not in requirement.values:
-            return False
-        if requirement.operator == "NotIn" and present and value in requirement.values:
-            return False
-        if requirement.operator == "Exists" and not present:
-            return False
-        if requirement.operator == "DoesNotExist" and present:
-            return False
-    return True
+    return selector is None or selector.matches(labels)
 
 
 def selected_policies(
@@ -241,7 +239,8 @@ def _tool_budgets(
             return Decision(
                 "Deny",
                 BUDGET_EXCEEDED,
-                f"at most {budgets.tool_calls_per_hour} tool calls per hour",
+                f"the Agent may make at most {budgets.tool_calls_per_hour} tool calls per "
+                f"hour and made {counters.tool_calls_last_hour}",
                 policy.metadata.name,
                 "budgets.toolCallsPerHour",
             )
@@ -295,7 +294,8 @@ def decide_model_call(
             return Decision(
                 "Deny",
                 BUDGET_EXCEEDED,
-                f"at most {budgets.tokens_per_hour} tokens per hour",
+                f"the Agent may use at most {budgets.tokens_per_hour} tokens per hour and "
+                f"used {counters.tokens_last_hour}",
                 policy.metadata.name,
                 "budgets.tokensPerHour",
             )

@@ -166,14 +166,18 @@ class AgentLoop:
         self.deps.lease.ensure_held()
 
     def _counters(self) -> governance.Counters:
+        """This Run's usage from its journal, plus the Agent's other Runs' within the hour
+        from the (just refreshed) Agent's status."""
         usage = self.state.usage()
         window = self.state.window(self.deps.now())
+        published = self.agent.status.usage if self.agent is not None else None
+        tokens, tool_calls = governance.other_runs_usage(published, self.settings.run_name)
         return governance.Counters(
             model_calls=usage["modelCalls"],
             tool_calls=usage["toolCalls"],
             tokens=usage["totalTokens"],
-            tool_calls_last_hour=window["toolCalls"],
-            tokens_last_hour=window["tokens"],
+            tool_calls_last_hour=window["toolCalls"] + tool_calls,
+            tokens_last_hour=window["tokens"] + tokens,
         )
 
     def _log(self, level: int, text: str, /, **fields: Any) -> None:
