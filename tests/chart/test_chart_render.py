@@ -165,6 +165,7 @@ def test_operator_deployment_defaults(default: list[chartkit.Obj]) -> None:
         "BOSUN_ATTEMPT_TIMEOUT_SECONDS": "3600",
         "BOSUN_MAX_CONCURRENT_RUNS": "100",
         "BOSUN_WORKERS": "4",
+        "BOSUN_USAGE_INTERVAL_SECONDS": "5",
         "BOSUN_NAMESPACES": "",
         "BOSUN_LEADER_ELECTION": "true",
         "BOSUN_LEADER_NAMESPACE": chartkit.NAMESPACE,
