@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -220,3 +221,20 @@ class Rest:
         if force:
             query.append(("force", "true"))
         return self.request("PATCH", path, obj, query=query, content_type=APPLY_PATCH)
+
+    def apply_status(self, obj: Mapping[str, Any], status: Obj, *, manager: str) -> Obj | None:
+        """Server-side apply ``status`` to the status of ``obj`` as ``manager``; None when the
+        object is gone."""
+        meta = obj["metadata"]
+        body = {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+            "status": status,
+        }
+        try:
+            return self.apply(body, manager=manager, subresource="status")
+        except exceptions.ApiException as err:
+            if err.status == 404:
+                return None
+            raise

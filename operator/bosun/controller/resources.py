@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import celpy
-from kubernetes.client import exceptions
 
-from bosun import constants, contract, kube
+from bosun import contract, kube
 from bosun.controller import builders, conditions, events
 from bosun.controller import store as store_mod
 
@@ -123,20 +122,10 @@ class ResourceReconciler:
         current["conditions"] = [c for c in previous if c.get("type") == "Ready"]
         if current == desired:
             return
-        body = {
-            "apiVersion": constants.API_VERSION,
-            "kind": obj["kind"],
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-            "status": desired,
-        }
-        try:
-            updated = self.rest.apply(
-                body, manager=contract.FIELD_MANAGER_OPERATOR, subresource="status"
-            )
-        except exceptions.ApiException as err:
-            if err.status == 404:
-                return
-            raise
+        manager = contract.FIELD_MANAGER_OPERATOR
+        updated = self.rest.apply_status(obj, desired, manager=manager)
+        if updated is None:
+            return
         self.store.kind(plural).put(updated)
         was = conditions.find(previous, "Ready")
         if was is None or was.get("status") != ready["status"]:

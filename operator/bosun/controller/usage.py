@@ -24,9 +24,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pydantic
-from kubernetes.client import exceptions
 
-from bosun import constants, contract, kube
+from bosun import contract, kube
 from bosun.api import agent as agent_api
 from bosun.api import common
 from bosun.controller import conditions, runstatus
@@ -183,20 +182,10 @@ class UsageReconciler:
 
     def _write(self, agent: Obj, usage: Obj) -> None:
         meta = agent["metadata"]
-        body = {
-            "apiVersion": constants.API_VERSION,
-            "kind": "Agent",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-            "status": {"usage": usage},
-        }
-        try:
-            updated = self.rest.apply(
-                body, manager=contract.FIELD_MANAGER_USAGE, subresource="status"
-            )
-        except exceptions.ApiException as err:
-            if err.status == 404:
-                return
-            raise
+        manager = contract.FIELD_MANAGER_USAGE
+        updated = self.rest.apply_status(agent, {"usage": usage}, manager=manager)
+        if updated is None:
+            return
         self.store.agents.put(updated)
         log.debug(
             "Updated usage agent=%s/%s runs=%d tokens=%d tool_calls=%d",
