@@ -97,6 +97,20 @@ def test_failing_command_fails_the_job_with_its_exit_code(
     assert pod.status.phase == "Failed"
     assert _terminated(pod).exit_code == 3
     assert _terminated(pod).reason == "Error"
+    assert _terminated(pod).message is None
+
+
+def test_termination_message_reaches_the_pod_status_as_the_kubelet_reports_it(
+    control_plane: testing.ControlPlaneHandle, namespace: str
+) -> None:
+    batch = client.BatchV1Api(control_plane.api_client())
+    # The file stands in for terminationMessagePath; the kubelet keeps its first 4096 bytes.
+    script = 'printf "why: %05000d" 0 > "$BOSUN_TERMINATION_LOG"; exit 4'
+    batch.create_namespaced_job(namespace, _job("told", ["sh", "-c", script]))
+    assert _wait_job(control_plane, namespace, "told") == "Failed"
+    pod = _job_pod(client.CoreV1Api(control_plane.api_client()), namespace, "told")
+    message = _terminated(pod).message
+    assert message.startswith("why: 000") and len(message) == 4096
 
 
 def test_fault_hook_kill_is_seen_by_the_job_controller_as_a_failure(

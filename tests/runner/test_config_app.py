@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import pathlib
 import threading
 from collections.abc import Iterator
 
@@ -99,3 +100,20 @@ def test_spans_work_with_or_without_opentelemetry() -> None:
             span.set_attribute("gen_ai.usage.input_tokens", 3)
     finally:
         telemetry._state["tracer"] = None
+
+
+def test_termination_message_fits_what_the_kubelet_keeps(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "termination-log"
+    target.write_text("")
+    monkeypatch.setenv("BOSUN_TERMINATION_LOG", str(target))
+    app._terminate_message("ModelError", 'ü"' * 5000)
+    written = target.read_bytes()
+    assert len(written) <= 4096
+    report = json.loads(written)
+    assert report["reason"] == "ModelError" and report["message"].startswith('ü"ü"')
+    # No file provided (outside a container): nothing is written anywhere.
+    monkeypatch.setenv("BOSUN_TERMINATION_LOG", str(tmp_path / "absent"))
+    app._terminate_message("ModelError", "x")
+    assert not (tmp_path / "absent").exists()
