@@ -93,9 +93,12 @@ def runner_account_name(run: str) -> str:
     return _bounded(f"bosun-runner-{run}", "", _NAME_MAX)
 
 
+SECRET_ENV_PREFIX = "BOSUN_SECRET_"
+
+
 def secret_env_name(secret: str, key: str) -> str:
     """The environment variable a Secret key is injected as (``secretKeyRef``, never the API)."""
-    return f"BOSUN_SECRET_{_short_hash(f'{secret}/{key}', 12).upper()}"
+    return f"{SECRET_ENV_PREFIX}{_short_hash(f'{secret}/{key}', 12).upper()}"
 
 
 def pod_labels(run: str, attempt: int) -> dict[str, str]:

@@ -289,6 +289,83 @@ def test_concurrency_limit_holds_across_thirty_runs(
     assert 1 <= peak <= 3
 
 
+def test_runs_per_hour_admits_exactly_the_budget_and_tells_each_held_run_once(
+    rest: kube.Rest,
+    namespace: str,
+    control_plane: testing.ControlPlaneHandle,
+    bosun_crds: testing.ControlPlaneHandle,
+) -> None:
+    """Five Runs queued before the operator starts, one at a time by concurrency, two per hour
+    by Policy: two run and three wait with BudgetExceeded. Raising the budget to four while a
+    Run holds the only slot lets two more through; the fifth is held throughout, told once."""
+    _create(rest, namespace, _agent("metered", concurrency={"maxConcurrentRuns": 1}))
+    policy = {
+        "apiVersion": API,
+        "kind": "Policy",
+        "metadata": {"name": "metered-hourly"},
+        "spec": {"budgets": {"runsPerHour": 2}},
+    }
+    _create(rest, namespace, policy)
+    names = [f"m-{index}" for index in range(5)]
+    for name in names:
+        sleep = 8.0 if name == "m-1" else 0.5
+        _create(rest, namespace, _run(name, "metered", {"sleepSeconds": sleep}))
+
+    def phases() -> list[str]:
+        return [_status(rest, namespace, n).get("phase") or "" for n in names]
+
+    def reason(name: str) -> str:
+        return str(_condition(_status(rest, namespace, name), "Queued")["reason"])
+
+    operator = testing.start_operator(control_plane, namespace)
+    try:
+        testing.until(
+            lambda: (
+                phases()[:2] == ["Succeeded", "Running"]
+                and all(reason(n) == "BudgetExceeded" for n in names[2:])
+            ),
+            timeout=120,
+            what="m-0 done, m-1 running and the rest held by the budget",
+            explain=lambda: control_plane.explain_namespace(namespace),
+        )
+        queued = _condition(_status(rest, namespace, "m-4"), "Queued")
+        assert queued["message"] == (
+            "Policy metered-hourly allows 2 Runs of Agent metered per hour, "
+            "and that many started within the last hour"
+        )
+        rest.merge_patch(
+            API,
+            "policies",
+            namespace,
+            "metered-hourly",
+            {"spec": {"budgets": {"runsPerHour": 4}}},
+        )
+        testing.until(
+            lambda: phases() == ["Succeeded"] * 4 + ["Queued"],
+            timeout=120,
+            what="four Runs to succeed and the fifth to wait",
+            explain=lambda: control_plane.explain_namespace(namespace),
+        )
+        assert reason("m-4") == "BudgetExceeded"
+        assert "m-4-a1" not in {
+            j["metadata"]["name"] for j in rest.list("batch/v1", "jobs", namespace)
+        }
+        for name in names[2:]:
+            assert _events(rest, namespace, name).count("BudgetExceeded") == 1, name
+        assert "BudgetExceeded" not in _events(rest, namespace, "m-1")
+        testing.until(
+            lambda: (
+                ((rest.get(API, "agents", namespace, "metered") or {}).get("status") or {})
+                .get("usage", {})
+                .get("runs")
+                == 4
+            ),
+            what="the Agent's usage to count four Runs",
+        )
+    finally:
+        operator.stop()
+
+
 def test_run_created_before_its_agent_starts_when_the_agent_appears(
     rest: kube.Rest, namespace: str, operator: testing.OperatorProcess
 ) -> None:

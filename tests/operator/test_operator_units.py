@@ -11,6 +11,7 @@ import pytest
 
 from bosun import constants, contract
 from bosun.controller import builders, conditions, retry, runstatus, settings, store, workqueue
+from bosun.controller import controller as controller_mod
 
 
 def test_effective_retry_layers_run_over_agent_over_defaults() -> None:
@@ -259,3 +260,38 @@ def test_runner_termination_message_explains_the_verdict_but_not_its_retry() -> 
         assert retry.explained(failed, unreadable) == failed
     succeeded = retry.classify_exit(contract.ExitCode.SUCCEEDED)
     assert retry.explained(succeeded, report) == succeeded
+
+
+def test_an_agent_edit_is_acted_on_even_when_the_operators_own_write_stored_it_first() -> None:
+    engine = controller_mod.Controller(None, settings.Settings())  # type: ignore[arg-type]
+    key = ("ns", "a")
+
+    def agent(version: int, generation: int, **status: Any) -> dict[str, Any]:
+        meta = {"name": "a", "namespace": "ns", "uid": "u1", "generation": generation}
+        meta["resourceVersion"] = str(version)
+        return {
+            "apiVersion": constants.API_VERSION,
+            "kind": "Agent",
+            "metadata": meta,
+            "spec": {},
+            "status": status,
+        }
+
+    def drained() -> set[Any]:
+        items = set()
+        while (item := engine.queue.get(timeout=0.01)) is not None:
+            items.add(item)
+            engine.queue.done(item)
+        return items
+
+    engine.observe("agents", "ADDED", agent(1, 1))
+    assert ("agents", key) in drained()
+    # The user edits the spec (version 2); the operator's status write (version 3) returns the
+    # edited object, which reaches the store before the edit's own watch event.
+    engine.store.agents.put(agent(3, 2, usage={"runs": 1}))
+    engine.observe("agents", "MODIFIED", agent(2, 2))  # older than the store: dropped
+    engine.observe("agents", "MODIFIED", agent(3, 2, usage={"runs": 1}))
+    assert ("agents", key) in drained()
+    # A change of status alone is not acted on.
+    engine.observe("agents", "MODIFIED", agent(4, 2, usage={"runs": 2}))
+    assert ("agents", key) not in drained()

@@ -109,14 +109,25 @@ def test_started_within_and_the_next_slot() -> None:
     starts = usage.started_within(stamps, NOW)
     assert starts == [NOW - datetime.timedelta(minutes=m) for m in (50, 30, 10)]
     budget = usage.RunsBudget(2, "hourly")
-    message = usage.over_budget_message(budget, "triage", starts)
+    message, event = usage.over_budget(budget, "triage", starts)
+    assert message == (
+        "Policy hourly allows 2 Runs of Agent triage per hour, "
+        "and that many started within the last hour"
+    )
     # Three started, two allowed: the next starts once the two oldest have left the window.
     slot = conditions.stamp(NOW + datetime.timedelta(minutes=30))
-    assert message == (
-        f"Policy hourly allows 2 Runs of Agent triage per hour; the next may start at {slot}"
+    assert event == f"{message}; the next may start at {slot}"
+    # The condition's message does not move as Runs start: held Runs are not rewritten.
+    assert usage.over_budget(budget, "triage", [*starts, NOW])[0] == message
+    closed = usage.over_budget(usage.RunsBudget(0, "off"), "triage", starts)
+    assert (
+        closed[0]
+        == closed[1]
+        == (
+            "Policy off allows 0 Runs of Agent triage per hour, "
+            "and that many started within the last hour"
+        )
     )
-    closed = usage.over_budget_message(usage.RunsBudget(0, "off"), "triage", starts)
-    assert closed == "Policy off allows 0 Runs of Agent triage per hour"
 
 
 def test_runner_adds_its_own_figures_to_the_other_runs_of_its_agent() -> None:
@@ -131,6 +142,12 @@ def test_runner_adds_its_own_figures_to_the_other_runs_of_its_agent() -> None:
             ],
         }
     )
-    assert governance.other_runs_usage(published, "me") == (380, 5)
-    assert governance.other_runs_usage(published, "new") == (500, 9)
-    assert governance.other_runs_usage(None, "me") == (0, 0)
+    assert governance.other_runs_usage(published, "me", NOW) == (380, 5)
+    assert governance.other_runs_usage(published, "new", NOW) == (500, 9)
+    assert governance.other_runs_usage(None, "me", NOW) == (0, 0)
+    # Published two hours ago and never changed since (the operator was away): the finished
+    # Runs it counted have left the window; the unfinished ones' shares still count.
+    stale = published.model_copy(update={"update_time": NOW - datetime.timedelta(hours=2)})
+    assert governance.other_runs_usage(stale, "me", NOW) == (80, 1)
+    fresh = published.model_copy(update={"update_time": NOW - datetime.timedelta(minutes=59)})
+    assert governance.other_runs_usage(fresh, "me", NOW) == (380, 5)

@@ -117,3 +117,19 @@ def test_termination_message_fits_what_the_kubelet_keeps(
     monkeypatch.setenv("BOSUN_TERMINATION_LOG", str(tmp_path / "absent"))
     app._terminate_message("ModelError", "x")
     assert not (tmp_path / "absent").exists()
+
+
+def test_what_leaves_the_pod_carries_no_secret_and_no_url_credentials() -> None:
+    env = {
+        "BOSUN_MODEL_API_KEY": "sk-live-123456",
+        contract.secret_env_name("payments", "token"): "tok-abcdef",
+        "BOSUN_RUN_NAME": "refund",  # not a secret: kept
+    }
+    text = (
+        "https://user:pw@llm.example.com/v1/chat?key=sk-live-123456#x answered 401: "
+        "bad key sk-live-123456 for refund, header tok-abcdef"
+    )
+    assert app.redact(text, env) == (
+        "https://llm.example.com/v1/chat answered 401: "
+        "bad key [redacted] for refund, header [redacted]"
+    )

@@ -51,6 +51,9 @@ class Controller:
         self.usage = usage.UsageReconciler(self.store, rest)
         self._usage_due: dict[store_mod.Key, float] = {}
         self._usage_guard = threading.Lock()
+        # What the operator acts on in each Agent, as last seen in a watch event: the store
+        # cannot tell, since it also takes the responses of the operator's own status writes.
+        self._agent_seen: dict[store_mod.Key, tuple[Any, ...]] = {}
         self.synced = threading.Event()
         self.stopping = threading.Event()
         self._admission = threading.Event()
@@ -104,7 +107,6 @@ class Controller:
         """Take one watch event (or listed object) into the store and enqueue what it affects."""
         kind = self.store.kind(plural)
         key = store_mod.key_of(obj)
-        previous = kind.get(key)
         if event_type == "DELETED":
             kind.delete(obj)
         elif not kind.put(obj):
@@ -125,8 +127,13 @@ class Controller:
             if name:
                 self.queue.add(("runs", (key[0], name)))
         elif plural == "agents":
-            if event_type != "DELETED" and not _spec_changed(previous, obj):
+            acted_on = _acted_on(obj)
+            if event_type != "DELETED" and self._agent_seen.get(key) == acted_on:
                 return  # only its status moved (often the operator's own write)
+            if event_type == "DELETED":
+                self._agent_seen.pop(key, None)
+            else:
+                self._agent_seen[key] = acted_on
             self.queue.add(("agents", key))
             self.usage_soon(key, 0.0)
             for run in self._runs_of_agent(key):
@@ -270,12 +277,16 @@ class Controller:
                     else (budget, usage.started_within(start_times[agent_key], now))
                 )
             held = budgets.get(agent_key) if first else None
-            if held is not None and len(held[1]) >= held[0].limit:
-                waiting += 1
-                message = usage.over_budget_message(held[0], agent_key[1], held[1])
-                with self._lock(key):
-                    self.runs.hold(key, conditions.BUDGET_EXCEEDED, message)
-                continue
+            if held is not None:
+                if len(held[1]) >= held[0].limit:
+                    waiting += 1
+                    message, event = usage.over_budget(held[0], agent_key[1], held[1])
+                    with self._lock(key):
+                        self.runs.hold(key, conditions.BUDGET_EXCEEDED, message, event)
+                    continue
+                # This Run takes a free slot in this pass even if capacity stops it below, so
+                # the Runs behind it stay held instead of flipping between reasons.
+                held[1].append(now)
             limit = _agent_limit(agent)
             if active_total >= self.settings.max_concurrent_runs or (
                 limit is not None and per_agent[agent_key] >= limit
@@ -293,8 +304,6 @@ class Controller:
                 started += 1
                 active_total += 1
                 per_agent[agent_key] += 1
-                if held is not None:
-                    held[1].append(now)
                 self.queue.add(("runs", key))
         metrics.QUEUE_DEPTH.set(waiting)
         metrics.ACTIVE_RUNS.set(active_total)
@@ -309,14 +318,12 @@ def _held_for(run: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _spec_changed(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
-    """Whether what the operator acts on (spec, labels, deletion) differs between versions."""
-    if previous is None or previous["metadata"].get("uid") != current["metadata"].get("uid"):
-        return True
-    return any(
-        previous["metadata"].get(field) != current["metadata"].get(field)
-        for field in ("generation", "labels", "deletionTimestamp")
-    )
+def _acted_on(obj: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the operator acts on in an object (its identity, spec generation, labels and
+    deletion), to tell a change of it from a change of status alone."""
+    meta = obj["metadata"]
+    labels = tuple(sorted((meta.get("labels") or {}).items()))
+    return (meta.get("uid"), meta.get("generation"), labels, meta.get("deletionTimestamp"))
 
 
 def _agent_limit(agent: Mapping[str, Any]) -> int | None:

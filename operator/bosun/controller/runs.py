@@ -205,9 +205,9 @@ class RunReconciler:
         log.info("Admitted run=%s/%s attempt=%d job=%s", key[0], key[1], number, job)
         return True
 
-    def hold(self, key: store_mod.Key, reason: str, message: str) -> None:
+    def hold(self, key: store_mod.Key, reason: str, message: str, event: str | None = None) -> None:
         """Record why admission keeps a queued Run waiting (written only when it changes; an
-        Event when the reason does)."""
+        Event, saying ``event`` or else ``message``, when the reason does)."""
         run = self.store.runs.get(key)
         if run is None:
             return
@@ -218,7 +218,7 @@ class RunReconciler:
         if current.get("reason") == reason and current.get("message") == message:
             return
         if current.get("reason") != reason and reason != conditions.WAITING_FOR_CAPACITY:
-            events.emit(self.rest, run, reason, message, warning=True)
+            events.emit(self.rest, run, reason, event or message, warning=True)
         st.set("Queued", True, reason, message)
         self._write(run, st)
 
@@ -355,11 +355,13 @@ class RunReconciler:
             verdict = retry.Verdict("Succeeded", "RunnerSucceeded", False)
         else:
             job_reason = _job_failure_reason(job)
-            verdict = retry.classify_exit(
-                exit_code,
-                pod_reason or ("DeadlineExceeded" if job_reason == "DeadlineExceeded" else None),
+            ended_by = pod_reason or (
+                "DeadlineExceeded" if job_reason == "DeadlineExceeded" else None
             )
-            verdict = retry.explained(verdict, report)
+            verdict = retry.classify_exit(exit_code, ended_by)
+            if ended_by is None and exit_code is not None:
+                # The runner ended the attempt itself: its own words say why.
+                verdict = retry.explained(verdict, report)
         if exit_code is not None:
             attempt["exitCode"] = exit_code
         self._conclude(run, st, verdict)

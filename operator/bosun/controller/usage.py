@@ -137,13 +137,18 @@ def started_within(start_times: Iterable[str], now: datetime.datetime) -> list[d
     return sorted(moment for moment in moments if moment is not None and moment > since)
 
 
-def over_budget_message(budget: RunsBudget, agent: str, starts: list[datetime.datetime]) -> str:
-    """Why a Run waits for ``runsPerHour``, naming when the next one may start."""
-    text = f"Policy {budget.policy} allows {budget.limit} Runs of Agent {agent} per hour"
-    if starts and budget.limit > 0:
-        slot = starts[len(starts) - budget.limit] + WINDOW
-        text += f"; the next may start at {conditions.stamp(slot)}"
-    return text
+def over_budget(budget: RunsBudget, agent: str, starts: list[datetime.datetime]) -> tuple[str, str]:
+    """Why a Run waits for ``runsPerHour``: for its condition (the same while the budget stays
+    spent, so held Runs are not rewritten at every start) and for its Event, which also names
+    when the next Run may start."""
+    message = (
+        f"Policy {budget.policy} allows {budget.limit} Runs of Agent {agent} per hour, "
+        "and that many started within the last hour"
+    )
+    if not starts or budget.limit <= 0:
+        return message, message
+    slot = starts[len(starts) - budget.limit] + WINDOW
+    return message, f"{message}; the next may start at {conditions.stamp(slot)}"
 
 
 class UsageReconciler:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import signal
 import threading
 import time
@@ -74,6 +75,20 @@ def _awaiting(run: dict[str, Any]) -> tuple[str, datetime.datetime] | None:
             if moment is not None:
                 return str(condition.get("status")), moment
     return None
+
+
+_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/\s@]*@)?(?P<rest>[^\s?#]*)[^\s]*")
+
+
+def redact(text: str, env: Mapping[str, str]) -> str:
+    """``text`` fit to leave the pod (the termination message ends up in Run status and Events):
+    every Secret value the runner holds blanked out, and URLs without credentials, query or
+    fragment."""
+    for name, value in env.items():
+        secret = name == contract.ENV_MODEL_API_KEY or name.startswith(contract.SECRET_ENV_PREFIX)
+        if secret and len(value) >= 4:
+            text = text.replace(value, "[redacted]")
+    return _URL.sub(lambda m: m.group("scheme") + m.group("rest"), text)
 
 
 def _terminate_message(reason: str, message: str) -> None:
@@ -194,9 +209,9 @@ def _attempt(
         output = loop.AgentLoop(deps).execute(records)
         code, reason, message = contract.ExitCode.SUCCEEDED, "Succeeded", output[:200]
     except errors.AttemptEnded as err:
-        code, reason, message = err.exit_code, err.reason, err.message
+        code, reason, message = err.exit_code, err.reason, redact(err.message, env)
         level = logging.WARNING if isinstance(err, errors.LeaseLost) else logging.ERROR
-        bound.log(level, "Ended attempt", fields={"reason": err.reason, "detail": err.message})
+        bound.log(level, "Ended attempt", fields={"reason": err.reason, "detail": message})
         if isinstance(err, errors.LeaseLost):
             if reporter is not None:
                 reporter.event(
@@ -210,14 +225,15 @@ def _attempt(
                     {
                         "type": ATTEMPT_ENDED,
                         "reason": err.reason,
-                        "message": err.message,
+                        "message": message,
                         "exitCode": int(code),
                     }
                 )
             except Exception as write_err:
                 bound.warning("Failed to journal the end", fields={"error": repr(write_err)})
     except kubeapi.APIError as err:
-        code, reason, message = contract.ExitCode.FAILED_RETRYABLE, "APIError", str(err)[:500]
+        code, reason = contract.ExitCode.FAILED_RETRYABLE, "APIError"
+        message = redact(str(err)[:500], env)
         bound.error("Ended attempt", fields={"reason": reason, "detail": message})
     finally:
         keeper.stop(release=code != contract.ExitCode.LEASE_LOST)

@@ -14,6 +14,7 @@ Nothing here does I/O: callers read Policies fresh before each call and pass the
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -85,11 +86,20 @@ class Counters:
     tokens_last_hour: int = 0
 
 
-def other_runs_usage(usage: agent_api.AgentUsage | None, run_name: str) -> tuple[int, int]:
+def other_runs_usage(
+    usage: agent_api.AgentUsage | None, run_name: str, now: datetime.datetime
+) -> tuple[int, int]:
     """Tokens and tool calls the Agent's other Runs used within the hour, from the Agent's
-    ``status.usage`` (the operator's count, which lists this Run's share while it runs)."""
+    ``status.usage`` (the operator's count, which lists this Run's share while it runs).
+
+    Figures last changed more than a window ago (the operator has been away) keep only the
+    unfinished Runs' shares: every finished Run they counted has left the window since."""
     if usage is None:
         return 0, 0
+    others = [entry for entry in usage.active_runs if entry.name != run_name]
+    changed = usage.update_time
+    if changed is not None and now - changed > datetime.timedelta(seconds=usage.window_seconds):
+        return sum(e.tokens for e in others), sum(e.tool_calls for e in others)
     tokens, tool_calls = usage.tokens, usage.tool_calls
     for entry in usage.active_runs:
         if entry.name == run_name:

@@ -171,7 +171,9 @@ class AgentLoop:
         usage = self.state.usage()
         window = self.state.window(self.deps.now())
         published = self.agent.status.usage if self.agent is not None else None
-        tokens, tool_calls = governance.other_runs_usage(published, self.settings.run_name)
+        tokens, tool_calls = governance.other_runs_usage(
+            published, self.settings.run_name, self.deps.now()
+        )
         return governance.Counters(
             model_calls=usage["modelCalls"],
             tool_calls=usage["toolCalls"],
