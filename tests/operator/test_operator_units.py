@@ -295,3 +295,24 @@ def test_an_agent_edit_is_acted_on_even_when_the_operators_own_write_stored_it_f
     # A change of status alone is not acted on.
     engine.observe("agents", "MODIFIED", agent(4, 2, usage={"runs": 2}))
     assert ("agents", key) not in drained()
+
+
+def test_what_ended_the_pod_comes_before_what_the_runner_said() -> None:
+    said = '{"reason": "Terminated", "message": "the runner was asked to stop"}'
+    permanent = int(contract.ExitCode.FAILED_PERMANENT)
+    # The Job's deadline killed the pod; the runner saw SIGTERM and said so: the deadline wins.
+    timed_out = retry.failed_attempt(permanent, None, "DeadlineExceeded", said)
+    assert (timed_out.outcome, timed_out.reason, timed_out.retryable) == (
+        "TimedOut",
+        "AttemptTimedOut",
+        True,
+    )
+    # A pod the kubelet failed (eviction): its exit code decides, not the runner's words.
+    evicted = retry.failed_attempt(permanent, "Evicted", None, said)
+    assert evicted == retry.classify_exit(permanent, "Evicted")
+    assert evicted.reason != "Terminated"
+    # The runner ended the attempt itself: its words explain it.
+    assert retry.failed_attempt(permanent, None, None, said).reason == "Terminated"
+    assert retry.failed_attempt(permanent, None, "BackoffLimitExceeded", None).reason == (
+        "RunnerFailed"
+    )

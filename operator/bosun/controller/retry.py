@@ -98,6 +98,21 @@ def explained(verdict: Verdict, termination_message: str | None) -> Verdict:
     return dataclasses.replace(verdict, reason=reason, message=detail)
 
 
+def failed_attempt(
+    exit_code: int | None,
+    pod_reason: str | None,
+    job_reason: str | None,
+    termination_message: str | None,
+) -> Verdict:
+    """The verdict on a failed attempt's Job: what ended the pod (its own reason, or the Job's
+    deadline) comes first; otherwise the runner's exit code, explained in its own words."""
+    ended_by = pod_reason or ("DeadlineExceeded" if job_reason == "DeadlineExceeded" else None)
+    verdict = classify_exit(exit_code, ended_by)
+    if ended_by is None and exit_code is not None:
+        verdict = explained(verdict, termination_message)
+    return verdict
+
+
 def classify_exit(exit_code: int | None, pod_reason: str | None = None) -> Verdict:
     """Classify a finished runner by its exit code; unknown codes and kills are pod failures."""
     if pod_reason == "DeadlineExceeded":

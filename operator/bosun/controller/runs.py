@@ -354,14 +354,7 @@ class RunReconciler:
         if kind == "Complete":
             verdict = retry.Verdict("Succeeded", "RunnerSucceeded", False)
         else:
-            job_reason = _job_failure_reason(job)
-            ended_by = pod_reason or (
-                "DeadlineExceeded" if job_reason == "DeadlineExceeded" else None
-            )
-            verdict = retry.classify_exit(exit_code, ended_by)
-            if ended_by is None and exit_code is not None:
-                # The runner ended the attempt itself: its own words say why.
-                verdict = retry.explained(verdict, report)
+            verdict = retry.failed_attempt(exit_code, pod_reason, _job_failure_reason(job), report)
         if exit_code is not None:
             attempt["exitCode"] = exit_code
         self._conclude(run, st, verdict)
