@@ -16,7 +16,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from bosun import constants, kube
@@ -114,8 +114,7 @@ class Controller:
         if plural == "runs":
             self.queue.add(("runs", key))
             if (obj.get("status") or {}).get("startTime"):
-                agent_name = ((obj.get("spec") or {}).get("agentRef") or {}).get("name", "")
-                self.usage_soon((key[0], agent_name), self.settings.usage_interval_seconds)
+                self.usage_soon(store_mod.agent_key_of(obj), self.settings.usage_interval_seconds)
             if event_type == "DELETED":
                 self._admission.set()
                 with self._locks_guard:
@@ -136,7 +135,7 @@ class Controller:
                 self._agent_seen[key] = acted_on
             self.queue.add(("agents", key))
             self.usage_soon(key, 0.0)
-            for run in self._runs_of_agent(key):
+            for run in self.store.runs_of(key):
                 self.queue.add(("runs", store_mod.key_of(run)))
             self._admission.set()
         elif plural == "tools":
@@ -158,12 +157,6 @@ class Controller:
                 return
             self._usage_due[agent] = due
         self.queue.add_after(("usage", agent), delay)
-
-    def _runs_of_agent(self, key: store_mod.Key) -> Iterator[Obj]:
-        for run in self.store.runs.values():
-            ref = ((run.get("spec") or {}).get("agentRef") or {}).get("name")
-            if run["metadata"]["namespace"] == key[0] and ref == key[1]:
-                yield run
 
     # --- workers ---------------------------------------------------------------------------------
 
@@ -239,7 +232,7 @@ class Controller:
         for run in self.store.runs.values():
             meta = run["metadata"]
             spec = run.get("spec") or {}
-            agent_key = (meta["namespace"], (spec.get("agentRef") or {}).get("name", ""))
+            agent_key = store_mod.agent_key_of(run)
             started_at = (run.get("status") or {}).get("startTime")
             if started_at:
                 start_times[agent_key].append(started_at)
@@ -292,7 +285,10 @@ class Controller:
                 limit is not None and per_agent[agent_key] >= limit
             ):
                 waiting += 1
-                if _held_for(current) == conditions.BUDGET_EXCEEDED:
+                held_for = conditions.find(
+                    ((current or {}).get("status") or {}).get("conditions"), "Queued"
+                )
+                if (held_for or {}).get("reason") == conditions.BUDGET_EXCEEDED:
                     with self._lock(key):
                         self.runs.hold(
                             key, conditions.WAITING_FOR_CAPACITY, conditions.WAITING_MESSAGE
@@ -308,14 +304,6 @@ class Controller:
         metrics.QUEUE_DEPTH.set(waiting)
         metrics.ACTIVE_RUNS.set(active_total)
         return started
-
-
-def _held_for(run: Mapping[str, Any] | None) -> str | None:
-    """The reason of a queued Run's Queued condition."""
-    for condition in ((run or {}).get("status") or {}).get("conditions") or ():
-        if condition.get("type") == "Queued":
-            return str(condition.get("reason") or "")
-    return None
 
 
 def _acted_on(obj: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -20,6 +20,12 @@ def key_of(obj: Mapping[str, Any]) -> Key:
     return (str(meta.get("namespace", "")), str(meta["name"]))
 
 
+def agent_key_of(run: Mapping[str, Any]) -> Key:
+    """The key of the Agent a Run refers to."""
+    name = ((run.get("spec") or {}).get("agentRef") or {}).get("name", "")
+    return (str(run["metadata"].get("namespace", "")), str(name))
+
+
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
@@ -93,6 +99,10 @@ class Store:
         self.policies = Kind()
         self.jobs = Kind()
         self.leases = Kind()
+
+    def runs_of(self, agent: Key) -> Iterator[Obj]:
+        """The Runs that refer to the Agent ``agent``."""
+        return (run for run in self.runs.values() if agent_key_of(run) == agent)
 
     def kind(self, plural: str) -> Kind:
         kinds: dict[str, Kind] = {

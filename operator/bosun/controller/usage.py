@@ -165,14 +165,7 @@ class UsageReconciler:
         if agent is None:
             return None
         now = conditions.now()
-        namespace, name = key
-        runs = (
-            run
-            for run in self.store.runs.values()
-            if run["metadata"].get("namespace") == namespace
-            and ((run.get("spec") or {}).get("agentRef") or {}).get("name") == name
-        )
-        counted = tally(runs, now)
+        counted = tally(self.store.runs_of(key), now)
         desired = counted.status()
         published = (agent.get("status") or {}).get("usage")
         current = dict(published or {})

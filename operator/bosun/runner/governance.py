@@ -96,15 +96,13 @@ def other_runs_usage(
     unfinished Runs' shares: every finished Run they counted has left the window since."""
     if usage is None:
         return 0, 0
-    others = [entry for entry in usage.active_runs if entry.name != run_name]
     changed = usage.update_time
     if changed is not None and now - changed > datetime.timedelta(seconds=usage.window_seconds):
+        others = [entry for entry in usage.active_runs if entry.name != run_name]
         return sum(e.tokens for e in others), sum(e.tool_calls for e in others)
-    tokens, tool_calls = usage.tokens, usage.tool_calls
-    for entry in usage.active_runs:
-        if entry.name == run_name:
-            tokens -= entry.tokens
-            tool_calls -= entry.tool_calls
+    mine = [entry for entry in usage.active_runs if entry.name == run_name]
+    tokens = usage.tokens - sum(e.tokens for e in mine)
+    tool_calls = usage.tool_calls - sum(e.tool_calls for e in mine)
     return max(0, tokens), max(0, tool_calls)
 
 

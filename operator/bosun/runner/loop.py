@@ -169,11 +169,10 @@ class AgentLoop:
         """This Run's usage from its journal, plus the Agent's other Runs' within the hour
         from the (just refreshed) Agent's status."""
         usage = self.state.usage()
-        window = self.state.window(self.deps.now())
+        now = self.deps.now()
+        window = self.state.window(now)
         published = self.agent.status.usage if self.agent is not None else None
-        tokens, tool_calls = governance.other_runs_usage(
-            published, self.settings.run_name, self.deps.now()
-        )
+        tokens, tool_calls = governance.other_runs_usage(published, self.settings.run_name, now)
         return governance.Counters(
             model_calls=usage["modelCalls"],
             tool_calls=usage["toolCalls"],
