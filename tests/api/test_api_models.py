@@ -276,23 +276,6 @@ def test_http_defaults() -> None:
     assert (http.method, http.timeout_seconds, http.headers) == ("POST", 30, [])
 
 
-def test_effective_retry_layers_field_by_field_over_the_defaults() -> None:
-    assert common.effective_retry() == common.DEFAULT_RETRY
-    assert common.effective_retry(None, None) == common.DEFAULT_RETRY
-    run_retry = common.RetrySpec(max_attempts=7)
-    agent_retry = common.RetrySpec(max_attempts=2, initial_backoff_seconds=1, backoff_multiplier=3)
-    assert common.effective_retry(run_retry, agent_retry) == common.EffectiveRetry(
-        max_attempts=7, initial_backoff_seconds=1, backoff_multiplier=3.0, max_backoff_seconds=300
-    )
-
-
-def test_effective_retry_never_caps_below_the_initial_backoff() -> None:
-    layered = common.effective_retry(
-        common.RetrySpec(max_backoff_seconds=10), common.RetrySpec(initial_backoff_seconds=60)
-    )
-    assert layered.max_backoff_seconds == 60
-
-
 def test_call_hash_binds_tool_and_canonical_arguments() -> None:
     digest = approval.call_hash("issue-refund", {"amount": 100, "orderId": "A-1"})
     assert len(digest) == 64

@@ -14,29 +14,6 @@ from bosun.controller import builders, conditions, retry, runstatus, settings, s
 from bosun.controller import controller as controller_mod
 
 
-def test_effective_retry_layers_run_over_agent_over_defaults() -> None:
-    policy = retry.effective({"maxAttempts": 5}, {"maxAttempts": 2, "initialBackoffSeconds": 3})
-    assert policy == retry.Policy(5, 3.0, retry.DEFAULT_MULTIPLIER, retry.DEFAULT_MAX_BACKOFF)
-    assert retry.effective(None, None) == retry.Policy()
-
-
-def test_backoff_bound_grows_exponentially_to_the_cap() -> None:
-    policy = retry.Policy(
-        max_attempts=10, initial_backoff_seconds=1, backoff_multiplier=2, max_backoff_seconds=10
-    )
-    assert [policy.bound(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
-    assert policy.bound(10_000) == 10
-
-
-def test_full_jitter_stays_within_the_bound_and_uses_its_range() -> None:
-    policy = retry.Policy(initial_backoff_seconds=4, backoff_multiplier=2, max_backoff_seconds=100)
-    rng = random.Random(1)
-    delays = [policy.delay(2, rng) for _ in range(2000)]
-    assert all(0.0 <= d <= 8.0 for d in delays)
-    assert min(delays) < 0.5 and max(delays) > 7.5
-    assert 3.5 < sum(delays) / len(delays) < 4.5
-
-
 @pytest.mark.parametrize(
     ("code", "reason", "outcome", "retryable"),
     [

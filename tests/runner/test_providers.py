@@ -8,8 +8,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from bosun import retry
 from bosun.api import agent as agent_api
-from bosun.runner import backoff, conversation, providers
+from bosun.runner import conversation, providers
 from bosun.runner.providers import anthropic, base, openai, scripted
 
 CALL = conversation.ToolCall("call_1", "weather", {"city": "Oslo"})
@@ -50,8 +51,9 @@ def _build(
     **extra: object,
 ) -> providers.Provider:
     policy = providers.RetryPolicy(
-        max_retries=3,
-        backoff=backoff.Backoff(1.0, 2.0, 8.0),
+        pacing=retry.Policy(
+            max_attempts=4, initial_backoff_seconds=1, backoff_multiplier=2, max_backoff_seconds=8
+        ),
         sleep=sleeps.append,
         uniform=lambda low, high: high,
     )

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from bosun import contract
+from bosun import contract, retry
 from bosun.runner import tools
 
 from . import fakes
@@ -139,5 +139,5 @@ def test_non_idempotent_tools_are_not_resent_after_a_timeout_but_are_after_conne
         raise httpx.ConnectError("refused", request=request)
 
     result = _executor(httpx.MockTransport(refused)).call(fakes.tool("charge"), {}, "k")
-    assert attempts.count("connect") == tools.DEFAULT_ATTEMPTS
+    assert attempts.count("connect") == retry.TOOL_CALL_DEFAULTS.max_attempts
     assert result.is_error and "ConnectError" in result.content

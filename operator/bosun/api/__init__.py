@@ -9,23 +9,20 @@ from __future__ import annotations
 from bosun.api.agent import Agent, AgentSpec, AgentStatus, ModelSpec, ScriptToolCall, ScriptTurn
 from bosun.api.approval import Approval, ApprovalSpec, ApprovalStatus, call_hash
 from bosun.api.common import (
-    DEFAULT_RETRY,
     Condition,
-    EffectiveRetry,
     LabelSelector,
     LocalObjectReference,
     ObjectMeta,
     Resource,
     RetrySpec,
     SecretKeySelector,
-    effective_retry,
+    ToolRetrySpec,
 )
 from bosun.api.policy import Policy, PolicyRule, PolicySpec, PolicyStatus
 from bosun.api.run import Attempt, Run, RunPhase, RunSpec, RunStatus, Usage
 from bosun.api.tool import HTTPTransport, MCPTransport, Tool, ToolSpec, ToolStatus
 
 __all__ = [
-    "DEFAULT_RETRY",
     "Agent",
     "AgentSpec",
     "AgentStatus",
@@ -34,7 +31,6 @@ __all__ = [
     "ApprovalStatus",
     "Attempt",
     "Condition",
-    "EffectiveRetry",
     "HTTPTransport",
     "LabelSelector",
     "LocalObjectReference",
@@ -55,11 +51,11 @@ __all__ = [
     "ScriptTurn",
     "SecretKeySelector",
     "Tool",
+    "ToolRetrySpec",
     "ToolSpec",
     "ToolStatus",
     "Usage",
     "call_hash",
-    "effective_retry",
     "parse",
 ]
 

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal, Self
 import pydantic
 from pydantic import alias_generators
 
+from bosun import retry
+
 # A DNS-1123 label: what Kubernetes accepts for most object names that end up in other names.
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_LABEL_MAX = 63
@@ -286,13 +288,36 @@ class LabelSelector(Model):
         return True
 
 
+def _retry_description(defaults: retry.Policy, tries: str, field: str) -> str:
+    """The description of one retry field, naming the default the code really uses."""
+    texts = {
+        "maxAttempts": f"{tries.capitalize()} in total, the first included (1 to 100)."
+        f" Built-in default: {defaults.max_attempts}.",
+        "initialBackoffSeconds": f"Upper bound of the wait before the second of the {tries},"
+        f" in seconds. Built-in default: {defaults.initial_backoff_seconds:g}.",
+        "backoffMultiplier": "Factor by which the backoff bound grows with each failure"
+        f" (1 to 10). Built-in default: {defaults.backoff_multiplier:g}.",
+        "maxBackoffSeconds": "Cap on the backoff bound, in seconds; at least"
+        f" initialBackoffSeconds. Built-in default: {defaults.max_backoff_seconds:g}.",
+    }
+    return texts[field]
+
+
+_RUN_TRIES = "attempts"
+_TOOL_TRIES = "sends of the call"
+Attempts = Annotated[int, pydantic.Field(ge=1, le=100)]
+BackoffSeconds = Annotated[int, pydantic.Field(ge=0, le=86400)]
+Multiplier = Annotated[float, pydantic.Field(ge=1, le=10)]
+
+
 class RetrySpec(Model):
     """Exponential backoff with full jitter.
 
-    The wait before attempt n+1 is random between 0 and
+    The wait after the n-th failed attempt is random between 0 and
     min(maxBackoffSeconds, initialBackoffSeconds * backoffMultiplier^(n-1)). Unset fields fall
-    back (a Run's to its Agent's) and finally to the built-in defaults: 3 attempts, 5 seconds
-    initial backoff, multiplier 2, at most 300 seconds.
+    back (a Run's to its Agent's) and finally to the built-in defaults; the cap never falls
+    below the initial backoff, even when the two come from different layers. Only retryable
+    failures are retried; when a Run's attempts are used up it is dead-lettered.
     """
 
     model_config = pydantic.ConfigDict(
@@ -306,16 +331,22 @@ class RetrySpec(Model):
         )
     )
 
-    max_attempts: int | None = pydantic.Field(default=None, ge=1, le=100)
-    """Attempts in total, the first included (1 to 100). Built-in default: 3. When a Run's
-    attempts are used up, it is dead-lettered."""
-    initial_backoff_seconds: int | None = pydantic.Field(default=None, ge=0, le=86400)
-    """Upper bound of the wait before the second attempt, in seconds. Built-in default: 5."""
-    backoff_multiplier: float | None = pydantic.Field(default=None, ge=1, le=10)
-    """Factor by which the backoff bound grows per attempt (1 to 10). Built-in default: 2."""
-    max_backoff_seconds: int | None = pydantic.Field(default=None, ge=0, le=86400)
-    """Cap on the backoff bound, in seconds; at least initialBackoffSeconds.
-    Built-in default: 300."""
+    max_attempts: Attempts | None = pydantic.Field(
+        default=None,
+        description=_retry_description(retry.RUN_DEFAULTS, _RUN_TRIES, "maxAttempts"),
+    )
+    initial_backoff_seconds: BackoffSeconds | None = pydantic.Field(
+        default=None,
+        description=_retry_description(retry.RUN_DEFAULTS, _RUN_TRIES, "initialBackoffSeconds"),
+    )
+    backoff_multiplier: Multiplier | None = pydantic.Field(
+        default=None,
+        description=_retry_description(retry.RUN_DEFAULTS, _RUN_TRIES, "backoffMultiplier"),
+    )
+    max_backoff_seconds: BackoffSeconds | None = pydantic.Field(
+        default=None,
+        description=_retry_description(retry.RUN_DEFAULTS, _RUN_TRIES, "maxBackoffSeconds"),
+    )
 
     @pydantic.model_validator(mode="after")
     def _bounds(self) -> Self:
@@ -327,39 +358,38 @@ class RetrySpec(Model):
             raise ValueError("maxBackoffSeconds must be at least initialBackoffSeconds")
         return self
 
-
-@dataclasses.dataclass(frozen=True)
-class EffectiveRetry:
-    """Retry settings after layering, with every value known."""
-
-    max_attempts: int
-    initial_backoff_seconds: int
-    backoff_multiplier: float
-    max_backoff_seconds: int
+    def layers(self) -> dict[str, Any]:
+        """The fields this object sets, by their API names (a layer for ``retry.layered``)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 
-DEFAULT_RETRY = EffectiveRetry(
-    max_attempts=3, initial_backoff_seconds=5, backoff_multiplier=2.0, max_backoff_seconds=300
-)
+class ToolRetrySpec(RetrySpec):
+    """Exponential backoff with full jitter for the sends of one tool call within an attempt.
 
-
-def effective_retry(*layers: RetrySpec | None) -> EffectiveRetry:
-    """Layer retry settings, most specific first (Run, then Agent), over the built-in defaults.
-
-    Each field comes from the first layer that sets it. The cap never falls below the initial
-    backoff, even when the two come from different layers.
+    Only failures that are safe to resend are retried: timeouts, 408/425/429 and 5xx answers,
+    and connections that failed before the request left (a Tool that is not idempotent is
+    never resent once the request may have reached it). Unset fields fall back to the built-in
+    defaults.
     """
-    values: dict[str, Any] = dataclasses.asdict(DEFAULT_RETRY)
-    for name in values:
-        for layer in layers:
-            value = None if layer is None else getattr(layer, name)
-            if value is not None:
-                values[name] = value
-                break
-    values["max_backoff_seconds"] = max(
-        values["max_backoff_seconds"], values["initial_backoff_seconds"]
+
+    max_attempts: Attempts | None = pydantic.Field(
+        default=None,
+        description=_retry_description(retry.TOOL_CALL_DEFAULTS, _TOOL_TRIES, "maxAttempts"),
     )
-    return EffectiveRetry(**values)
+    initial_backoff_seconds: BackoffSeconds | None = pydantic.Field(
+        default=None,
+        description=_retry_description(
+            retry.TOOL_CALL_DEFAULTS, _TOOL_TRIES, "initialBackoffSeconds"
+        ),
+    )
+    backoff_multiplier: Multiplier | None = pydantic.Field(
+        default=None,
+        description=_retry_description(retry.TOOL_CALL_DEFAULTS, _TOOL_TRIES, "backoffMultiplier"),
+    )
+    max_backoff_seconds: BackoffSeconds | None = pydantic.Field(
+        default=None,
+        description=_retry_description(retry.TOOL_CALL_DEFAULTS, _TOOL_TRIES, "maxBackoffSeconds"),
+    )
 
 
 class Resource(Model):

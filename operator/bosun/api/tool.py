@@ -137,7 +137,7 @@ class ToolSpec(common.Model):
     """True when repeating a call is harmless (or the endpoint honours Idempotency-Key). A call
     whose outcome is unknown after a crash is then re-sent; otherwise the Run stops for a human
     decision rather than risk a duplicate side effect."""
-    retry: common.RetrySpec | None = None
+    retry: common.ToolRetrySpec | None = None
     """Retry of failed calls (timeouts, 429 and 5xx responses) within one attempt."""
 
     @pydantic.field_validator("input_schema")

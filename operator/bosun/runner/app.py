@@ -24,7 +24,6 @@ from typing import Any
 from bosun import constants, contract, kube
 from bosun.api import agent as agent_api
 from bosun.runner import (
-    backoff,
     config,
     errors,
     journal,
@@ -183,10 +182,7 @@ def _attempt(
         )
         sleep = interruptible_sleep(stop, keeper.ensure_held)
         policy = providers.RetryPolicy(
-            max_retries=settings.model_max_retries,
-            backoff=backoff.Backoff(
-                settings.model_backoff_seconds, 2.0, settings.model_max_backoff_seconds
-            ),
+            pacing=settings.model_pacing,
             max_retry_after_seconds=settings.max_retry_after_seconds,
             sleep=sleep,
         )

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import TypeVar
 
-from bosun import contract
+from bosun import contract, retry
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -32,6 +32,9 @@ class ConfigError(ValueError):
     """A required variable is missing or a value does not parse."""
 
 
+_MODEL = retry.MODEL_CALL_DEFAULTS
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything the runner needs to know before it talks to anyone."""
@@ -45,15 +48,25 @@ class Settings:
     lease_duration_seconds: float = float(contract.LEASE_DURATION_SECONDS)
     model_api_key: str = dataclasses.field(default="", repr=False)
     approval_poll_seconds: float = 2.0
-    model_max_retries: int = 8
-    model_backoff_seconds: float = 1.0
-    model_max_backoff_seconds: float = 30.0
+    model_max_retries: int = _MODEL.max_attempts - 1
+    model_backoff_seconds: float = _MODEL.initial_backoff_seconds
+    model_max_backoff_seconds: float = _MODEL.max_backoff_seconds
     max_retry_after_seconds: float = 300.0
     journal_chunk_bytes: int = 128 * 1024
     output_max_chars: int = 16 * 1024
     tool_result_max_chars: int = 32 * 1024
     log_level: str = "INFO"
     otlp_endpoint: str | None = None
+
+    @property
+    def model_pacing(self) -> retry.Policy:
+        """Tries and backoff of one model call: the retries configured here, after the first."""
+        return dataclasses.replace(
+            _MODEL,
+            max_attempts=self.model_max_retries + 1,
+            initial_backoff_seconds=self.model_backoff_seconds,
+            max_backoff_seconds=self.model_max_backoff_seconds,
+        )
 
     @property
     def lease_renew_seconds(self) -> float:
@@ -93,9 +106,13 @@ class Settings:
             ),
             model_api_key=source.get(contract.ENV_MODEL_API_KEY, ""),
             approval_poll_seconds=_number(source, ENV_APPROVAL_POLL, float, 2.0),
-            model_max_retries=_number(source, ENV_MODEL_RETRIES, int, 8),
-            model_backoff_seconds=_number(source, ENV_MODEL_BACKOFF, float, 1.0),
-            model_max_backoff_seconds=_number(source, ENV_MODEL_MAX_BACKOFF, float, 30.0),
+            model_max_retries=_number(source, ENV_MODEL_RETRIES, int, _MODEL.max_attempts - 1),
+            model_backoff_seconds=_number(
+                source, ENV_MODEL_BACKOFF, float, _MODEL.initial_backoff_seconds
+            ),
+            model_max_backoff_seconds=_number(
+                source, ENV_MODEL_MAX_BACKOFF, float, _MODEL.max_backoff_seconds
+            ),
             max_retry_after_seconds=_number(source, ENV_MAX_RETRY_AFTER, float, 300.0),
             journal_chunk_bytes=_number(source, ENV_JOURNAL_CHUNK_BYTES, int, 128 * 1024),
             log_level=source.get(ENV_LOG_LEVEL, "INFO").upper(),

@@ -2,7 +2,8 @@
 
 GET and DELETE send the arguments as query parameters (non-string values JSON-encoded), the
 other methods as a JSON body. A 2xx response is the result (JSON rendered compactly, otherwise
-text); 408/429/5xx and timeouts are retryable failures; other 4xx are results with an error.
+text); 408/425/429/5xx, timeouts and transport errors are retryable failures
+(``retry.retryable_status``, ``retry.transport_failure``); other 4xx are results with an error.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from typing import Any
 
 import httpx
 
+from bosun import retry
 from bosun.api import tool as tool_api
-from bosun.runner import backoff, tools
+from bosun.runner import tools
 
 __all__ = ["send"]
-
-RETRYABLE_STATUS = frozenset({408, 425, 429, 502, 503, 504})
 
 
 def _query(args: dict[str, Any]) -> dict[str, str]:
@@ -52,23 +52,18 @@ def send(
             response = client.request(
                 spec.method, spec.url, json=args, headers=headers, timeout=timeout
             )
-    except httpx.ConnectError as err:
-        return tools.Attempted(failure=type(err).__name__, retryable=True, maybe_sent=False)
-    except httpx.TimeoutException as err:
-        never_sent = isinstance(err, httpx.ConnectTimeout | httpx.PoolTimeout)
-        return tools.Attempted(
-            failure=type(err).__name__, retryable=True, maybe_sent=not never_sent
-        )
     except httpx.TransportError as err:
-        return tools.Attempted(failure=type(err).__name__, retryable=True)
+        failure = retry.transport_failure(err)
+        maybe_sent = failure is None or failure.maybe_sent
+        return tools.Attempted(failure=type(err).__name__, retryable=True, maybe_sent=maybe_sent)
     status = response.status_code
     if 200 <= status < 300:
         return tools.Attempted(result=tools.ToolResult(_content(response), status=status))
-    if status in RETRYABLE_STATUS or status >= 500:
+    if retry.retryable_status(status):
         return tools.Attempted(
             failure=f"HTTP {status}: {response.text[:200]}",
             retryable=True,
-            retry_after=backoff.retry_after_seconds(response.headers),
+            retry_after=retry.retry_after_seconds(response.headers),
         )
     return tools.Attempted(
         result=tools.ToolResult(f"HTTP {status}: {_content(response)}", True, status)

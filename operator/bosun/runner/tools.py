@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import jsonschema
 
-from bosun import contract
+from bosun import contract, retry
 from bosun.api import tool as tool_api
-from bosun.runner import backoff, conversation, httpclients
+from bosun.runner import conversation, httpclients
 
 __all__ = [
     "Attempted",
@@ -36,8 +36,6 @@ __all__ = [
 log = logging.getLogger("bosun.runner.tools")
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
-DEFAULT_ATTEMPTS = 3
-DEFAULT_BACKOFF = backoff.Backoff(base_seconds=0.5, multiplier=2.0, cap_seconds=10.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +150,9 @@ class Executor:
             return ToolResult(problem, is_error=True)
         if tool.spec.idempotent:
             headers["Idempotency-Key"] = idempotency_key
-        attempts, pacing = _retry_settings(tool)
+        pacing = retry.layered(
+            retry.TOOL_CALL_DEFAULTS, tool.spec.retry.layers() if tool.spec.retry else None
+        )
         send = self._send(tool)
         tries = 0
         while True:
@@ -165,11 +165,11 @@ class Executor:
                 )
             # Resending is safe when the request never left, or when the Tool is idempotent.
             safe = outcome.retryable and (tool.spec.idempotent or not outcome.maybe_sent)
-            if not safe or tries >= attempts:
+            if not safe or pacing.exhausted(tries):
                 unknown = outcome.maybe_sent and not tool.spec.idempotent
                 suffix = " (the call may or may not have taken effect)" if unknown else ""
                 return ToolResult(f"tool call failed: {outcome.failure}{suffix}", is_error=True)
-            delay = pacing.delay(tries - 1, outcome.retry_after, random.uniform)
+            delay = pacing.delay(tries, retry_after=outcome.retry_after, uniform=random.uniform)
             log.warning(
                 "Retrying tool call",
                 extra={
@@ -182,28 +182,6 @@ class Executor:
                 },
             )
             self.sleep(delay)
-
-
-def _retry_settings(tool: tool_api.Tool) -> tuple[int, backoff.Backoff]:
-    spec = tool.spec.retry
-    if spec is None:
-        return DEFAULT_ATTEMPTS, DEFAULT_BACKOFF
-    return (
-        spec.max_attempts or DEFAULT_ATTEMPTS,
-        backoff.Backoff(
-            base_seconds=float(
-                spec.initial_backoff_seconds
-                if spec.initial_backoff_seconds is not None
-                else DEFAULT_BACKOFF.base_seconds
-            ),
-            multiplier=spec.backoff_multiplier or DEFAULT_BACKOFF.multiplier,
-            cap_seconds=float(
-                spec.max_backoff_seconds
-                if spec.max_backoff_seconds is not None
-                else DEFAULT_BACKOFF.cap_seconds
-            ),
-        ),
-    )
 
 
 def render_content(value: Any) -> str:

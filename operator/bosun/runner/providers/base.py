@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from bosun import retry
 from bosun.api import agent as agent_api
-from bosun.runner import backoff, conversation, errors, httpclients
+from bosun.runner import conversation, errors, httpclients
 
 __all__ = [
     "ModelRejected",
@@ -32,7 +33,6 @@ __all__ = [
 
 log = logging.getLogger("bosun.runner.model")
 
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 DEFAULT_TIMEOUT_SECONDS = 120.0
 
 
@@ -60,13 +60,13 @@ Sleep = Callable[[float], None]
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """How a remote provider retries within one attempt."""
+    """How a remote provider retries within one attempt: ``pacing`` (tries and backoff), the
+    longest ``Retry-After`` it will wait out, and the clock it waits with."""
 
-    max_retries: int = 8
-    backoff: backoff.Backoff = dataclasses.field(default_factory=backoff.Backoff)
+    pacing: retry.Policy = retry.MODEL_CALL_DEFAULTS
     max_retry_after_seconds: float = 300.0
     sleep: Sleep = time.sleep
-    uniform: Callable[[float, float], float] = random.uniform
+    uniform: retry.Uniform = random.uniform
 
 
 def post_json(
@@ -77,15 +77,16 @@ def post_json(
     policy: RetryPolicy,
 ) -> dict[str, Any]:
     """POST ``body`` and return the JSON response, retrying what is worth retrying."""
-    retry = 0
+    tries = 0
     while True:
+        tries += 1
         retry_after: float | None = None
         try:
             response = client.post(url, json=body, headers=headers)
-        except httpx.TimeoutException as err:
-            reason, detail = "ModelTimeout", type(err).__name__
         except httpx.TransportError as err:
-            reason, detail = "ModelUnreachable", type(err).__name__
+            failure = retry.transport_failure(err)
+            timed_out = failure is not None and failure.timeout
+            reason, detail = "ModelTimeout" if timed_out else "ModelUnreachable", type(err).__name__
         else:
             status = response.status_code
             if 200 <= status < 300:
@@ -97,32 +98,31 @@ def post_json(
                     if isinstance(data, dict):
                         return data
                     reason, detail = "ModelBadResponse", "response is not a JSON object"
-            elif status in RETRYABLE_STATUS or status >= 500:
+            elif retry.retryable_status(status, model=True):
                 reason, detail = "ModelRateLimited" if status == 429 else "ModelError", str(status)
-                retry_after = backoff.retry_after_seconds(response.headers)
+                retry_after = retry.retry_after_seconds(response.headers)
             else:
                 raise ModelRejected(
                     "ModelRequestRejected", f"{url} answered {status}: {response.text[:500]}"
                 )
-        if retry >= policy.max_retries:
-            raise ModelUnavailable(reason, f"{url}: {detail} after {retry + 1} tries")
+        if policy.pacing.exhausted(tries):
+            raise ModelUnavailable(reason, f"{url}: {detail} after {tries} tries")
         if retry_after is not None and retry_after > policy.max_retry_after_seconds:
             raise ModelUnavailable(reason, f"{url} asked to retry after {retry_after:.0f}s")
-        delay = policy.backoff.delay(retry, retry_after, policy.uniform)
+        delay = policy.pacing.delay(tries, retry_after=retry_after, uniform=policy.uniform)
         log.warning(
             "Retrying model call",
             extra={
                 "fields": {
                     "reason": reason,
                     "detail": detail,
-                    "retry": retry + 1,
+                    "retry": tries,
                     "delaySeconds": round(delay, 3),
                     "retryAfterSeconds": retry_after,
                 }
             },
         )
         policy.sleep(delay)
-        retry += 1
 
 
 def build(
