@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import json
 import os
 import pathlib
 import re
@@ -112,7 +111,7 @@ def local_control_plane() -> Iterator[Cluster]:
         )
         names = [f"crd/{crdgen.crd_name(info)}" for info in crdgen.KINDS]
         handle.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
-        yield Cluster(handle, kube.Rest(kube.api_client(state.kubeconfig)), state)
+        yield Cluster(handle, kube.connect(state.kubeconfig), state)
         succeeded = True
     finally:
         daemon.down(folder, log=lambda _m: None)
@@ -173,15 +172,8 @@ def wait_operator_ready(operator: testing.OperatorProcess, timeout: float = 300)
 
 def api_writes(rest: kube.Rest) -> collections.Counter[str]:
     """Mutating requests the API server has served so far, by resource."""
-    response = rest.api.call_api(
-        "/metrics",
-        "GET",
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
-        _preload_content=False,
-    )
     counts: collections.Counter[str] = collections.Counter()
-    for line in response.data.decode().splitlines():
+    for line in rest.text("/metrics").splitlines():
         match = _SAMPLE.match(line)
         if not match:
             continue
@@ -223,7 +215,6 @@ class Watch:
         self.stopping = threading.Event()
         self.listed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"watch-{plural}", daemon=True)
-        self._response: Any = None
 
     def __enter__(self) -> Watch:
         self._thread.start()
@@ -232,9 +223,7 @@ class Watch:
 
     def __exit__(self, *_exc: object) -> None:
         self.stopping.set()
-        with contextlib.suppress(Exception):
-            if self._response is not None:
-                self._response.shutdown()  # unblocks the read in the watch thread
+        # The watch thread notices at its next event or bookmark; it is a daemon either way.
         self._thread.join(15)
 
     def _query(self) -> list[tuple[str, str]]:
@@ -268,24 +257,16 @@ class Watch:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", "60"),
         ]
-        self._response = self.rest.api.call_api(
-            self.path,
-            "GET",
-            query_params=query,
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            _preload_content=False,
-        )
-        for line in self._response:
-            if self.stopping.is_set():
-                break
-            event = json.loads(line)
-            kind, obj = event["type"], event["object"]
-            if kind == "ERROR":
-                return ""  # too old a version: list again
-            version = obj["metadata"].get("resourceVersion") or version
-            if kind != "BOOKMARK":
-                self.on_event(kind, obj, time.monotonic())
+        with self.rest.stream(self.path, query) as events:
+            for event in events:
+                if self.stopping.is_set():
+                    break
+                kind, obj = event["type"], event["object"]
+                if kind == "ERROR":
+                    return ""  # too old a version: list again
+                version = obj["metadata"].get("resourceVersion") or version
+                if kind != "BOOKMARK":
+                    self.on_event(kind, obj, time.monotonic())
         return version
 
 

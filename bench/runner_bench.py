@@ -31,6 +31,7 @@ from bosun.api import agent as agent_api
 from bosun.api import crdgen
 from bosun.api import policy as policy_api
 from bosun.api import tool as tool_api
+from bosun.dev import kubeclient
 from bosun.runner import cel, conversation, governance, journal, journal_configmap, kubeapi
 
 
@@ -241,10 +242,10 @@ def bench_journal(config: pathlib.Path, steps: int, chunk_kib: int) -> None:
     from bosun.dev import provision
 
     kubectl = provision.ensure(["kubectl"])["kubectl"]
-    api = kube.api_client(config)
+    api = kubeclient.api_client(config)
     namespace, uid = _setup_namespace(api, kubectl, config)
     try:
-        cluster = kubeapi.Cluster(namespace, api)
+        cluster = kubeapi.Cluster(namespace, kube.connect(config))
         backend = journal_configmap.ConfigMapBackend(cluster, "bench", uid, chunk_kib * 1024)
         the_journal = journal.Journal(backend, epoch=1, attempt=1)
         started = time.perf_counter()

@@ -85,7 +85,7 @@ def _audit(rest: kube.Rest, namespace: str, names: list[str]) -> tuple[int, int,
 
 @pytest.fixture
 def rest(control_plane: testing.ControlPlaneHandle) -> kube.Rest:
-    return kube.Rest(control_plane.api_client())
+    return control_plane.rest()
 
 
 def test_operator_killed_every_few_seconds(

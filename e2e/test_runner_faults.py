@@ -39,7 +39,7 @@ REAL_RUNNER = {
 
 @pytest.fixture
 def rest(control_plane: testing.ControlPlaneHandle) -> kube.Rest:
-    return kube.Rest(control_plane.api_client())
+    return control_plane.rest()
 
 
 @pytest.fixture

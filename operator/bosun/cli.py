@@ -11,7 +11,6 @@ import sys
 from typing import Any, Literal, NoReturn
 
 import click
-from kubernetes.client import exceptions as kube_exceptions
 
 from bosun import kube, ops
 from bosun.dev import cluster, daemon, demo, provision
@@ -126,7 +125,7 @@ _NAMESPACE = click.option(
 
 def _rest(kubeconfig: str | None) -> kube.Rest:
     try:
-        rest = kube.Rest(kube.api_client(kubeconfig))
+        rest = kube.connect(kubeconfig)
     except kube.ConfigError as err:
         _fail(str(err))
     try:
@@ -228,11 +227,11 @@ def _decide(
     namespace = ops.current_namespace(ns)
     try:
         ops.get_run(rest, namespace, run_name)
-        cluster = kubeapi.Cluster(namespace, rest.api)
+        cluster = kubeapi.Cluster(namespace, rest)
         created = approvals.create_approval(cluster, run_name, call, decision, reason=reason)
     except (ops.OpsError, ValueError) as err:
         _fail(str(err))
-    except kube_exceptions.ApiException as err:
+    except kube.ApiError as err:
         _fail(f"the API server refused the Approval: {err.status} {err.reason}")
     spec = created.get("spec") or {}
     click.echo(
@@ -284,7 +283,7 @@ def trace_command(run_name: str, namespace: str | None, kubeconfig: str | None) 
         run = ops.get_run(rest, ns, run_name)
     except ops.OpsError as err:
         _fail(str(err))
-    cluster = kubeapi.Cluster(ns, rest.api)
+    cluster = kubeapi.Cluster(ns, rest)
     click.echo(runtrace.render(runtrace.records(cluster, run_name), run_name))
     status = run.get("status") or {}
     usage = status.get("usage") or {}

@@ -6,13 +6,10 @@ Every function takes a ``kube.Rest`` and raises ``OpsError`` with a message a us
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-
-from kubernetes.client import exceptions
 
 from bosun import constants, kube
 
@@ -29,23 +26,25 @@ def ensure_api(rest: kube.Rest) -> None:
     """Fail clearly when the cluster has no Bosun API (the CRDs are not installed)."""
     try:
         rest.request("GET", f"/apis/{constants.API_VERSION}")
-    except exceptions.ApiException as err:
-        if err.status == 404:
-            raise OpsError(
-                f"the Bosun CRDs ({constants.API_VERSION}) are not installed in this cluster: "
-                "install the Helm chart, or run: bosun crds | kubectl apply --server-side -f -"
-            ) from err
+    except kube.NotFound as err:
+        raise OpsError(
+            f"the Bosun CRDs ({constants.API_VERSION}) are not installed in this cluster: "
+            "install the Helm chart, or run: bosun crds | kubectl apply --server-side -f -"
+        ) from err
+    except kube.Unavailable as err:
+        raise OpsError(f"cannot reach the API server: {err.message}") from err
+    except kube.ApiError as err:
         raise OpsError(f"the API server answered {err.status} {err.reason}") from err
-    except OSError as err:
-        raise OpsError(f"cannot reach the API server: {err}") from err
 
 
 def _guard(what: str, call: Callable[[], Obj | None]) -> Obj | None:
     try:
         return call()
-    except exceptions.ApiException as err:
-        if err.status == 403:
-            raise OpsError(f"{what}: forbidden by RBAC ({err.reason})") from err
+    except kube.Forbidden as err:
+        raise OpsError(f"{what}: forbidden by RBAC ({_message(err)})") from err
+    except kube.Unavailable as err:
+        raise OpsError(f"{what}: cannot reach the API server ({err.message})") from err
+    except kube.ApiError as err:
         raise OpsError(f"{what}: the API server answered {err.status} {err.reason}") from err
 
 
@@ -88,18 +87,15 @@ def create_run(
     }
     try:
         created = rest.create(body)
-    except exceptions.ApiException as err:
+    except kube.ApiError as err:
         raise OpsError(f"the API server rejected the Run: {_message(err)}") from err
     if created is None:
         raise OpsError(f"Run {body['metadata']['name']} already exists")
     return created
 
 
-def _message(err: exceptions.ApiException) -> str:
-    try:
-        return str(json.loads(err.body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return f"{err.status} {err.reason}"
+def _message(err: kube.ApiError) -> str:
+    return err.message or f"{err.status} {err.reason}"
 
 
 def follow(
@@ -150,14 +146,10 @@ def redrive(rest: kube.Rest, namespace: str, name: str) -> str:
 def current_namespace(explicit: str | None) -> str:
     if explicit:
         return explicit
-    from kubernetes import config
-
     try:
-        _, active = config.list_kube_config_contexts()
-    except (config.ConfigException, FileNotFoundError, TypeError):
+        return kube.load().namespace or "default"
+    except (kube.ConfigError, OSError):
         return "default"
-    namespace = ((active or {}).get("context") or {}).get("namespace")
-    return str(namespace) if isinstance(namespace, str) and namespace else "default"
 
 
 __all__ = [

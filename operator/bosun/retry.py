@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 __all__ = [
+    "API_THROTTLED",
     "CONTAINER_RESTART",
     "MODEL_CALL_DEFAULTS",
     "RECONCILE_ERRORS",
@@ -100,6 +101,11 @@ RECONCILE_ERRORS = Policy(
     max_backoff_seconds=30,
 )
 """The operator's wait before reconciling an object again after an error (its ``bound``)."""
+
+API_THROTTLED = Policy(
+    max_attempts=6, initial_backoff_seconds=0.5, backoff_multiplier=2, max_backoff_seconds=4
+)
+"""Requests the API server answered with 429 or 503 and a ``Retry-After`` (``bosun.kube``)."""
 
 CONTAINER_RESTART = Policy(
     max_attempts=2**31 - 1,

@@ -52,7 +52,7 @@ def test_health_of_objects_the_operator_reconciled(
     namespace: str,
     control_plane: testing.ControlPlaneHandle,
 ) -> None:
-    rest = kube.Rest(control_plane.api_client())
+    rest = control_plane.rest()
     http = {"url": "http://orders.invalid/lookup", "method": "GET"}
     header = {
         "name": "Authorization",

@@ -9,7 +9,7 @@ import chartkit
 import kubeschemas
 import pytest
 
-from bosun import constants, kube
+from bosun import constants
 from bosun.dev import testing
 
 
@@ -27,7 +27,7 @@ def kube_schemas(
     bosun_crds: testing.ControlPlaneHandle, tmp_path_factory: pytest.TempPathFactory
 ) -> pathlib.Path:
     """A kubeconform schema folder for this API server, Bosun's CRDs included."""
-    rest = kube.Rest(bosun_crds.api_client())
+    rest = bosun_crds.rest()
 
     def openapi() -> dict[str, Any] | None:
         doc = rest.request("GET", "/openapi/v2")

@@ -93,7 +93,7 @@ class Release:
             return 0, ""
 
     def operator_pods(self) -> list[dict[str, Any]]:
-        rest = kube.Rest(self.control_plane.api_client())
+        rest = self.control_plane.rest()
         selector = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=operator"
         return rest.list("v1", "pods", self.namespace, label_selector=selector)
 
@@ -283,7 +283,7 @@ def _check_approval_policy(
 def test_cluster_wide_install_runs_a_run_and_upgrades_and_uninstalls(
     control_plane: testing.ControlPlaneHandle, namespace: str
 ) -> None:
-    rest = kube.Rest(control_plane.api_client())
+    rest = control_plane.rest()
     _restrict(control_plane, namespace)
     release = Release(control_plane, f"bosun-{uuid.uuid4().hex[:6]}")
     # CRDs that other tests applied with kubectl are adopted, as the chart README describes.
@@ -363,7 +363,7 @@ def test_namespaced_install_watches_only_its_namespaces(
     bosun_crds: testing.ControlPlaneHandle,
 ) -> None:
     """watchNamespaces: Roles instead of a ClusterRole, and nothing happens elsewhere."""
-    rest = kube.Rest(control_plane.api_client())
+    rest = control_plane.rest()
     _restrict(control_plane, namespace)
     elsewhere = f"{namespace[:50]}-other"
     control_plane.kubectl("create", "namespace", elsewhere)

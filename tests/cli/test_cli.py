@@ -41,7 +41,7 @@ def _agent(rest: kube.Rest, namespace: str) -> None:
 def test_run_wait_follows_the_run_and_prints_its_output(
     control_plane: testing.ControlPlaneHandle, namespace: str, operator: testing.OperatorProcess
 ) -> None:
-    rest = kube.Rest(control_plane.api_client())
+    rest = control_plane.rest()
     _agent(rest, namespace)
     text = json.dumps({"standin": {"sleepSeconds": 0.2}})
     proc = _bosun(
@@ -66,7 +66,7 @@ def test_run_wait_follows_the_run_and_prints_its_output(
 def test_failed_run_exits_non_zero_and_redrive_requeues_it(
     control_plane: testing.ControlPlaneHandle, namespace: str, operator: testing.OperatorProcess
 ) -> None:
-    rest = kube.Rest(control_plane.api_client())
+    rest = control_plane.rest()
     _agent(rest, namespace)
     text = json.dumps({"standin": {"exitCode": 11}})
     proc = _bosun(

@@ -106,7 +106,7 @@ def _assert_one_job_per_attempt(rest: kube.Rest, namespace: str, names: list[str
 
 @pytest.fixture
 def rest(control_plane: testing.ControlPlaneHandle) -> kube.Rest:
-    return kube.Rest(control_plane.api_client())
+    return control_plane.rest()
 
 
 def test_success_path_records_attempts_times_and_lease(

@@ -11,10 +11,11 @@ import copy
 import itertools
 from typing import Any
 
+from bosun import kube
 from bosun.api import agent as agent_api
 from bosun.api import policy as policy_api
 from bosun.api import tool as tool_api
-from bosun.runner import errors, kubeapi
+from bosun.runner import errors
 
 Obj = dict[str, Any]
 
@@ -80,7 +81,7 @@ class FakeCluster:
         self.statuses: list[Obj] = []
         self.events: list[Obj] = []
         self.versions = itertools.count(1)
-        self.fail_next_replace: kubeapi.APIError | None = None
+        self.fail_next_replace: kube.ApiError | None = None
 
     def close(self) -> None:
         return None
@@ -96,7 +97,7 @@ class FakeCluster:
         try:
             return copy.deepcopy(self.objects[(kind, name)])
         except KeyError:
-            raise kubeapi.NotFound(404, f"{kind} {name}") from None
+            raise kube.NotFound(404, "NotFound", f"{kind} {name}") from None
 
     def _list(self, kind: str) -> list[Obj]:
         return [copy.deepcopy(o) for (k, _), o in sorted(self.objects.items()) if k == kind]
@@ -146,21 +147,21 @@ class FakeCluster:
             raise err
         current = store.get(name)
         if current is None:
-            raise kubeapi.NotFound(404, name)
+            raise kube.NotFound(404, "NotFound", name)
         if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
-            raise kubeapi.Conflict(409, f"{name} changed")
+            raise kube.Conflict(409, "Conflict", f"{name} changed")
         store[name] = self._stamp(body)
         return copy.deepcopy(store[name])
 
     def get_configmap(self, name: str) -> Obj:
         if name not in self.configmaps:
-            raise kubeapi.NotFound(404, name)
+            raise kube.NotFound(404, "NotFound", name)
         return copy.deepcopy(self.configmaps[name])
 
     def create_configmap(self, body: Obj) -> Obj:
         name = body["metadata"]["name"]
         if name in self.configmaps:
-            raise kubeapi.AlreadyExists(409, name)
+            raise kube.AlreadyExists(409, "AlreadyExists", name)
         self.configmaps[name] = self._stamp(body)
         return copy.deepcopy(self.configmaps[name])
 
@@ -174,16 +175,16 @@ class FakeCluster:
             raise err
         current = self.configmaps.get(name)
         if current is None:
-            raise kubeapi.NotFound(404, name)
+            raise kube.NotFound(404, "NotFound", name)
         wanted = (patch.get("metadata") or {}).get("resourceVersion")
         if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-            raise kubeapi.Conflict(409, f"{name} changed")
+            raise kube.Conflict(409, "Conflict", f"{name} changed")
         self.configmaps[name] = self._stamp(_merge(current, patch))
         return copy.deepcopy(self.configmaps[name])
 
     def get_lease(self, name: str) -> Obj:
         if name not in self.leases:
-            raise kubeapi.NotFound(404, name)
+            raise kube.NotFound(404, "NotFound", name)
         return copy.deepcopy(self.leases[name])
 
     def create_lease(self, name: str, duration: int = 15) -> None:

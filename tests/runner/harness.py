@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from bosun import constants, contract
+from bosun import constants, contract, kube
 from bosun.dev import testing
 from bosun.runner import journal_configmap, kubeapi
 
@@ -78,6 +78,7 @@ class Harness:
         self.namespace = namespace
         self.folder = folder
         self.api = control_plane.api_client()
+        self.rest = kube.connect(control_plane.kubeconfig)
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
         self.rbac = client.RbacAuthorizationV1Api(self.api)
@@ -268,7 +269,7 @@ class Harness:
     # --- reading back ----------------------------------------------------------------------------
 
     def journal(self, run: str) -> list[dict[str, Any]]:
-        cluster = kubeapi.Cluster(self.namespace, self.api)
+        cluster = kubeapi.Cluster(self.namespace, self.rest)
         return journal_configmap.ConfigMapBackend(cluster, run, self.uids.get(run, "")).read()
 
     def decisions(self, run: str) -> list[dict[str, Any]]:
@@ -302,3 +303,4 @@ class Harness:
         for process in self.processes:
             process.kill()
         self.api.close()
+        self.rest.close()

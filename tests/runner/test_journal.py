@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from bosun import contract
-from bosun.runner import errors, journal, journal_configmap, kubeapi
+from bosun import contract, kube
+from bosun.runner import errors, journal, journal_configmap
 
 from . import fakes
 
@@ -128,8 +128,8 @@ def test_configmap_backend_reports_other_api_errors() -> None:
     cluster = fakes.FakeCluster()
     backend = _backend(cluster)
     backend.open(1)
-    cluster.fail_next_replace = kubeapi.APIError(500, "etcd is sad")
-    with pytest.raises(kubeapi.APIError):
+    cluster.fail_next_replace = kube.ApiError(500, "InternalError", "etcd is sad")
+    with pytest.raises(kube.ApiError):
         backend.append([{"seq": 1}])
 
 

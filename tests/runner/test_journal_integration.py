@@ -17,8 +17,7 @@ pytestmark = pytest.mark.cluster
 def _backend(
     kube_: harness.Harness, chunk_bytes: int = 256 * 1024
 ) -> journal_configmap.ConfigMapBackend:
-    api = kube.api_client(kube_.kubeconfig("j"))
-    cluster = kubeapi.Cluster(kube_.namespace, api)
+    cluster = kubeapi.Cluster(kube_.namespace, kube.connect(kube_.kubeconfig("j")))
     return journal_configmap.ConfigMapBackend(cluster, "j", kube_.uids["j"], chunk_bytes)
 
 

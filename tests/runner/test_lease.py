@@ -6,7 +6,8 @@ import datetime
 
 import pytest
 
-from bosun.runner import errors, kubeapi, lease
+from bosun import kube
+from bosun.runner import errors, lease
 
 from . import fakes
 
@@ -83,7 +84,7 @@ def test_ownership_ends_when_no_renewal_succeeded_within_the_duration() -> None:
     cluster.create_lease("l", 10)
     keeper = _keeper(cluster, clock)
     keeper.acquire(5, sleep=clock.sleep)
-    cluster.fail_next_replace = kubeapi.APIError(503, "unavailable")
+    cluster.fail_next_replace = kube.ApiError(503, "ServiceUnavailable", "unavailable")
     clock.sleep(3)
     assert keeper.renew_once(cluster)  # type: ignore[arg-type]  # failed, will retry
     assert keeper.held()

@@ -7,8 +7,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes.client import exceptions
-
 from bosun import kube
 from bosun.controller import conditions
 
@@ -55,7 +53,7 @@ def emit(
     }
     try:
         rest.create(event)
-    except exceptions.ApiException as err:
+    except kube.ApiError as err:
         log.warning(
             "Could not record event reason=%s object=%s error=%s", reason, meta["name"], err
         )

@@ -71,23 +71,15 @@ async def lease_event(event: Any, **_: Any) -> None:
 @kopf.on.login()
 def login(**_: Any) -> kopf.ConnectionInfo:
     """Log kopf in with the credentials Bosun's own client loaded (kubeconfig or in-cluster)."""
-    configuration = _bound[0].rest.api.configuration
-    if configuration.refresh_api_key_hook is not None:
-        # In a pod the token file rotates; pick up the current one on every (re)login.
-        configuration.refresh_api_key_hook(configuration)
-    keys = configuration.api_key or {}
-    # In-cluster config stores "bearer <token>" under BearerToken; kubeconfigs under
-    # authorization. Client-certificate logins have neither.
-    header = str(keys.get("BearerToken") or keys.get("authorization") or "")
-    scheme, _sep, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        token = ""
+    credentials = _bound[0].rest.credentials
+    # In a pod the token file rotates; every (re)login reads the current one.
+    token = credentials.bearer_token()
     return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
+        server=credentials.server,
+        ca_data=credentials.ca_pem,
+        insecure=credentials.insecure,
         scheme="Bearer" if token else None,
-        token=token.strip() or None,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
+        token=token or None,
+        certificate_data=credentials.client_cert_pem,
+        private_key_data=credentials.client_key_pem,
     )

@@ -16,8 +16,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client import exceptions
-
 from bosun import constants, kube
 from bosun.controller import conditions
 
@@ -98,10 +96,8 @@ class LeaderElector:
         )
         try:
             self.rest.request("PUT", self._path(), lease)
-        except exceptions.ApiException as err:
-            if err.status == 409:
-                return False
-            raise
+        except kube.Conflict:
+            return False
         return True
 
     def acquire(self) -> None:
@@ -117,7 +113,7 @@ class LeaderElector:
                 if self._try():
                     log.info("Acquired leadership identity=%s", self.identity)
                     break
-            except exceptions.ApiException as err:
+            except kube.ApiError as err:
                 log.warning("Leader election failed error=%s", err)
             self.stopping.wait(max(1.0, self.duration / 5))
         self._thread = threading.Thread(target=self._renew, name="leader-renew", daemon=True)
@@ -148,5 +144,5 @@ class LeaderElector:
                 lease["spec"]["renewTime"] = None
                 self.rest.request("PUT", self._path(), lease)
                 log.info("Released leadership identity=%s", self.identity)
-        except exceptions.ApiException as err:
+        except kube.ApiError as err:
             log.warning("Could not release leadership error=%s", err)

@@ -31,7 +31,7 @@ def _configure_logging(verbose: bool) -> None:
 def run(kubeconfig: str | None = None, verbose: bool = False) -> int:
     _configure_logging(verbose)
     settings = settings_mod.Settings.from_env()
-    rest = kube.Rest(kube.api_client(kubeconfig))
+    rest = kube.connect(kubeconfig)
     controller = controller_mod.Controller(rest, settings)
     handlers.bind(controller)
     metrics.serve(settings.metrics_port)

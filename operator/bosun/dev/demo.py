@@ -101,7 +101,7 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
         log(_kubectl(kubectl, state.kubeconfig, "apply", "-n", NAMESPACE, "-f", str(path)).strip())
     if run_manifest is None:
         raise RuntimeError(f"no Run among the demo manifests in {demo}")
-    rest = kube.Rest(kube.api_client(state.kubeconfig))
+    rest = kube.connect(state.kubeconfig)
     spec = run_manifest["spec"]
     name = f"{run_manifest['metadata']['name']}-{uuid.uuid4().hex[:5]}"
     ops.create_run(rest, NAMESPACE, spec["agentRef"]["name"], spec["input"], name=name)
@@ -116,7 +116,7 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
     log(f"$ bosun trace {name}")
     from bosun.runner import kubeapi, runtrace
 
-    cluster = kubeapi.Cluster(NAMESPACE, rest.api)
+    cluster = kubeapi.Cluster(NAMESPACE, rest)
     log(runtrace.render(runtrace.records(cluster, name), name))
     log("")
     log(f"Demo finished in {time.monotonic() - started:.0f}s. Try:")

@@ -37,8 +37,8 @@ from urllib import parse
 from kubernetes import client
 from kubernetes.client import exceptions
 
-from bosun import constants, kube
-from bosun.dev import cluster, images, podenv
+from bosun import constants
+from bosun.dev import cluster, images, kubeclient, podenv
 
 log = logging.getLogger("bosun.emulator")
 
@@ -755,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stdout,
     )
     args.dir.mkdir(parents=True, exist_ok=True)
-    emulator = Emulator(kube.api_client(args.kubeconfig), args.dir, args.ca, args.node_name)
+    emulator = Emulator(kubeclient.api_client(args.kubeconfig), args.dir, args.ca, args.node_name)
 
     def _on_signal(signum: int, _frame: object) -> None:
         emulator.stopping.set()

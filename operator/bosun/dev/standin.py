@@ -37,7 +37,7 @@ def main() -> int:
     run_name = os.environ[contract.ENV_RUN_NAME]
     attempt = int(os.environ[contract.ENV_ATTEMPT])
     pod = os.environ[contract.ENV_POD_NAME]
-    rest = kube.Rest(kube.api_client())
+    rest = kube.connect()
     run = rest.get(constants.API_VERSION, "runs", namespace, run_name)
     if run is None:
         print(f"Run {namespace}/{run_name} not found", flush=True)

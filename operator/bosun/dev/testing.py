@@ -26,7 +26,7 @@ import pytest
 from kubernetes import client
 
 from bosun import kube
-from bosun.dev import cluster, daemon, provision
+from bosun.dev import cluster, daemon, kubeclient, provision
 
 __all__ = ["ControlPlaneHandle", "OperatorProcess", "scenario_size", "start_operator", "until"]
 
@@ -65,6 +65,7 @@ class ControlPlaneHandle:
     folder: pathlib.Path | None
     kubectl_path: pathlib.Path
     server_version: str = ""
+    _rest: kube.Rest | None = dataclasses.field(default=None, repr=False)
 
     def kubectl(
         self,
@@ -89,7 +90,19 @@ class ControlPlaneHandle:
         return proc
 
     def api_client(self) -> client.ApiClient:
-        return kube.api_client(self.kubeconfig)
+        """The official client (for tests that use its typed APIs)."""
+        return kubeclient.api_client(self.kubeconfig)
+
+    def rest(self) -> kube.Rest:
+        """Bosun's own API access as the cluster admin: one shared, thread-safe client, closed
+        when the control plane stops."""
+        if self._rest is None:
+            self._rest = kube.connect(self.kubeconfig)
+        return self._rest
+
+    def close(self) -> None:
+        if self._rest is not None:
+            self._rest.close()
 
     @property
     def minor(self) -> int:
@@ -267,7 +280,10 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     if external:
         handle = ControlPlaneHandle(pathlib.Path(external), None, kubectl)
         handle.server_version = _server_version(handle)
-        yield handle
+        try:
+            yield handle
+        finally:
+            handle.close()
         return
     folder = tmp_path_factory.mktemp("control-plane")
     state = daemon.up(folder, attached=True, log=lambda _m: None)
@@ -275,6 +291,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         handle = ControlPlaneHandle(state.kubeconfig, folder, kubectl)
         handle.server_version = _server_version(handle)
         yield handle
+        handle.close()
     finally:
         daemon.down(folder, log=lambda _m: None)
 

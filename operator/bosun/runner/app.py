@@ -142,12 +142,12 @@ def _attempt(
 ) -> int:
     bound = logs.bind("bosun.runner")
     try:
-        cluster = kubeapi.Cluster(settings.namespace, kube.api_client())
+        cluster = kubeapi.Cluster(settings.namespace)
     except kube.ConfigError as err:
         bound.error("Failed to reach the API server", fields={"error": str(err)})
         return int(contract.ExitCode.FAILED_RETRYABLE)
     keeper = lease.LeaseKeeper(
-        lambda: kubeapi.Cluster(settings.namespace, kube.api_client()),
+        lambda: kubeapi.Cluster(settings.namespace),
         settings.lease_name,
         settings.identity,
         duration_seconds=settings.lease_duration_seconds,
@@ -170,7 +170,7 @@ def _attempt(
         bound.info("Opened journal", fields={"records": len(records), "epoch": epoch})
         try:
             awaiting = _awaiting(cluster.get_run(settings.run_name))
-        except kubeapi.NotFound as err:
+        except kube.NotFound as err:
             raise errors.Cancelled("RunDeleted", "the Run no longer exists") from err
         reporter = status.Reporter(
             cluster,
@@ -227,7 +227,7 @@ def _attempt(
                 )
             except Exception as write_err:
                 bound.warning("Failed to journal the end", fields={"error": repr(write_err)})
-    except kubeapi.APIError as err:
+    except kube.ApiError as err:
         code, reason = contract.ExitCode.FAILED_RETRYABLE, "APIError"
         message = redact(str(err)[:500], env)
         bound.error("Ended attempt", fields={"reason": reason, "detail": message})

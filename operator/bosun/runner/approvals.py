@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import pydantic
 
+from bosun import kube
 from bosun.api import approval as approval_api
 from bosun.runner import kubeapi
 
@@ -71,7 +72,7 @@ class Waiter:
 
     def __init__(
         self,
-        cluster: kubeapi.Cluster,
+        cluster: kubeapi.ClusterAPI,
         run: str,
         *,
         poll_seconds: float,
@@ -111,7 +112,7 @@ class Waiter:
             self.check()
             try:
                 found = self.lookup(hash_)
-            except kubeapi.APIError as err:
+            except kube.ApiError as err:
                 log.warning("Failed to list approvals", extra={"fields": {"status": err.status}})
                 found = None
             if found is not None:
@@ -140,7 +141,7 @@ def resolve_call(run: dict[str, Any], call: str) -> str:
 
 
 def create_approval(
-    cluster: kubeapi.Cluster,
+    cluster: kubeapi.ClusterAPI,
     run: str,
     call: str,
     decision: approval_api.Decision,

@@ -1,124 +1,83 @@
-"""The one place the runner talks to the Kubernetes API server.
+"""The runner's view of the Kubernetes API: the calls its Role allows, for its Run's namespace.
 
-A thin, dict-in/dict-out facade over the generated client, limited to what the runner's Role
+A thin facade over ``bosun.kube.Rest`` limited to what the runner's Role
 (``contract.runner_rules``) allows: read its Run, Agents, Tools, Policies and Approvals; get and
 update its Lease; create, get and update its journal ConfigMaps; apply its Run's status; create
-Events. API errors become ``NotFound``/``Conflict``/``AlreadyExists``/``APIError``.
+Events. Refusals raise ``bosun.kube``'s errors (``NotFound``, ``Conflict``, ``AlreadyExists``,
+``ApiError``). ``ClusterAPI`` is the protocol the loop and its helpers depend on, so tests can
+pass their own fake.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-from typing import Any, NoReturn
+from typing import Any, Protocol
 
-from kubernetes import client
-from kubernetes.client import exceptions
+import httpx
 
 from bosun import constants, contract, kube
 
-__all__ = ["APIError", "AlreadyExists", "Cluster", "Conflict", "NotFound"]
+__all__ = ["Cluster", "ClusterAPI"]
 
-APPLY_PATCH = "application/apply-patch+yaml"
-MERGE_PATCH = "application/merge-patch+json"
-_TIMEOUT = (5.0, 20.0)
+_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 
 Object = dict[str, Any]
 
 
-class APIError(RuntimeError):
-    """The API server refused or failed a request."""
+class ClusterAPI(Protocol):
+    """What the runner asks of the API server."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
+    namespace: str
 
-
-class NotFound(APIError):
-    pass
-
-
-class Conflict(APIError):
-    """The object changed since it was read (stale resourceVersion)."""
-
-
-class AlreadyExists(APIError):
-    pass
-
-
-def _raise(err: exceptions.ApiException) -> NoReturn:
-    status = int(err.status or 0)
-    reason = ""
-    with contextlib.suppress(TypeError, ValueError):
-        reason = json.loads(err.body or "{}").get("reason", "")
-    message = str(err.reason or "")
-    if status == 404:
-        raise NotFound(status, message) from err
-    if status == 409 and reason == "AlreadyExists":
-        raise AlreadyExists(status, message) from err
-    if status == 409:
-        raise Conflict(status, message) from err
-    raise APIError(status, f"{message} {err.body or ''}".strip()) from err
-
-
-def _data(response: Any) -> Object:
-    payload: Object = json.loads(response.data)
-    return payload
+    def get_run(self, name: str) -> Object: ...
+    def get_agent(self, name: str) -> Object: ...
+    def get_tool(self, name: str) -> Object: ...
+    def list_tools(self) -> list[Object]: ...
+    def list_policies(self) -> list[Object]: ...
+    def list_approvals(self) -> list[Object]: ...
+    def create_approval(self, body: Object) -> Object: ...
+    def apply_run_status(self, name: str, body: Object) -> Object: ...
+    def get_lease(self, name: str) -> Object: ...
+    def replace_lease(self, name: str, body: Object) -> Object: ...
+    def get_configmap(self, name: str) -> Object: ...
+    def create_configmap(self, body: Object) -> Object: ...
+    def replace_configmap(self, name: str, body: Object) -> Object: ...
+    def patch_configmap(self, name: str, patch: Object) -> Object: ...
+    def create_event(self, body: Object) -> Object: ...
+    def whoami(self) -> str: ...
+    def close(self) -> None: ...
 
 
 class Cluster:
-    """API calls for one Run's namespace. Each thread should use its own instance."""
+    """API calls for one Run's namespace, over a ``kube.Rest`` (its own unless given one)."""
 
-    def __init__(self, namespace: str, api: client.ApiClient | None = None) -> None:
+    def __init__(self, namespace: str, rest: kube.Rest | None = None) -> None:
         self.namespace = namespace
-        self.api = api or kube.api_client()
-        self.custom = client.CustomObjectsApi(self.api)
-        self.core = client.CoreV1Api(self.api)
-        self.coordination = client.CoordinationV1Api(self.api)
+        self._owned = rest is None
+        self.rest = rest if rest is not None else kube.connect(timeout=_TIMEOUT)
 
     def close(self) -> None:
-        self.api.close()
+        if self._owned:
+            self.rest.close()
 
     # --- Bosun objects -----------------------------------------------------------------------
 
-    def _get(self, plural: str, name: str) -> Object:
-        try:
-            response = self.custom.get_namespaced_custom_object(
-                constants.GROUP,
-                constants.VERSION,
-                self.namespace,
-                plural,
-                name,
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
-
-    def _list(self, plural: str) -> list[Object]:
-        try:
-            response = self.custom.list_namespaced_custom_object(
-                constants.GROUP,
-                constants.VERSION,
-                self.namespace,
-                plural,
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        items: list[Object] = _data(response).get("items") or []
-        return items
+    def _bosun(self, plural: str, name: str | None = None) -> str:
+        if name is None:
+            return kube.collection_path(constants.API_VERSION, plural, self.namespace)
+        return kube.object_path(constants.API_VERSION, plural, self.namespace, name)
 
     def get_run(self, name: str) -> Object:
-        return self._get("runs", name)
+        return self.rest.request("GET", self._bosun("runs", name))
 
     def get_agent(self, name: str) -> Object:
-        return self._get("agents", name)
+        return self.rest.request("GET", self._bosun("agents", name))
 
     def get_tool(self, name: str) -> Object:
-        return self._get("tools", name)
+        return self.rest.request("GET", self._bosun("tools", name))
+
+    def _list(self, plural: str) -> list[Object]:
+        items: list[Object] = self.rest.request("GET", self._bosun(plural)).get("items") or []
+        return items
 
     def list_tools(self) -> list[Object]:
         return self._list("tools")
@@ -130,124 +89,69 @@ class Cluster:
         return self._list("approvals")
 
     def create_approval(self, body: Object) -> Object:
-        try:
-            response = self.custom.create_namespaced_custom_object(
-                constants.GROUP,
-                constants.VERSION,
-                self.namespace,
-                "approvals",
-                body,
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
+        return self.rest.request("POST", self._bosun("approvals"), body)
 
     def apply_run_status(self, name: str, body: Object) -> Object:
         """Server-side apply of the runner's own status fields, as ``bosun-runner``."""
-        try:
-            response = self.custom.patch_namespaced_custom_object_status(
-                constants.GROUP,
-                constants.VERSION,
-                self.namespace,
-                "runs",
-                name,
-                body,
-                field_manager=contract.FIELD_MANAGER_RUNNER,
-                force=True,
-                _content_type=APPLY_PATCH,
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
+        return self.rest.request(
+            "PATCH",
+            self._bosun("runs", name) + "/status",
+            body,
+            query=[("fieldManager", contract.FIELD_MANAGER_RUNNER), ("force", "true")],
+            content_type=kube.APPLY_PATCH,
+        )
 
     def whoami(self) -> str:
         """The user this client authenticates as (a SelfSubjectReview)."""
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-        try:
-            response = client.AuthenticationV1Api(self.api).create_self_subject_review(
-                body, _preload_content=False, _request_timeout=_TIMEOUT
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        info = (_data(response).get("status") or {}).get("userInfo") or {}
+        review = self.rest.request(
+            "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body
+        )
+        info = (review.get("status") or {}).get("userInfo") or {}
         return str(info.get("username") or "")
 
     # --- Lease ---------------------------------------------------------------------------------
 
+    def _lease(self, name: str) -> str:
+        return kube.object_path("coordination.k8s.io/v1", "leases", self.namespace, name)
+
     def get_lease(self, name: str) -> Object:
-        try:
-            response = self.coordination.read_namespaced_lease(
-                name, self.namespace, _preload_content=False, _request_timeout=_TIMEOUT
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
+        return self.rest.request("GET", self._lease(name))
 
     def replace_lease(self, name: str, body: Object) -> Object:
         """Update with the body's resourceVersion: a stale body raises ``Conflict``."""
-        try:
-            response = self.coordination.replace_namespaced_lease(
-                name, self.namespace, body, _preload_content=False, _request_timeout=_TIMEOUT
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
+        return self.rest.request("PUT", self._lease(name), body)
 
     # --- ConfigMaps (the journal) ---------------------------------------------------------------
 
+    def _configmap(self, name: str | None = None) -> str:
+        if name is None:
+            return kube.collection_path("v1", "configmaps", self.namespace)
+        return kube.object_path("v1", "configmaps", self.namespace, name)
+
     def get_configmap(self, name: str) -> Object:
-        try:
-            response = self.core.read_namespaced_config_map(
-                name, self.namespace, _preload_content=False, _request_timeout=_TIMEOUT
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
+        return self.rest.request("GET", self._configmap(name))
 
     def create_configmap(self, body: Object) -> Object:
-        try:
-            response = self.core.create_namespaced_config_map(
-                self.namespace, body, _preload_content=False, _request_timeout=_TIMEOUT
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
+        return self.rest.request("POST", self._configmap(), body)
 
     def replace_configmap(self, name: str, body: Object) -> Object:
-        try:
-            response = self.core.replace_namespaced_config_map(
-                name, self.namespace, body, _preload_content=False, _request_timeout=_TIMEOUT
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
+        return self.rest.request("PUT", self._configmap(name), body)
 
     def patch_configmap(self, name: str, patch: Object) -> Object:
         """A JSON merge patch; a ``metadata.resourceVersion`` in it is a precondition."""
-        try:
-            response = self.core.patch_namespaced_config_map(
-                name,
-                self.namespace,
-                patch,
-                _content_type=MERGE_PATCH,
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
+        return self.rest.request(
+            "PATCH", self._configmap(name), patch, content_type=kube.MERGE_PATCH
+        )
 
     # --- Events --------------------------------------------------------------------------------
 
     def create_event(self, body: Object) -> Object:
-        try:
-            response = self.core.create_namespaced_event(
-                self.namespace, body, _preload_content=False, _request_timeout=_TIMEOUT
-            )
-        except exceptions.ApiException as err:
-            _raise(err)
-        return _data(response)
+        return self.rest.request("POST", kube.collection_path("v1", "events", self.namespace), body)
+
+
+# The errors these calls raise, under the names the runner used before ``bosun.kube`` had them.
+APIError = kube.ApiError
+NotFound = kube.NotFound
+Conflict = kube.Conflict
+AlreadyExists = kube.AlreadyExists

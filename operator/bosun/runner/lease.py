@@ -16,11 +16,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from bosun import kube
 from bosun.runner import errors, kubeapi
 
-__all__ = ["LeaseKeeper", "acquired", "format_time", "is_free", "parse_time", "renewed"]
+__all__ = ["Holder", "LeaseKeeper", "acquired", "format_time", "is_free", "parse_time", "renewed"]
 
 log = logging.getLogger("bosun.runner.lease")
 
@@ -79,12 +80,22 @@ def renewed(lease: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
     return {**lease, "spec": spec}
 
 
+class Holder(Protocol):
+    """What the loop asks of Run ownership: proof before each step that it still holds it."""
+
+    def ensure_held(self) -> None:
+        """Return when the Lease is still held; raise ``errors.LeaseLost`` otherwise."""
+        ...
+
+    def held(self) -> bool: ...
+
+
 class LeaseKeeper:
     """Acquires, renews, checks and releases one Run's Lease."""
 
     def __init__(
         self,
-        cluster: Callable[[], kubeapi.Cluster],
+        cluster: Callable[[], kubeapi.ClusterAPI],
         name: str,
         identity: str,
         *,
@@ -126,7 +137,7 @@ class LeaseKeeper:
                     taken = cluster.replace_lease(
                         self.name, acquired(lease, self.identity, self.duration, self.now())
                     )
-                except kubeapi.Conflict:
+                except kube.Conflict:
                     continue
                 with self._lock:
                     self.epoch = int(taken["spec"]["leaseTransitions"])
@@ -163,7 +174,7 @@ class LeaseKeeper:
         finally:
             cluster.close()
 
-    def renew_once(self, cluster: kubeapi.Cluster) -> bool:
+    def renew_once(self, cluster: kubeapi.ClusterAPI) -> bool:
         """One renewal; False once the lease is lost for good."""
         started = self.clock()
         if started - self.last_renewed >= self.duration - self.margin:
@@ -179,7 +190,7 @@ class LeaseKeeper:
                 self._lose("LeaseTakenOver")
                 return False
             cluster.replace_lease(self.name, renewed(lease, self.now()))
-        except kubeapi.APIError as err:
+        except kube.ApiError as err:
             log.warning(
                 "Failed to renew lease",
                 extra={"fields": {"lease": self.name, "status": err.status}},

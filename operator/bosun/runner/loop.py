@@ -54,11 +54,11 @@ class Deps:
     """Everything the loop talks to, injected so tests can substitute any of it."""
 
     settings: config.Settings
-    cluster: kubeapi.Cluster
+    cluster: kubeapi.ClusterAPI
     journal: journal.Journal
-    lease: lease.LeaseKeeper
+    lease: lease.Holder
     reporter: status.Reporter
-    executor: tools.Executor
+    executor: tools.Caller
     build_provider: Callable[[agent_api.ModelSpec], providers.Provider]
     sleep: Sleep = time.sleep
     now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)

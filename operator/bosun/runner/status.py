@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bosun import constants
+from bosun import constants, kube
 from bosun.runner import kubeapi
 
 __all__ = ["AWAITING_APPROVAL", "Pending", "Report", "Reporter", "event", "render"]
@@ -143,7 +143,7 @@ class Reporter:
 
     def __init__(
         self,
-        cluster: kubeapi.Cluster,
+        cluster: kubeapi.ClusterAPI,
         run: str,
         run_uid: str,
         instance: str,
@@ -171,7 +171,7 @@ class Reporter:
         try:
             self.cluster.apply_run_status(self.run, render(self.run, report, self.awaiting[1]))
             self.last = report
-        except kubeapi.APIError as err:
+        except kube.ApiError as err:
             log.warning(
                 "Failed to update run status",
                 extra={"fields": {"status": err.status, "error": str(err)[:300]}},
@@ -190,7 +190,7 @@ class Reporter:
         )
         try:
             self.cluster.create_event(body)
-        except kubeapi.APIError as err:
+        except kube.ApiError as err:
             log.warning(
                 "Failed to create event",
                 extra={"fields": {"reason": reason, "status": err.status}},

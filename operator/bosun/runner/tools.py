@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import jsonschema
@@ -25,6 +25,7 @@ from bosun.runner import conversation, httpclients
 
 __all__ = [
     "Attempted",
+    "Caller",
     "Executor",
     "ToolResult",
     "bounded",
@@ -45,6 +46,16 @@ class ToolResult:
     content: str
     is_error: bool = False
     status: int | None = None
+
+
+class Caller(Protocol):
+    """What the loop asks of tool execution."""
+
+    def call(
+        self, tool: tool_api.Tool, args: dict[str, Any], idempotency_key: str
+    ) -> ToolResult: ...
+
+    def close(self) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
