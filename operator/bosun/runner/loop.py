@@ -270,7 +270,7 @@ class AgentLoop:
         )
         self.deps.decision_seconds.append(time.perf_counter() - started)
         if decision.denied:
-            self.audit(self.decision_record(step, None, decision, records.DENIED))
+            self.audit(self.decision_record(step, None, decision, records.Outcome.DENIED))
             raise errors.PermanentFailure(decision.reason, decision.message)
         listed = self._tools(list(agent.spec.tools))
         request = conversation.ModelRequest(
@@ -377,7 +377,7 @@ class AgentLoop:
         return decision, tool
 
     def deny(self, call: replay.CallState, decision: governance.Decision) -> None:
-        self.audit(self.decision_record(call.step, call, decision, records.DENIED))
+        self.audit(self.decision_record(call.step, call, decision, records.Outcome.DENIED))
         self.deps.reporter.event(
             "ToolDenied",
             f"Denied call of tool {call.call.name} at step {call.step}: {decision.reason}"
@@ -394,7 +394,7 @@ class AgentLoop:
         if decision.denied:
             self.deny(call, decision)
             return
-        outcome: records.Outcome = records.ALLOWED
+        outcome: records.Outcome = records.Outcome.ALLOWED
         approval = None
         if decision.action == "RequireApproval":
             approval = self.await_approval(call, decision)
@@ -405,7 +405,7 @@ class AgentLoop:
             if again.denied:
                 self.deny(call, again)
                 return
-            outcome = records.APPROVAL_GRANTED
+            outcome = records.Outcome.APPROVAL_GRANTED
         assert tool is not None
         key = self.idempotency_key(call)
         self.checkpoint()
@@ -450,13 +450,15 @@ class AgentLoop:
     def resend(self, call: replay.CallState) -> None:
         """A call whose outcome is unknown: re-send it only when its Tool is idempotent."""
         tool = self._tool(call.call.name)
-        started = call.started.idempotency_key if call.started is not None else ""
-        key = started or self.idempotency_key(call)
+        recorded = call.started.idempotency_key if call.started is not None else ""
+        key = recorded or self.idempotency_key(call)
         decision = governance.Decision(
             "Allow", "OutcomeUnknown", "the previous attempt ended during this call"
         )
         if tool is None or not tool.spec.idempotent:
-            self.audit(self.decision_record(call.step, call, decision, records.OUTCOME_UNKNOWN))
+            self.audit(
+                self.decision_record(call.step, call, decision, records.Outcome.OUTCOME_UNKNOWN)
+            )
             self.deps.reporter.event(
                 "NeedsHuman",
                 f"Call of tool {call.call.name} at step {call.step} may or may not have taken "
@@ -467,7 +469,7 @@ class AgentLoop:
                 "OutcomeUnknown",
                 f"call {call.call.id} of tool {call.call.name} at step {call.step}",
             )
-        resent = self.decision_record(call.step, call, decision, records.RESENT)
+        resent = self.decision_record(call.step, call, decision, records.Outcome.RESENT)
         self.audit(dataclasses.replace(resent, idempotency_key=key))
         self.run_tool(call, tool, key)
 
@@ -488,7 +490,9 @@ class AgentLoop:
             requested = self.deps.now()
             timeout = decision.approval_timeout_seconds or approvals.DEFAULT_TIMEOUT_SECONDS
             expires = requested + datetime.timedelta(seconds=timeout)
-            asked = self.decision_record(call.step, call, decision, records.APPROVAL_REQUESTED)
+            asked = self.decision_record(
+                call.step, call, decision, records.Outcome.APPROVAL_REQUESTED
+            )
             self.audit(dataclasses.replace(asked, requested_time=requested, expiry_time=expires))
         pending = status.Pending(
             hash_,
@@ -513,7 +517,9 @@ class AgentLoop:
             )
 
         def ignored(other: approval_api.Approval) -> None:
-            record = self.decision_record(call.step, call, decision, records.APPROVAL_IGNORED)
+            record = self.decision_record(
+                call.step, call, decision, records.Outcome.APPROVAL_IGNORED
+            )
             self.audit(
                 dataclasses.replace(
                     record,
@@ -546,7 +552,9 @@ class AgentLoop:
             )
             return found
         outcome: records.Outcome = (
-            records.APPROVAL_DENIED if verdict == "Denied" else records.APPROVAL_EXPIRED
+            records.Outcome.APPROVAL_DENIED
+            if verdict == "Denied"
+            else records.Outcome.APPROVAL_EXPIRED
         )
         message = (
             f"denied by {approved_by}: {(found.spec.reason if found else None) or ''}"

@@ -14,26 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Final, Literal, NoReturn, Self, cast
 
 from bosun.runner import conversation, errors
 
 __all__ = [
-    "ALLOWED",
-    "APPROVAL_DENIED",
-    "APPROVAL_EXPIRED",
-    "APPROVAL_GRANTED",
-    "APPROVAL_IGNORED",
-    "APPROVAL_REQUESTED",
     "DENIALS",
-    "DENIED",
     "FORMAT_UNSUPPORTED",
     "FORMAT_VERSION",
-    "OUTCOMES",
-    "OUTCOME_UNKNOWN",
     "RECORD_INVALID",
-    "RESENT",
     "AttemptEnded",
     "AttemptStarted",
     "Decision",
@@ -56,52 +48,28 @@ and teach ``read`` to upgrade the older versions."""
 FORMAT_UNSUPPORTED: Final = "JournalFormatUnsupported"
 RECORD_INVALID: Final = "JournalRecordInvalid"
 
-# Decision outcomes.
-ALLOWED: Final = "allowed"
-DENIED: Final = "denied"
-APPROVAL_REQUESTED: Final = "approvalRequested"
-APPROVAL_GRANTED: Final = "approvalGranted"
-APPROVAL_DENIED: Final = "approvalDenied"
-APPROVAL_EXPIRED: Final = "approvalExpired"
-APPROVAL_IGNORED: Final = "approvalIgnored"
-RESENT: Final = "resent"
-OUTCOME_UNKNOWN: Final = "outcomeUnknown"
 
-Outcome = Literal[
-    "allowed",
-    "denied",
-    "approvalRequested",
-    "approvalGranted",
-    "approvalDenied",
-    "approvalExpired",
-    "approvalIgnored",
-    "resent",
-    "outcomeUnknown",
-]
-OUTCOMES: Final[frozenset[str]] = frozenset(
-    {
-        ALLOWED,
-        DENIED,
-        APPROVAL_REQUESTED,
-        APPROVAL_GRANTED,
-        APPROVAL_DENIED,
-        APPROVAL_EXPIRED,
-        APPROVAL_IGNORED,
-        RESENT,
-        OUTCOME_UNKNOWN,
-    }
-)
-DENIALS: Final[frozenset[str]] = frozenset({DENIED, APPROVAL_DENIED, APPROVAL_EXPIRED})
+class Outcome(enum.StrEnum):
+    """What became of a decision, as the journal spells it."""
+
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    APPROVAL_REQUESTED = "approvalRequested"
+    APPROVAL_GRANTED = "approvalGranted"
+    APPROVAL_DENIED = "approvalDenied"
+    APPROVAL_EXPIRED = "approvalExpired"
+    APPROVAL_IGNORED = "approvalIgnored"
+    RESENT = "resent"
+    OUTCOME_UNKNOWN = "outcomeUnknown"
+
+
+DENIALS: Final = frozenset({Outcome.DENIED, Outcome.APPROVAL_DENIED, Outcome.APPROVAL_EXPIRED})
 _KINDS = frozenset({"tool", "model"})
 
 
 class Unreadable(errors.PermanentFailure):
     """A journal record this runner cannot read. Retrying would read it no better, and
     guessing at it could repeat a side effect, so the attempt ends permanently."""
-
-
-def _stamp_time(moment: datetime.datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")
 
 
 class _Fields:
@@ -193,7 +161,7 @@ class _Record:
             "attempt": self.attempt,
         }
         if self.time is not None:
-            data["time"] = _stamp_time(self.time)
+            data["time"] = self.time.isoformat(timespec="milliseconds")
         data.update(self.body())
         return data
 
@@ -300,7 +268,7 @@ class Decision(_Record):
         data: dict[str, Any] = {
             "step": self.step,
             "kind": self.kind,
-            "outcome": self.outcome,
+            "outcome": str(self.outcome),
             "action": self.action,
             "reason": self.reason,
             "message": self.message,
@@ -328,14 +296,15 @@ class Decision(_Record):
         kind = fields.text("kind")
         if kind not in _KINDS:
             fields.fail("kind", "tool or model")
-        outcome = fields.text("outcome")
-        if outcome not in OUTCOMES:
+        try:
+            outcome = Outcome(fields.text("outcome"))
+        except ValueError:
             fields.fail("outcome", "a known decision outcome")
         record = cls(
             **stamp,
             step=fields.integer("step"),
             kind=cast(Literal["tool", "model"], kind),
-            outcome=cast(Outcome, outcome),
+            outcome=outcome,
             action=fields.text("action"),
             reason=fields.text("reason"),
             message=fields.text("message"),
@@ -353,7 +322,7 @@ class Decision(_Record):
             approval_reason=fields.optional_text("approvalReason"),
             idempotency_key=fields.optional_text("idempotencyKey"),
         )
-        if outcome == APPROVAL_REQUESTED:
+        if outcome == Outcome.APPROVAL_REQUESTED:
             if record.requested_time is None:
                 fields.fail("requestedTime", "the time the approval was requested")
             if record.expiry_time is None:
@@ -484,18 +453,7 @@ Record = (
     | AttemptEnded
 )
 
-_TYPES: Final[dict[str, type[Record]]] = {
-    cls.TYPE: cls
-    for cls in (
-        AttemptStarted,
-        ModelResponse,
-        Decision,
-        ToolStarted,
-        ToolResult,
-        RunFinished,
-        AttemptEnded,
-    )
-}
+_TYPES: Final[dict[str, type[Record]]] = {cls.TYPE: cls for cls in typing.get_args(Record)}
 
 
 def read(data: Mapping[str, Any]) -> Record:

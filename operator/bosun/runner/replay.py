@@ -96,7 +96,7 @@ class State:
                     if record.denial:
                         call.denial = record
                     elif (
-                        record.outcome == records.APPROVAL_REQUESTED
+                        record.outcome == records.Outcome.APPROVAL_REQUESTED
                         and call.approval_requested is None
                     ):
                         call.approval_requested = record

@@ -64,7 +64,7 @@ def _line(record: kinds.Record) -> str:
         case kinds.Decision():
             what = record.tool or "model call"
             micros = f" ({record.decision_micros} µs)" if record.decision_micros is not None else ""
-            detail = f": {record.message}" if record.outcome != kinds.ALLOWED else ""
+            detail = f": {record.message}" if record.outcome != kinds.Outcome.ALLOWED else ""
             extra = f" by {record.approved_by}" if record.approved_by else ""
             return (
                 f"{_step(record.step)} {what} {record.outcome}{extra} — {_who(record)}"
