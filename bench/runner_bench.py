@@ -32,7 +32,15 @@ from bosun.api import crdgen
 from bosun.api import policy as policy_api
 from bosun.api import tool as tool_api
 from bosun.dev import kubeclient
-from bosun.runner import cel, conversation, governance, journal, journal_configmap, kubeapi
+from bosun.runner import (
+    cel,
+    conversation,
+    governance,
+    journal,
+    journal_configmap,
+    kubeapi,
+    records,
+)
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -135,7 +143,7 @@ def bench_governance(count: int, policy_count: int = 6) -> list[float]:
 # --- journal ------------------------------------------------------------------------------------
 
 
-def _step_records(step: int) -> list[list[journal.Record]]:
+def _step_records(step: int) -> list[list[records.Record]]:
     call = conversation.ToolCall(f"call_{step}", "lookup-user", {"user": f"u{step}", "n": step})
     turn = conversation.AssistantTurn("", (call,), conversation.TokenUsage(900 + step, 40), "m")
     result = json.dumps(
@@ -145,44 +153,34 @@ def _step_records(step: int) -> list[list[journal.Record]]:
         }
     )
     return [
+        [records.ModelResponse(step=step, turn=turn, duration_ms=420.0)],
         [
-            {
-                "type": journal.MODEL_RESPONSE,
-                "step": step,
-                "turn": turn.to_json(),
-                "durationMs": 420.0,
-            }
+            records.Decision(
+                step=step,
+                kind="tool",
+                call_id=call.id,
+                tool=call.name,
+                outcome="allowed",
+                action="Allow",
+                reason="PolicyAllowed",
+                message="",
+                policy="p",
+                rule="r",
+                decision_micros=60,
+            ),
+            records.ToolStarted(
+                step=step, call_id=call.id, tool=call.name, idempotency_key=uuid.uuid4().hex
+            ),
         ],
         [
-            {
-                "type": journal.DECISION,
-                "step": step,
-                "callId": call.id,
-                "tool": call.name,
-                "outcome": "allowed",
-                "reason": "PolicyAllowed",
-                "policy": "p",
-                "rule": "r",
-                "decisionMicros": 60,
-            },
-            {
-                "type": journal.TOOL_STARTED,
-                "step": step,
-                "callId": call.id,
-                "tool": call.name,
-                "idempotencyKey": uuid.uuid4().hex,
-            },
-        ],
-        [
-            {
-                "type": journal.TOOL_RESULT,
-                "step": step,
-                "callId": call.id,
-                "tool": call.name,
-                "content": result,
-                "isError": False,
-                "durationMs": 35.0,
-            }
+            records.ToolResult(
+                step=step,
+                call_id=call.id,
+                tool=call.name,
+                content=result,
+                is_error=False,
+                duration_ms=35.0,
+            )
         ],
     ]
 

@@ -8,20 +8,25 @@ import hashlib
 import pytest
 
 from bosun import contract, kube
-from bosun.runner import errors, journal, journal_configmap
+from bosun.runner import errors, journal, journal_configmap, records
 
 from . import fakes
+
+
+def _entry(name: str) -> records.Record:
+    """A record told apart by its ``reason``."""
+    return records.AttemptEnded(reason=name, exit_code=0)
 
 
 def test_journal_stamps_records_and_checks_the_lease_first() -> None:
     lease = fakes.FakeLease()
     j = journal.Journal(journal.MemoryBackend(), epoch=3, attempt=2, guard=lease.ensure_held)
     assert j.open() == []
-    [first, second] = j.write({"type": "a"}, {"type": "b"})
-    assert (first["seq"], second["seq"], first["epoch"], first["attempt"]) == (1, 2, 3, 2)
+    [first, second] = j.write(_entry("a"), _entry("b"))
+    assert (first.seq, second.seq, first.epoch, first.attempt) == (1, 2, 3, 2)
     lease.lose()
     with pytest.raises(errors.LeaseLost):
-        j.write({"type": "c"})
+        j.write(_entry("c"))
     assert len(j.records) == 2
 
 
@@ -29,11 +34,11 @@ def test_memory_backend_fences_an_older_epoch() -> None:
     store = journal.MemoryStore()
     old = journal.Journal(journal.MemoryBackend(store), epoch=1, attempt=1)
     old.open()
-    old.write({"type": "x"})
+    old.write(_entry("x"))
     new = journal.Journal(journal.MemoryBackend(store), epoch=2, attempt=2)
-    assert [r["type"] for r in new.open()] == ["x"]
+    assert [r.reason for r in new.open() if isinstance(r, records.AttemptEnded)] == ["x"]
     with pytest.raises(errors.Fenced):
-        old.write({"type": "stale"})
+        old.write(_entry("stale"))
     with pytest.raises(errors.Fenced):
         journal.Journal(journal.MemoryBackend(store), epoch=1, attempt=3).open()
 
@@ -41,7 +46,7 @@ def test_memory_backend_fences_an_older_epoch() -> None:
 def _backend(
     cluster: fakes.FakeCluster, chunk_bytes: int = 512 * 1024
 ) -> journal_configmap.ConfigMapBackend:
-    return journal_configmap.ConfigMapBackend(cluster, "run", "run-uid", chunk_bytes)  # type: ignore[arg-type]
+    return journal_configmap.ConfigMapBackend(cluster, "run", "run-uid", chunk_bytes)
 
 
 def test_configmap_backend_round_trips_compressed_records_owned_by_the_run() -> None:
@@ -140,7 +145,7 @@ def test_configmap_backend_refuses_to_grow_past_its_chunk_limit() -> None:
         "run",
         "uid",
         chunk_bytes=10,
-        max_chunks=2,  # type: ignore[arg-type]
+        max_chunks=2,
     )
     backend.open(1)
     backend.append([{"seq": 1}])

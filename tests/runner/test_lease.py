@@ -49,7 +49,7 @@ def _keeper(
     cluster: fakes.FakeCluster, clock: fakes.Clock, identity: str = "me"
 ) -> lease.LeaseKeeper:
     return lease.LeaseKeeper(
-        lambda: cluster,  # type: ignore[arg-type,return-value]
+        lambda: cluster,
         "l",
         identity,
         duration_seconds=10,
@@ -66,14 +66,14 @@ def test_acquire_renew_and_lose_on_takeover() -> None:
     assert keeper.acquire(5, sleep=clock.sleep) == 1
     keeper.ensure_held()
     clock.sleep(3)
-    assert keeper.renew_once(cluster)  # type: ignore[arg-type]
+    assert keeper.renew_once(cluster)
     assert keeper.renewals == 1
     # Another runner takes over (as after this one stalled).
     body = cluster.get_lease("l")
     body["spec"].update(holderIdentity="other", leaseTransitions=2)
     cluster.replace_lease("l", body)
     clock.sleep(3)
-    assert not keeper.renew_once(cluster)  # type: ignore[arg-type]
+    assert not keeper.renew_once(cluster)
     with pytest.raises(errors.LeaseLost) as caught:
         keeper.ensure_held()
     assert caught.value.reason == "LeaseTakenOver"
@@ -86,7 +86,7 @@ def test_ownership_ends_when_no_renewal_succeeded_within_the_duration() -> None:
     keeper.acquire(5, sleep=clock.sleep)
     cluster.fail_next_replace = kube.ApiError(503, "ServiceUnavailable", "unavailable")
     clock.sleep(3)
-    assert keeper.renew_once(cluster)  # type: ignore[arg-type]  # failed, will retry
+    assert keeper.renew_once(cluster)  # failed, will retry
     assert keeper.held()
     clock.sleep(6)  # 9 s since the last renewal: within the safety margin of a 10 s lease
     assert not keeper.held()

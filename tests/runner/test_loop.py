@@ -79,16 +79,16 @@ class World:
             self.cluster,
             "run",
             "run-uid",
-            "pod",  # type: ignore[arg-type]
+            "pod",
             now=self.now,
         )
         deps = loop.Deps(
             settings=self.settings,
-            cluster=self.cluster,  # type: ignore[arg-type]
+            cluster=self.cluster,
             journal=the_journal,
-            lease=self.lease,  # type: ignore[arg-type]
+            lease=self.lease,
             reporter=reporter,
-            executor=self.executor,  # type: ignore[arg-type]
+            executor=self.executor,
             build_provider=lambda spec: providers.build(spec, "", providers.RetryPolicy()),
             sleep=self.clock.sleep,
             now=self.now,
@@ -161,12 +161,8 @@ def test_a_resumed_attempt_keeps_waiting_for_the_same_approval() -> None:
         }
     ]
     world = World(_charges(7), rules)
-    world.lease.ensure_held = lambda: (
-        (_ for _ in ()).throw(  # type: ignore[method-assign]
-            errors.LeaseLost("LeaseExpired", "")
-        )
-        if world.clock.slept
-        else None
+    world.lease.ensure_held = lambda: (  # type: ignore[method-assign]
+        (_ for _ in ()).throw(errors.LeaseLost("LeaseExpired", "")) if world.clock.slept else None
     )
     with pytest.raises(errors.LeaseLost):
         world.execute()

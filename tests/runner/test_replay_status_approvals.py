@@ -2,52 +2,63 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
 
 from bosun.api import approval as approval_api
-from bosun.runner import approvals, conversation, journal, replay, runtrace, status
+from bosun.runner import approvals, conversation, records, replay, runtrace, status
 
-T0 = "2026-01-01T12:00:00.000+00:00"
+T0 = datetime.datetime(2026, 1, 1, 12, tzinfo=datetime.UTC)
 
 
-def _turn(step: int, *calls: tuple[str, str], text: str = "", tokens: int = 10) -> journal.Record:
+def _turn(step: int, *calls: tuple[str, str], text: str = "", tokens: int = 10) -> records.Record:
     turn = conversation.AssistantTurn(
         text,
         tuple(conversation.ToolCall(cid, name, {"n": step}) for cid, name in calls),
         conversation.TokenUsage(tokens, 2),
         "m",
     )
-    return {"type": journal.MODEL_RESPONSE, "step": step, "turn": turn.to_json(), "time": T0}
+    return records.ModelResponse(step=step, turn=turn, time=T0)
 
 
-def _records() -> list[journal.Record]:
+def _allowed(step: int, call_id: str) -> records.Decision:
+    return records.Decision(
+        step=step,
+        kind="tool",
+        outcome="allowed",
+        action="Allow",
+        reason="PolicyAllowed",
+        message="",
+        call_id=call_id,
+        tool="charge",
+        time=T0,
+    )
+
+
+def _records() -> list[records.Record]:
     return [
-        {"type": journal.ATTEMPT_STARTED, "time": T0},
+        records.AttemptStarted(time=T0),
         _turn(1, ("a", "charge"), ("b", "refund")),
-        {"type": journal.DECISION, "step": 1, "callId": "a", "outcome": "allowed", "time": T0},
-        {"type": journal.TOOL_STARTED, "step": 1, "callId": "a", "idempotencyKey": "k", "time": T0},
-        {"type": journal.TOOL_RESULT, "step": 1, "callId": "a", "content": "ok", "time": T0},
-        {
-            "type": journal.DECISION,
-            "step": 1,
-            "callId": "b",
-            "outcome": "denied",
-            "reason": "PolicyDenied",
-            "message": "no",
-            "policy": "p",
-            "rule": "r",
-            "time": T0,
-        },
+        _allowed(1, "a"),
+        records.ToolStarted(step=1, call_id="a", tool="charge", idempotency_key="k", time=T0),
+        records.ToolResult(step=1, call_id="a", tool="charge", content="ok", time=T0),
+        records.Decision(
+            step=1,
+            kind="tool",
+            call_id="b",
+            tool="refund",
+            outcome="denied",
+            action="Deny",
+            reason="PolicyDenied",
+            message="no",
+            policy="p",
+            rule="r",
+            time=T0,
+        ),
         _turn(2, ("c", "charge")),
-        {
-            "type": journal.TOOL_STARTED,
-            "step": 2,
-            "callId": "c",
-            "idempotencyKey": "k2",
-            "time": T0,
-        },
+        records.ToolStarted(step=2, call_id="c", tool="charge", idempotency_key="k2", time=T0),
     ]
 
 
@@ -144,9 +155,11 @@ def test_a_call_is_named_by_its_hash_or_a_unique_pending_prefix() -> None:
 
 
 def test_trace_renders_the_decision_path() -> None:
-    records = [{"seq": n + 1, "epoch": 1, "attempt": 1, **r} for n, r in enumerate(_records())]
-    records[0].update(pod="p", replayedRecords=0)
-    text = runtrace.render(records, "r")
+    stamped = [
+        dataclasses.replace(r, seq=n + 1, epoch=1, attempt=1) for n, r in enumerate(_records())
+    ]
+    stamped[0] = dataclasses.replace(stamped[0], pod="p", replayed_records=0)
+    text = runtrace.render(stamped, "r")
     lines = text.splitlines()
     assert lines[0] == ("Run r: 2 model calls, 2 tool calls, 1 denied, 24 tokens (20 in / 4 out)")
     assert "model m → tool calls: charge, refund [10 in / 2 out" in lines[2]

@@ -33,6 +33,7 @@ from bosun.runner import (
     logs,
     loop,
     providers,
+    records,
     status,
     telemetry,
     tools,
@@ -45,7 +46,6 @@ log = logging.getLogger("bosun.runner")
 TERMINATION_LOG = pathlib.Path("/dev/termination-log")
 """The kubelet's default ``terminationMessagePath``; the operator reads what is written here
 from the pod's status for the reason an attempt ended."""
-ATTEMPT_ENDED = "attemptEnded"
 
 
 def interruptible_sleep(
@@ -166,8 +166,8 @@ def _attempt(
             cluster, settings.run_name, settings.run_uid, settings.journal_chunk_bytes
         )
         the_journal = journal.Journal(backend, epoch, settings.attempt, guard=keeper.ensure_held)
-        records = the_journal.open()
-        bound.info("Opened journal", fields={"records": len(records), "epoch": epoch})
+        journaled = the_journal.open()
+        bound.info("Opened journal", fields={"records": len(journaled), "epoch": epoch})
         try:
             awaiting = _awaiting(cluster.get_run(settings.run_name))
         except kube.NotFound as err:
@@ -202,7 +202,7 @@ def _attempt(
             sleep=sleep,
             stopping=stop.is_set,
         )
-        output = loop.AgentLoop(deps).execute(records)
+        output = loop.AgentLoop(deps).execute(journaled)
         code, reason, message = contract.ExitCode.SUCCEEDED, "Succeeded", output[:200]
     except errors.AttemptEnded as err:
         code, reason, message = err.exit_code, err.reason, redact(err.message, env)
@@ -215,15 +215,15 @@ def _attempt(
                     f"Runner {settings.pod_name} lost the lease: {err.reason}",
                     warning=True,
                 )
-        elif the_journal is not None and keeper.held():
+        elif (
+            the_journal is not None
+            and keeper.held()
+            # A journal this runner cannot read is not one it adds to.
+            and not isinstance(err, records.Unreadable)
+        ):
             try:
                 the_journal.write(
-                    {
-                        "type": ATTEMPT_ENDED,
-                        "reason": err.reason,
-                        "message": message,
-                        "exitCode": int(code),
-                    }
+                    records.AttemptEnded(reason=err.reason, message=message, exit_code=int(code))
                 )
             except Exception as write_err:
                 bound.warning("Failed to journal the end", fields={"error": repr(write_err)})

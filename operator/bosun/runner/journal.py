@@ -1,12 +1,14 @@
 """The journal: the durable, append-only record of a Run that lets a later attempt resume.
 
 Every model response, governance decision, tool call start and tool result is written before
-the next step. ``Journal`` stamps each entry (sequence number, fencing epoch, attempt, time),
-checks that this runner still holds the Lease (``guard``), and hands the entries to a
-``Backend``. A backend is opened for one epoch: opening claims the journal for that epoch and
-fails with ``errors.Fenced`` when a newer epoch already claimed it; every later append fails
-the same way once a newer epoch has claimed it. ``MemoryBackend`` serves unit tests; the
-default for clusters is ``journal_configmap.ConfigMapBackend``.
+the next step. ``Journal`` takes and returns the typed records of ``records``: it stamps each
+entry (sequence number, fencing epoch, attempt, time, format version), checks that this runner
+still holds the Lease (``guard``), and hands the entries' JSON form to a ``Backend``; opening
+reads the stored records back into their types (``records.Unreadable`` ends the attempt when
+one cannot be read). A backend is opened for one epoch: opening claims the journal for that
+epoch and fails with ``errors.Fenced`` when a newer epoch already claimed it; every later
+append fails the same way once a newer epoch has claimed it. ``MemoryBackend`` serves unit
+tests; the default for clusters is ``journal_configmap.ConfigMapBackend``.
 """
 
 from __future__ import annotations
@@ -18,30 +20,23 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from bosun.runner import errors
+from bosun.runner import errors, records
 
-__all__ = ["Backend", "Journal", "MemoryBackend", "MemoryStore", "Record"]
+__all__ = ["Backend", "Journal", "MemoryBackend", "MemoryStore", "Stored"]
 
-Record = dict[str, Any]
-
-# Record types.
-ATTEMPT_STARTED = "attemptStarted"
-MODEL_RESPONSE = "modelResponse"
-DECISION = "decision"
-TOOL_STARTED = "toolStarted"
-TOOL_RESULT = "toolResult"
-RUN_FINISHED = "runFinished"
+Stored = dict[str, Any]
+"""A record in its storage form: the JSON object of ``records.Record.to_json``."""
 
 
 class Backend(Protocol):
     """Durable storage of one Run's records, fenced by epoch."""
 
-    def open(self, epoch: int) -> list[Record]:
+    def open(self, epoch: int) -> list[Stored]:
         """Load every record and claim the journal for ``epoch``."""
         ...
 
-    def append(self, records: Sequence[Record]) -> None:
-        """Store ``records`` durably after the ones already stored."""
+    def append(self, entries: Sequence[Stored]) -> None:
+        """Store ``entries`` durably after the ones already stored."""
         ...
 
 
@@ -61,30 +56,33 @@ class Journal:
         self.attempt = attempt
         self.guard = guard
         self.now = now
-        self.records: list[Record] = []
+        self.records: list[records.Record] = []
         self.write_seconds: list[float] = []
 
-    def open(self) -> list[Record]:
+    def open(self) -> list[records.Record]:
+        """Claim the journal and read every record so far (``records.Unreadable`` when one
+        cannot be read: nothing is written to a journal this runner does not understand)."""
         self.guard()
-        self.records = list(self.backend.open(self.epoch))
+        self.records = records.read_all(self.backend.open(self.epoch))
         return self.records
 
-    def write(self, *entries: Record) -> list[Record]:
+    def write(self, *entries: records.Record) -> list[records.Record]:
         """Stamp and store ``entries`` as one durable write; return the stamped records."""
         self.guard()
-        stamp = self.now().isoformat(timespec="milliseconds")
-        stamped = []
-        for offset, entry in enumerate(entries):
-            record = {
-                "seq": len(self.records) + offset + 1,
-                "epoch": self.epoch,
-                "attempt": self.attempt,
-                "time": stamp,
-            }
-            record.update(entry)
-            stamped.append(record)
+        now = self.now()
+        # Stored with millisecond precision: keep the same moment in memory.
+        moment = now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+        stamped = [
+            entry.stamped(
+                seq=len(self.records) + offset + 1,
+                epoch=self.epoch,
+                attempt=self.attempt,
+                time=moment,
+            )
+            for offset, entry in enumerate(entries)
+        ]
         started = time.perf_counter()
-        self.backend.append(stamped)
+        self.backend.append([record.to_json() for record in stamped])
         self.write_seconds.append(time.perf_counter() - started)
         self.records.extend(stamped)
         return stamped
@@ -94,7 +92,7 @@ class Journal:
 class MemoryStore:
     """What a ``MemoryBackend`` keeps; share one between backends to model two runners."""
 
-    records: list[Record] = dataclasses.field(default_factory=list)
+    records: list[Stored] = dataclasses.field(default_factory=list)
     epoch: int = 0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -106,7 +104,7 @@ class MemoryBackend:
         self.store = store or MemoryStore()
         self.epoch = 0
 
-    def open(self, epoch: int) -> list[Record]:
+    def open(self, epoch: int) -> list[Stored]:
         with self.store.lock:
             if self.store.epoch > epoch:
                 raise errors.Fenced("JournalFenced", f"claimed by epoch {self.store.epoch}")
@@ -114,8 +112,8 @@ class MemoryBackend:
             self.epoch = epoch
             return [dict(r) for r in self.store.records]
 
-    def append(self, records: Sequence[Record]) -> None:
+    def append(self, entries: Sequence[Stored]) -> None:
         with self.store.lock:
             if self.store.epoch != self.epoch:
                 raise errors.Fenced("JournalFenced", f"claimed by epoch {self.store.epoch}")
-            self.store.records.extend(dict(r) for r in records)
+            self.store.records.extend(dict(r) for r in entries)

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from bosun import constants, contract
+from bosun import constants, contract, kube
 from bosun.runner import errors, journal, kubeapi
 
 __all__ = ["ConfigMapBackend", "decode", "encode", "records_of"]
@@ -36,14 +36,14 @@ SEGMENT_BYTES = 16 * 1024
 _CLAIM_TRIES = 5
 
 
-def encode(records: Sequence[journal.Record]) -> bytes:
+def encode(records: Sequence[journal.Stored]) -> bytes:
     lines = "".join(
         json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records
     )
     return zlib.compress(lines.encode("utf-8"), 6)
 
 
-def decode(blob: bytes) -> list[journal.Record]:
+def decode(blob: bytes) -> list[journal.Stored]:
     text = zlib.decompress(blob).decode("utf-8")
     return [json.loads(line) for line in text.splitlines() if line]
 
@@ -52,10 +52,10 @@ def _entry(index: int) -> str:
     return f"{ENTRY_PREFIX}{index:06d}"
 
 
-def records_of(body: dict[str, Any]) -> list[journal.Record]:
+def records_of(body: dict[str, Any]) -> list[journal.Stored]:
     """The records of one chunk ConfigMap, in write order."""
     entries = body.get("binaryData") or {}
-    records: list[journal.Record] = []
+    records: list[journal.Stored] = []
     for key in sorted(k for k in entries if k.startswith(ENTRY_PREFIX)):
         records.extend(decode(base64.b64decode(entries[key])))
     return records
@@ -66,9 +66,9 @@ class _Chunk:
     index: int
     name: str
     resource_version: str
-    records: list[journal.Record]
+    records: list[journal.Stored]
     segment: int  # index of the newest segment
-    segment_records: list[journal.Record]  # its records
+    segment_records: list[journal.Stored]  # its records
     base_size: int  # compressed bytes of the older segments
     segment_size: int  # compressed bytes of the newest segment
     epoch: int
@@ -84,7 +84,7 @@ class ConfigMapBackend:
 
     def __init__(
         self,
-        cluster: kubeapi.Cluster,
+        cluster: kubeapi.ClusterAPI,
         run_name: str,
         run_uid: str,
         chunk_bytes: int = 128 * 1024,
@@ -104,7 +104,7 @@ class ConfigMapBackend:
         name = contract.journal_name(self.run_name, index)
         try:
             body = self.cluster.get_configmap(name)
-        except kubeapi.NotFound:
+        except kube.NotFound:
             return None
         meta = body.get("metadata") or {}
         annotations = meta.get("annotations") or {}
@@ -137,7 +137,7 @@ class ConfigMapBackend:
                 break
         return chunks
 
-    def read(self) -> list[journal.Record]:
+    def read(self) -> list[journal.Stored]:
         """Every record, without claiming the journal (for ``bosun trace``)."""
         return [r for c in self._load() for r in c.records]
 
@@ -151,7 +151,7 @@ class ConfigMapBackend:
         }
 
     def _create(
-        self, index: int, records: Sequence[journal.Record], blob: bytes | None = None
+        self, index: int, records: Sequence[journal.Stored], blob: bytes | None = None
     ) -> _Chunk:
         if index >= self.max_chunks:
             raise errors.PermanentFailure(
@@ -196,7 +196,7 @@ class ConfigMapBackend:
     def _patch(
         self,
         chunk: _Chunk,
-        records: Sequence[journal.Record] = (),
+        records: Sequence[journal.Stored] = (),
         sealed: bool = False,
     ) -> _Chunk:
         """Add ``records`` (or only restamp the chunk), if the chunk is unchanged."""
@@ -219,7 +219,7 @@ class ConfigMapBackend:
             patch["binaryData"] = {_entry(segment): base64.b64encode(blob).decode()}
         try:
             patched = self.cluster.patch_configmap(chunk.name, patch)
-        except kubeapi.Conflict as err:
+        except kube.Conflict as err:
             current = self._read(chunk.index)
             if current is not None and current.epoch > self.epoch:
                 raise errors.Fenced(
@@ -240,7 +240,7 @@ class ConfigMapBackend:
             sealed=sealed,
         )
 
-    def open(self, epoch: int) -> list[journal.Record]:
+    def open(self, epoch: int) -> list[journal.Stored]:
         self.epoch = epoch
         for _ in range(_CLAIM_TRIES):
             chunks = self._load()
@@ -252,7 +252,7 @@ class ConfigMapBackend:
                     chunks = [self._create(0, [])]
                 else:
                     chunks[-1] = self._patch(chunks[-1])
-            except kubeapi.AlreadyExists:
+            except kube.AlreadyExists:
                 continue
             except errors.Fenced as err:
                 if err.reason == "JournalFenced":
@@ -262,7 +262,7 @@ class ConfigMapBackend:
             return [r for c in chunks for r in c.records]
         raise errors.Fenced("JournalConflict", "could not claim the journal")
 
-    def append(self, records: Sequence[journal.Record]) -> None:
+    def append(self, records: Sequence[journal.Stored]) -> None:
         if not self.chunks:
             raise errors.Fenced("JournalNotOpen", "append before open")
         last = self.chunks[-1]
@@ -271,7 +271,7 @@ class ConfigMapBackend:
             self.chunks[-1] = self._patch(last, sealed=True)
             try:
                 self.chunks.append(self._create(last.index + 1, records, blob))
-            except kubeapi.AlreadyExists as err:
+            except kube.AlreadyExists as err:
                 raise errors.Fenced(
                     "JournalConflict", f"chunk {last.index + 1} was written by another runner"
                 ) from err

@@ -148,10 +148,3 @@ class Cluster:
 
     def create_event(self, body: Object) -> Object:
         return self.rest.request("POST", kube.collection_path("v1", "events", self.namespace), body)
-
-
-# The errors these calls raise, under the names the runner used before ``bosun.kube`` had them.
-APIError = kube.ApiError
-NotFound = kube.NotFound
-Conflict = kube.Conflict
-AlreadyExists = kube.AlreadyExists

@@ -20,6 +20,7 @@ from typing import Any
 
 import pydantic
 
+from bosun import kube
 from bosun.api import agent as agent_api
 from bosun.api import approval as approval_api
 from bosun.api import policy as policy_api
@@ -36,6 +37,7 @@ from bosun.runner import (
     kubeapi,
     lease,
     providers,
+    records,
     replay,
     status,
     telemetry,
@@ -93,7 +95,7 @@ class AgentLoop:
     def _refresh_run(self) -> run_api.Run:
         try:
             self.run_obj = self.deps.cluster.get_run(self.settings.run_name)
-        except kubeapi.NotFound as err:
+        except kube.NotFound as err:
             raise errors.Cancelled("RunDeleted", "the Run no longer exists") from err
         try:
             self.run = run_api.Run.from_dict(self.run_obj)
@@ -112,7 +114,7 @@ class AgentLoop:
         name = self.run.spec.agent_ref.name
         try:
             self.agent_obj = self.deps.cluster.get_agent(name)
-        except kubeapi.NotFound as err:
+        except kube.NotFound as err:
             raise errors.PermanentFailure("AgentNotFound", f"Agent {name} does not exist") from err
         try:
             self.agent = agent_api.Agent.from_dict(self.agent_obj)
@@ -148,7 +150,7 @@ class AgentLoop:
     def _tool(self, name: str) -> tool_api.Tool | None:
         try:
             return tool_api.Tool.from_dict(self.deps.cluster.get_tool(name))
-        except kubeapi.NotFound:
+        except kube.NotFound:
             return None
         except pydantic.ValidationError:
             return None
@@ -204,26 +206,22 @@ class AgentLoop:
             )
         )
 
-    def write(self, *entries: journal.Record) -> None:
+    def write(self, *entries: records.Record) -> None:
         self.state.apply(self.deps.journal.write(*entries))
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def execute(self, records: list[journal.Record]) -> str:
-        """Run the attempt from the journal's ``records`` to the Run's final answer."""
-        self.state = replay.State.build(records)
+    def execute(self, journaled: list[records.Record]) -> str:
+        """Run the attempt from the ``journaled`` records to the Run's final answer."""
+        self.state = replay.State.build(journaled)
         self._refresh_run()
         agent = self._refresh_agent()
         if self.state.finished is not None:
-            output = str(self.state.finished.get("output", ""))
+            output = self.state.finished.output
             self.report(output=output)
             return output
         self.write(
-            {
-                "type": journal.ATTEMPT_STARTED,
-                "pod": self.settings.pod_name,
-                "replayedRecords": len(records),
-            }
+            records.AttemptStarted(pod=self.settings.pod_name, replayed_records=len(journaled))
         )
         self.provider = self.deps.build_provider(agent.spec.model)
         self.report()
@@ -252,7 +250,7 @@ class AgentLoop:
 
     def finish(self, text: str) -> str:
         output = tools.bounded(text, self.settings.output_max_chars)
-        self.write({"type": journal.RUN_FINISHED, "output": output, "reason": "Answered"})
+        self.write(records.RunFinished(output=output, reason="Answered"))
         self.report(output=output)
         self._log(logging.INFO, "Finished run", steps=self.state.model_calls)
         return output
@@ -273,7 +271,7 @@ class AgentLoop:
         )
         self.deps.decision_seconds.append(time.perf_counter() - started)
         if decision.denied:
-            self.audit(step, None, decision, replay.DENIED)
+            self.audit(self.decision_record(step, None, decision, records.Outcome.DENIED))
             raise errors.PermanentFailure(decision.reason, decision.message)
         listed = self._tools(list(agent.spec.tools))
         request = conversation.ModelRequest(
@@ -296,14 +294,7 @@ class AgentLoop:
             span.set_attribute("gen_ai.usage.output_tokens", turn.usage.output_tokens)
         elapsed_ms = round((time.perf_counter() - began) * 1000, 1)
         self.checkpoint()
-        self.write(
-            {
-                "type": journal.MODEL_RESPONSE,
-                "step": step,
-                "turn": turn.to_json(),
-                "durationMs": elapsed_ms,
-            }
-        )
+        self.write(records.ModelResponse(step=step, turn=turn, duration_ms=elapsed_ms))
         self._log(
             logging.INFO,
             "Received model response",
@@ -322,41 +313,43 @@ class AgentLoop:
         seed = f"{self.settings.run_uid}/{call.step}/{call.call.id}"
         return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
-    def audit(
+    def decision_record(
         self,
         step: int,
         call: replay.CallState | None,
         decision: governance.Decision,
-        outcome: str,
-        *,
-        extra: dict[str, Any] | None = None,
-        also: tuple[journal.Record, ...] = (),
-    ) -> None:
+        outcome: records.Outcome,
+        approval: approval_api.Approval | None = None,
+    ) -> records.Decision:
+        """The journal record of one governance decision (and of who approved, if anyone)."""
+        return records.Decision(
+            step=step,
+            kind="tool" if call is not None else "model",
+            outcome=outcome,
+            action=decision.action,
+            reason=decision.reason,
+            message=decision.message,
+            policy=decision.policy,
+            rule=decision.rule,
+            call_id=call.call.id if call is not None else None,
+            tool=call.call.name if call is not None else None,
+            call_hash=(
+                approvals.call_hash(call.call.name, call.call.args) if call is not None else None
+            ),
+            decision_micros=(
+                round(self.deps.decision_seconds[-1] * 1e6) if self.deps.decision_seconds else None
+            ),
+            approval=approval.metadata.name if approval is not None else None,
+            approved_by=approval.spec.approved_by if approval is not None else None,
+            approval_reason=approval.spec.reason if approval is not None else None,
+        )
+
+    def audit(self, record: records.Decision, *also: records.Record) -> None:
         """Journal and log one governance decision, then write ``also`` in the same write."""
-        record: journal.Record = {
-            "type": journal.DECISION,
-            "step": step,
-            "kind": "tool" if call is not None else "model",
-            "outcome": outcome,
-            "action": decision.action,
-            "reason": decision.reason,
-            "message": decision.message,
-            "policy": decision.policy,
-            "rule": decision.rule,
-        }
-        if call is not None:
-            record.update(
-                callId=call.call.id,
-                tool=call.call.name,
-                callHash=approvals.call_hash(call.call.name, call.call.args),
-            )
-        if self.deps.decision_seconds:
-            record["decisionMicros"] = round(self.deps.decision_seconds[-1] * 1e6)
-        record.update(extra or {})
         self.write(record, *also)
-        fields = {k: v for k, v in record.items() if k != "type"}
+        fields = record.body()
         fields["decision"] = fields.pop("outcome")
-        level = logging.WARNING if outcome in replay.DENIALS else logging.INFO
+        level = logging.WARNING if record.denial else logging.INFO
         self._log(level, "Decided call", **fields)
 
     def decide(self, call: replay.CallState) -> tuple[governance.Decision, tool_api.Tool | None]:
@@ -385,7 +378,7 @@ class AgentLoop:
         return decision, tool
 
     def deny(self, call: replay.CallState, decision: governance.Decision) -> None:
-        self.audit(call.step, call, decision, replay.DENIED)
+        self.audit(self.decision_record(call.step, call, decision, records.Outcome.DENIED))
         self.deps.reporter.event(
             "ToolDenied",
             f"Denied call of tool {call.call.name} at step {call.step}: {decision.reason}"
@@ -402,34 +395,25 @@ class AgentLoop:
         if decision.denied:
             self.deny(call, decision)
             return
-        outcome, extra = replay.ALLOWED, None
+        outcome: records.Outcome = records.Outcome.ALLOWED
+        approval = None
         if decision.action == "RequireApproval":
-            extra = self.await_approval(call, decision)
-            if extra is None:
+            approval = self.await_approval(call, decision)
+            if approval is None:
                 return
             # The wait may have been long: a permission revoked meanwhile still applies.
             again, tool = self.decide(call)
             if again.denied:
                 self.deny(call, again)
                 return
-            outcome = replay.APPROVAL_GRANTED
+            outcome = records.Outcome.APPROVAL_GRANTED
         assert tool is not None
         key = self.idempotency_key(call)
         self.checkpoint()
         self.audit(
-            call.step,
-            call,
-            decision,
-            outcome,
-            extra=extra,
-            also=(
-                {
-                    "type": journal.TOOL_STARTED,
-                    "step": call.step,
-                    "callId": call.call.id,
-                    "tool": call.call.name,
-                    "idempotencyKey": key,
-                },
+            self.decision_record(call.step, call, decision, outcome, approval),
+            records.ToolStarted(
+                step=call.step, call_id=call.call.id, tool=call.call.name, idempotency_key=key
             ),
         )
         self.run_tool(call, tool, key)
@@ -444,16 +428,15 @@ class AgentLoop:
         elapsed_ms = round((time.perf_counter() - began) * 1000, 1)
         self.checkpoint()
         self.write(
-            {
-                "type": journal.TOOL_RESULT,
-                "step": call.step,
-                "callId": call.call.id,
-                "tool": call.call.name,
-                "content": result.content,
-                "isError": result.is_error,
-                "status": result.status,
-                "durationMs": elapsed_ms,
-            }
+            records.ToolResult(
+                step=call.step,
+                call_id=call.call.id,
+                tool=call.call.name,
+                content=result.content,
+                is_error=result.is_error,
+                status=result.status,
+                duration_ms=elapsed_ms,
+            )
         )
         self._log(
             logging.INFO,
@@ -468,13 +451,15 @@ class AgentLoop:
     def resend(self, call: replay.CallState) -> None:
         """A call whose outcome is unknown: re-send it only when its Tool is idempotent."""
         tool = self._tool(call.call.name)
-        started = call.started or {}
-        key = str(started.get("idempotencyKey") or self.idempotency_key(call))
+        recorded = call.started.idempotency_key if call.started is not None else ""
+        key = recorded or self.idempotency_key(call)
         decision = governance.Decision(
             "Allow", "OutcomeUnknown", "the previous attempt ended during this call"
         )
         if tool is None or not tool.spec.idempotent:
-            self.audit(call.step, call, decision, replay.OUTCOME_UNKNOWN)
+            self.audit(
+                self.decision_record(call.step, call, decision, records.Outcome.OUTCOME_UNKNOWN)
+            )
             self.deps.reporter.event(
                 "NeedsHuman",
                 f"Call of tool {call.call.name} at step {call.step} may or may not have taken "
@@ -485,31 +470,31 @@ class AgentLoop:
                 "OutcomeUnknown",
                 f"call {call.call.id} of tool {call.call.name} at step {call.step}",
             )
-        self.audit(call.step, call, decision, replay.RESENT, extra={"idempotencyKey": key})
+        resent = self.decision_record(call.step, call, decision, records.Outcome.RESENT)
+        self.audit(dataclasses.replace(resent, idempotency_key=key))
         self.run_tool(call, tool, key)
 
     # --- approvals -----------------------------------------------------------------------------
 
     def await_approval(
         self, call: replay.CallState, decision: governance.Decision
-    ) -> dict[str, Any] | None:
-        """Pause until a human decides; who approved it, or None when it was not approved."""
+    ) -> approval_api.Approval | None:
+        """Pause until a human decides; the Approval that approved it, or None when it was not
+        approved."""
         hash_ = approvals.call_hash(call.call.name, call.call.args)
         previous = call.approval_requested
         if previous is not None:
-            requested = datetime.datetime.fromisoformat(str(previous["requestedTime"]))
-            expires = datetime.datetime.fromisoformat(str(previous["expiryTime"]))
+            # records.read ensures an approvalRequested record carries both times.
+            assert previous.requested_time is not None and previous.expiry_time is not None
+            requested, expires = previous.requested_time, previous.expiry_time
         else:
             requested = self.deps.now()
             timeout = decision.approval_timeout_seconds or approvals.DEFAULT_TIMEOUT_SECONDS
             expires = requested + datetime.timedelta(seconds=timeout)
-            self.audit(
-                call.step,
-                call,
-                decision,
-                replay.APPROVAL_REQUESTED,
-                extra={"requestedTime": requested.isoformat(), "expiryTime": expires.isoformat()},
+            asked = self.decision_record(
+                call.step, call, decision, records.Outcome.APPROVAL_REQUESTED
             )
+            self.audit(dataclasses.replace(asked, requested_time=requested, expiry_time=expires))
         pending = status.Pending(
             hash_,
             call.call.name,
@@ -533,16 +518,16 @@ class AgentLoop:
             )
 
         def ignored(other: approval_api.Approval) -> None:
+            record = self.decision_record(
+                call.step, call, decision, records.Outcome.APPROVAL_IGNORED
+            )
             self.audit(
-                call.step,
-                call,
-                decision,
-                replay.APPROVAL_IGNORED,
-                extra={
-                    "approval": other.metadata.name,
-                    "approvalCallHash": other.spec.call_hash,
-                    "message": "the Approval's callHash does not match this call",
-                },
+                dataclasses.replace(
+                    record,
+                    approval=other.metadata.name,
+                    approval_call_hash=other.spec.call_hash,
+                    message="the Approval's callHash does not match this call",
+                )
             )
 
         def check() -> None:
@@ -559,33 +544,34 @@ class AgentLoop:
             now=self.deps.now,
         )
         verdict, found = waiter.wait(hash_, expires)
-        who = {
-            "approval": found.metadata.name if found else None,
-            "approvedBy": found.spec.approved_by if found else None,
-            "approvalReason": found.spec.reason if found else None,
-        }
+        approved_by = found.spec.approved_by if found else None
         if verdict == "Approved":
-            self.report(reason="ApprovalGranted", message=f"approved by {who['approvedBy']}")
+            self.report(reason="ApprovalGranted", message=f"approved by {approved_by}")
             self.deps.reporter.event(
                 "ApprovalGranted",
-                f"Call of tool {call.call.name} at step {call.step} was approved by "
-                f"{who['approvedBy']}",
+                f"Call of tool {call.call.name} at step {call.step} was approved by {approved_by}",
             )
-            return who
-        outcome = replay.APPROVAL_DENIED if verdict == "Denied" else replay.APPROVAL_EXPIRED
+            return found
+        outcome: records.Outcome = (
+            records.Outcome.APPROVAL_DENIED
+            if verdict == "Denied"
+            else records.Outcome.APPROVAL_EXPIRED
+        )
         message = (
-            f"denied by {who['approvedBy']}: {who['approvalReason'] or ''}"
+            f"denied by {approved_by}: {(found.spec.reason if found else None) or ''}"
             if verdict == "Denied"
             else "nobody decided before the approval timed out"
         )
         self.audit(
-            call.step,
-            call,
-            dataclasses.replace(
-                decision, action="Deny", reason=f"Approval{verdict}", message=message
-            ),
-            outcome,
-            extra=who,
+            self.decision_record(
+                call.step,
+                call,
+                dataclasses.replace(
+                    decision, action="Deny", reason=f"Approval{verdict}", message=message
+                ),
+                outcome,
+                found,
+            )
         )
         self.report(reason=f"Approval{verdict}", message=message)
         self.deps.reporter.event(

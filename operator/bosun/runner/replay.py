@@ -1,9 +1,10 @@
 """Rebuilding a Run's state from its journal: conversation, call outcomes and usage.
 
-Pure: ``State.build(records)`` folds the records of every attempt so far. A later attempt uses
-it to resume exactly where the last one stopped: recorded model responses are not requested
-again, recorded tool results and denials are reused, and a call that was started without a
-recorded result is reported as ``unknown`` so the loop can decide whether to re-send it.
+Pure: ``State.build(records)`` folds the typed records (``bosun.runner.records``) of every
+attempt so far. A later attempt uses it to resume exactly where the last one stopped: recorded
+model responses are not requested again, recorded tool results and denials are reused, and a
+call that was started without a recorded result is reported as ``unknown`` so the loop can
+decide whether to re-send it.
 """
 
 from __future__ import annotations
@@ -11,26 +12,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Iterable
-from typing import Any
 
-from bosun.runner import conversation, journal
+from bosun.runner import conversation, records
 
-__all__ = ["DENIALS", "CallState", "State"]
-
-# Decision outcomes recorded in the journal.
-ALLOWED = "allowed"
-DENIED = "denied"
-APPROVAL_REQUESTED = "approvalRequested"
-APPROVAL_GRANTED = "approvalGranted"
-APPROVAL_DENIED = "approvalDenied"
-APPROVAL_EXPIRED = "approvalExpired"
-APPROVAL_IGNORED = "approvalIgnored"
-RESENT = "resent"
-OUTCOME_UNKNOWN = "outcomeUnknown"
-DENIALS = frozenset({DENIED, APPROVAL_DENIED, APPROVAL_EXPIRED})
+__all__ = ["CallState", "State"]
 
 
-def call_key(step: int, call_id: str) -> str:
+def _call_key(step: int, call_id: str) -> str:
     return f"{step}:{call_id}"
 
 
@@ -40,10 +28,10 @@ class CallState:
 
     step: int
     call: conversation.ToolCall
-    denial: journal.Record | None = None
-    approval_requested: journal.Record | None = None
-    started: journal.Record | None = None
-    result: journal.Record | None = None
+    denial: records.Decision | None = None
+    approval_requested: records.Decision | None = None
+    started: records.ToolStarted | None = None
+    result: records.ToolResult | None = None
 
     @property
     def resolved(self) -> bool:
@@ -57,29 +45,20 @@ class CallState:
     def outcome(self) -> conversation.ToolOutcome:
         if self.result is not None:
             return conversation.ToolOutcome(
-                self.call.id,
-                self.call.name,
-                str(self.result.get("content", "")),
-                bool(self.result.get("isError", False)),
+                self.call.id, self.call.name, self.result.content, self.result.is_error
             )
         assert self.denial is not None
         return conversation.ToolOutcome(
-            self.call.id, self.call.name, denial_text(self.denial), is_error=True
+            self.call.id, self.call.name, _denial_text(self.denial), is_error=True
         )
 
 
-def denial_text(record: journal.Record) -> str:
+def _denial_text(record: records.Decision) -> str:
     """What the model is told about a denied call."""
-    who = ", ".join(f"{k} {record[k]}" for k in ("policy", "rule") if record.get(k))
-    text = f"call denied ({record.get('reason', 'Denied')}): {record.get('message', '')}"
+    named = (("policy", record.policy), ("rule", record.rule))
+    who = ", ".join(f"{k} {v}" for k, v in named if v)
+    text = f"call denied ({record.reason}): {record.message}"
     return f"{text} [{who}]" if who else text
-
-
-def _time(record: journal.Record) -> datetime.datetime | None:
-    try:
-        return datetime.datetime.fromisoformat(str(record.get("time")))
-    except ValueError:
-        return None
 
 
 @dataclasses.dataclass
@@ -88,43 +67,49 @@ class State:
 
     turns: list[tuple[int, conversation.AssistantTurn]] = dataclasses.field(default_factory=list)
     calls: dict[str, CallState] = dataclasses.field(default_factory=dict)
-    finished: journal.Record | None = None
-    records: list[journal.Record] = dataclasses.field(default_factory=list)
+    finished: records.RunFinished | None = None
+    history: list[records.Record] = dataclasses.field(default_factory=list)
 
     @classmethod
-    def build(cls, records: Iterable[journal.Record]) -> State:
+    def build(cls, entries: Iterable[records.Record]) -> State:
         state = cls()
-        state.apply(records)
+        state.apply(entries)
         return state
 
-    def apply(self, records: Iterable[journal.Record]) -> None:
-        for record in records:
-            self.records.append(record)
-            kind = record.get("type")
-            if kind == journal.MODEL_RESPONSE:
-                step = int(record["step"])
-                turn = conversation.AssistantTurn.from_json(record["turn"])
-                self.turns.append((step, turn))
-                for requested in turn.tool_calls:
-                    self.calls[call_key(step, requested.id)] = CallState(step, requested)
-                continue
-            if kind == journal.RUN_FINISHED:
-                self.finished = record
-                continue
-            key = call_key(int(record.get("step", 0)), str(record.get("callId", "")))
-            call = self.calls.get(key)
-            if call is None:
-                continue
-            if kind == journal.DECISION:
-                outcome = record.get("outcome")
-                if outcome in DENIALS:
-                    call.denial = record
-                elif outcome == APPROVAL_REQUESTED and call.approval_requested is None:
-                    call.approval_requested = record
-            elif kind == journal.TOOL_STARTED:
-                call.started = call.started or record
-            elif kind == journal.TOOL_RESULT:
-                call.result = record
+    def _call(self, step: int, call_id: str | None) -> CallState | None:
+        return self.calls.get(_call_key(step, call_id)) if call_id is not None else None
+
+    def apply(self, entries: Iterable[records.Record]) -> None:
+        for record in entries:
+            self.history.append(record)
+            match record:
+                case records.ModelResponse(step=step, turn=turn):
+                    self.turns.append((step, turn))
+                    for requested in turn.tool_calls:
+                        self.calls[_call_key(step, requested.id)] = CallState(step, requested)
+                case records.RunFinished():
+                    self.finished = record
+                case records.Decision(step=step, call_id=call_id):
+                    call = self._call(step, call_id)
+                    if call is None:
+                        continue
+                    if record.denial:
+                        call.denial = record
+                    elif (
+                        record.outcome == records.Outcome.APPROVAL_REQUESTED
+                        and call.approval_requested is None
+                    ):
+                        call.approval_requested = record
+                case records.ToolStarted(step=step, call_id=call_id):
+                    call = self._call(step, call_id)
+                    if call is not None:
+                        call.started = call.started or record
+                case records.ToolResult(step=step, call_id=call_id):
+                    call = self._call(step, call_id)
+                    if call is not None:
+                        call.result = record
+                case records.AttemptStarted() | records.AttemptEnded():
+                    pass
 
     # --- the conversation ---------------------------------------------------------------------
 
@@ -142,9 +127,9 @@ class State:
             return []
         step, turn = last
         return [
-            self.calls[call_key(step, c.id)]
+            self.calls[_call_key(step, c.id)]
             for c in turn.tool_calls
-            if not self.calls[call_key(step, c.id)].resolved
+            if not self.calls[_call_key(step, c.id)].resolved
         ]
 
     def messages(self, user_input: str) -> list[conversation.Message]:
@@ -154,9 +139,9 @@ class State:
             messages.append(turn)
             if turn.tool_calls:
                 outcomes = [
-                    self.calls[call_key(step, c.id)]
+                    self.calls[_call_key(step, c.id)]
                     for c in turn.tool_calls
-                    if self.calls[call_key(step, c.id)].resolved
+                    if self.calls[_call_key(step, c.id)].resolved
                 ]
                 messages.append(conversation.ToolResults(tuple(c.outcome() for c in outcomes)))
         return messages
@@ -180,13 +165,11 @@ class State:
         """Tool calls and tokens recorded within the last ``seconds``."""
         since = now - datetime.timedelta(seconds=seconds)
         tool_calls = tokens = 0
-        for record in self.records:
-            moment = _time(record)
-            if moment is None or moment < since:
+        for record in self.history:
+            if record.time is None or record.time < since:
                 continue
-            if record.get("type") == journal.TOOL_STARTED:
+            if isinstance(record, records.ToolStarted):
                 tool_calls += 1
-            elif record.get("type") == journal.MODEL_RESPONSE:
-                usage: dict[str, Any] = record["turn"].get("usage") or {}
-                tokens += int(usage.get("inputTokens", 0)) + int(usage.get("outputTokens", 0))
+            elif isinstance(record, records.ModelResponse):
+                tokens += record.turn.usage.total
         return {"toolCalls": tool_calls, "tokens": tokens}
