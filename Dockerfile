@@ -16,13 +16,14 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 # Dependencies first (a layer that changes only with the locks). --require-hashes with --no-deps:
-# pip installs exactly the pinned, hash-checked files and downloads nothing else. The build
-# tools get a throwaway environment of their own; they never reach the image.
+# pip installs exactly the pinned, hash-checked files and downloads nothing else; --only-binary:
+# wheels only, so no package's build code runs here (every pin has a CPython 3.11 manylinux
+# wheel). The build tools get a throwaway environment of their own; they never reach the image.
 COPY requirements ./requirements
 RUN python -m venv /opt/build \
-    && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.lock \
+    && /opt/build/bin/pip install --require-hashes --no-deps --only-binary=:all: -r requirements/build.lock \
     && python -m venv /opt/bosun \
-    && /opt/bosun/bin/pip install --require-hashes --no-deps -r requirements/operator.lock
+    && /opt/bosun/bin/pip install --require-hashes --no-deps --only-binary=:all: -r requirements/operator.lock
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 # The wheel, built without build isolation (so with the locked setuptools, not a fresh download)

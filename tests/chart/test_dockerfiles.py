@@ -201,7 +201,8 @@ def test_image_installs_only_from_its_hash_locked_requirements(
         # Without --no-deps pip would resolve, and could download what no lock pins.
         assert "--no-deps" in command, command
         if "-r" in command:
-            assert "--require-hashes" in command, command
+            # Hash-checked wheels only: no sdist's build code runs in the image build.
+            assert {"--require-hashes", "--only-binary=:all:"} <= set(command), command
             locks.append(command[command.index("-r") + 1])
         else:
             # The only other install is Bosun's own wheel, built in this stage.
