@@ -48,10 +48,11 @@ chart-crds: crds
 	cp crds/*.yaml helm/bosun/files/crds/
 
 # The images' hash-locked requirements, resolved by uv (pinned in the dev extra) from
-# pyproject.toml for the images' platform: CPython 3.11 on Debian bookworm x86_64 (glibc 2.36).
+# pyproject.toml for the images' platform: CPython 3.11 on Debian bookworm x86_64 (glibc 2.36),
+# choosing only versions with a wheel for it (the Dockerfiles install with --only-binary).
 # Existing pins are kept while they still satisfy pyproject.toml; `make lock LOCK_ARGS=--upgrade`
 # moves everything to the newest versions. tests/chart/test_locks.py checks them against it.
-LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --only-binary :all: --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_36 --custom-compile-command "make lock" $(LOCK_ARGS)
 
 lock: $(STAMP)
