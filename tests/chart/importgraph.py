@@ -77,8 +77,8 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> list[_Import]:
         if isinstance(node, ast.Try) and any(map(_catches_import_error, node.handlers)):
             for child in node.body:
                 visit(child, lazy, True)
-            for child in (*node.handlers, *node.orelse, *node.finalbody):
-                visit(child, lazy, optional)
+            for rest in (*node.handlers, *node.orelse, *node.finalbody):
+                visit(rest, lazy, optional)
             return
         names: list[str] = []
         if isinstance(node, ast.Import):
@@ -93,8 +93,8 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> list[_Import]:
             names = [base, *(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")]
         found.extend(_Import(name, lazy, optional) for name in names)
         inner = lazy or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-        for child in ast.iter_child_nodes(node):
-            visit(child, inner, optional)
+        for nested in ast.iter_child_nodes(node):
+            visit(nested, inner, optional)
 
     visit(tree, lazy=False, optional=False)
     return found

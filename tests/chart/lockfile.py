@@ -14,7 +14,7 @@ import pathlib
 import re
 import tomllib
 
-from packaging import markers, requirements, utils
+from packaging import requirements, utils
 
 __all__ = ["DIRECT", "TARGET", "Entry", "parse", "project_requirements"]
 
@@ -95,11 +95,5 @@ def project_requirements(*extras: str) -> list[requirements.Requirement]:
     for extra in extras:
         texts += project["optional-dependencies"][extra]
     found = [requirements.Requirement(text) for text in texts]
-    return [req for req in found if req.marker is None or req.marker.evaluate(_target())]
-
-
-def _target() -> dict[str, str]:
-    env: dict[str, str] = dict(markers.default_environment())
-    env.update(TARGET)
-    env["extra"] = ""
-    return env
+    # evaluate() lays TARGET over this interpreter's values (and extra="").
+    return [req for req in found if req.marker is None or req.marker.evaluate(TARGET)]

@@ -130,6 +130,8 @@ def test_lock_command_targets_the_images_python() -> None:
     version = re.search(r"--python-version (\S+)", makefile)
     assert version and version[1] == lockfile.TARGET["python_version"]
     assert "--generate-hashes" in makefile
+    # The Dockerfiles install wheels only, so the lock must pick versions that have one.
+    assert "--only-binary :all:" in makefile
     assert "x86_64-manylinux" in makefile
     for dockerfile in (lockfile.REPO / "Dockerfile", lockfile.REPO / "runner-image" / "Dockerfile"):
         bases = re.findall(r"^FROM python:(\d+\.\d+)-", dockerfile.read_text(), re.MULTILINE)
