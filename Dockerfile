@@ -2,10 +2,12 @@
 #
 #   docker build -t ghcr.io/bosun-dev/bosun:0.1.0 .
 #
-# Two stages: the first builds the one wheel of the repository (pyproject.toml at the root)
-# and installs it with its dependencies into a virtual environment; the second copies only
-# that environment onto a clean slim Python. The result runs as a numeric non-root user and
-# writes nothing outside /tmp, so it works with readOnlyRootFilesystem.
+# Two stages. The first installs the operator's dependencies (bosun[operator]) from their
+# hash-locked file, requirements/operator.lock (`make lock` writes it from pyproject.toml), into a
+# virtual environment, then builds the one wheel of the repository with the locked build tools
+# and adds it without resolving anything. The second copies only that environment onto a clean
+# slim Python. The result runs as a numeric non-root user and writes nothing outside /tmp, so it
+# works with readOnlyRootFilesystem.
 
 FROM python:3.11-slim-bookworm AS build
 
@@ -13,13 +15,23 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
+# Dependencies first (a layer that changes only with the locks). --require-hashes with --no-deps:
+# pip installs exactly the pinned, hash-checked files and downloads nothing else; --only-binary:
+# wheels only, so no package's build code runs here (every pin has a CPython 3.11 manylinux
+# wheel). The build tools get a throwaway environment of their own; they never reach the image.
+COPY requirements ./requirements
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps --only-binary=:all: -r requirements/build.lock \
+    && python -m venv /opt/bosun \
+    && /opt/bosun/bin/pip install --require-hashes --no-deps --only-binary=:all: -r requirements/operator.lock
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-# One wheel from pyproject.toml, installed with its dependencies into /opt/bosun; bytecode is
-# compiled here, so nothing needs writing next to the code at run time.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
-    && python -m venv /opt/bosun \
-    && /opt/bosun/bin/pip install /wheels/bosun-*.whl \
+# The wheel, built without build isolation (so with the locked setuptools, not a fresh download)
+# and installed with --no-deps; pip check proves the lock covers what the wheel requires.
+# Bytecode is compiled here, so nothing needs writing next to the code at run time.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/bosun/bin/pip install --no-deps /wheels/bosun-*.whl \
+    && /opt/bosun/bin/pip check \
     && /opt/bosun/bin/python -m compileall -q /opt/bosun/lib
 
 

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts unit crds chart-crds provision clean-dev soak bench
+.PHONY: demo test lint typecheck contracts unit crds chart-crds provision clean-dev soak bench lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,20 @@ crds: $(STAMP)
 # The chart ships a copy of the CRDs (tests check that it equals crds/).
 chart-crds: crds
 	cp crds/*.yaml helm/bosun/files/crds/
+
+# The images' hash-locked requirements, resolved by uv (pinned in the dev extra) from
+# pyproject.toml for the images' platform: CPython 3.11 on Debian bookworm x86_64 (glibc 2.36),
+# choosing only versions with a wheel for it (the Dockerfiles install with --only-binary).
+# Existing pins are kept while they still satisfy pyproject.toml; `make lock LOCK_ARGS=--upgrade`
+# moves everything to the newest versions. tests/chart/test_locks.py checks them against it.
+LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --only-binary :all: --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_36 --custom-compile-command "make lock" $(LOCK_ARGS)
+
+lock: $(STAMP)
+	$(LOCK) pyproject.toml --extra runner -o requirements/runner.lock
+	$(LOCK) pyproject.toml --extra operator -o requirements/operator.lock
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(LOCK) - -o requirements/build.lock
 
 demo: $(STAMP)
 	$(BIN)/bosun demo

