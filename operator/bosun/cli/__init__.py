@@ -6,100 +6,41 @@ errors into a one-line message and a non-zero exit code; no logic lives here.
 
 from __future__ import annotations
 
-import pathlib
 import sys
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import click
 
 from bosun import kube, ops
-from bosun.dev import cluster, daemon, demo, provision
+from bosun.cli import _common
 
 __all__ = ["main"]
 
 
-def _fail(message: str) -> NoReturn:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(1)
+_fail = _common.fail
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The top-level group; the dev tooling's commands are loaded only when asked for, so the
+    operator image (which ships no dev tooling or its dependencies) can run ``bosun operator``."""
+
+    _DEV = ("demo", "dev")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self._DEV])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._DEV:
+            # Deliberate lazy import: bosun.dev needs the dev extra (kubernetes, cryptography).
+            from bosun.cli import dev
+
+            return dev.COMMANDS[cmd_name]
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def app() -> None:
     """Bosun: run AI agents on Kubernetes as governed, retried, observable Runs."""
-
-
-@app.group()
-def dev() -> None:
-    """The local control plane: etcd, kube-apiserver, kube-controller-manager, node emulator."""
-
-
-_DIR_OPTION = click.option(
-    "--dir",
-    "folder",
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
-    default=daemon.DEFAULT_DIR,
-    show_default=True,
-    help="Folder for the control plane's state, logs and kubeconfig.",
-)
-
-
-@dev.command("up")
-@_DIR_OPTION
-def dev_up(folder: pathlib.Path) -> None:
-    """Start the local control plane in the background (harmless when already running)."""
-    try:
-        state = daemon.up(folder, log=click.echo)
-    except (cluster.StartError, provision.ProvisionError) as err:
-        _fail(str(err))
-    click.echo(f"export KUBECONFIG={state.kubeconfig}")
-
-
-@dev.command("down")
-@_DIR_OPTION
-def dev_down(folder: pathlib.Path) -> None:
-    """Stop the local control plane and every process it started."""
-    daemon.down(folder, log=click.echo)
-
-
-@dev.command("status")
-@_DIR_OPTION
-def dev_status(folder: pathlib.Path) -> None:
-    """Report whether the local control plane runs, and its processes."""
-    state = daemon.read_state(folder.resolve())
-    if state is None:
-        click.echo(f"No control plane running in {folder.resolve()}")
-        sys.exit(3)
-    click.echo(f"Running: supervisor pid {state.pid}, API server {state.server}")
-    click.echo(f"Kubeconfig: {state.kubeconfig}")
-    for name, pid in state.components.items():
-        alive = pathlib.Path(f"/proc/{pid}").exists()
-        click.echo(f"  {name:<24} pid {pid:<8} {'running' if alive else 'EXITED'}")
-    click.echo(f"Logs: {state.logs}")
-
-
-@dev.command("provision")
-@click.option("--all", "everything", is_flag=True, help="Also build helm and kubeconform.")
-def dev_provision(everything: bool) -> None:
-    """Locate or build the control-plane binaries into the cache."""
-    names = provision.ALL_BINARIES if everything else provision.CORE_BINARIES
-    try:
-        found = provision.ensure(names, log=click.echo)
-    except provision.ProvisionError as err:
-        _fail(str(err))
-    for name, path in found.items():
-        click.echo(f"{name:<24} {path}")
-
-
-@app.command("demo")
-@_DIR_OPTION
-def demo_command(folder: pathlib.Path) -> None:
-    """Everything a newcomer needs on a bare machine: control plane, CRDs, examples, a run."""
-    root = pathlib.Path.cwd()
-    try:
-        code = demo.run(folder, root, log=click.echo)
-    except (cluster.StartError, provision.ProvisionError, RuntimeError) as err:
-        _fail(str(err))
-    sys.exit(code)
 
 
 @app.command("operator")
