@@ -26,14 +26,13 @@ from typing import Any
 
 from kubernetes import client
 
-from bosun import constants, kube
+from bosun import cel, constants, kube
 from bosun.api import agent as agent_api
 from bosun.api import crdgen
 from bosun.api import policy as policy_api
 from bosun.api import tool as tool_api
 from bosun.dev import kubeclient
 from bosun.runner import (
-    cel,
     conversation,
     governance,
     journal,

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from bosun import cel
 from bosun.api import policy as policy_api
-from bosun.runner import cel, governance
+from bosun.runner import governance
 
 from . import fakes
 

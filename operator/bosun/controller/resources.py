@@ -12,9 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import celpy
-
-from bosun import contract, kube
+from bosun import cel, contract, kube
 from bosun.controller import builders, conditions, events
 from bosun.controller import store as store_mod
 
@@ -36,7 +34,7 @@ class ResourceReconciler:
     def __init__(self, store: store_mod.Store, rest: kube.Rest) -> None:
         self.store = store
         self.rest = rest
-        self._cel = celpy.Environment()
+        self._cel = cel.Evaluator()
 
     def reconcile(self, plural: str, key: store_mod.Key) -> float | None:
         """Bring one object's Ready condition up to date; return when to look again."""
@@ -95,10 +93,11 @@ class ResourceReconciler:
             if not when:
                 continue
             try:
-                self._cel.compile(when)
-            except Exception as err:
+                self._cel.program(when)
+            except cel.CELError as err:
                 label = rule.get("name") or f"rules[{index}]"
-                first_line = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+                detail = err.detail.strip()
+                first_line = detail.splitlines()[0] if detail else repr(err)
                 return Readiness(
                     False, "InvalidCEL", f"{label}: when does not compile: {first_line}", extra
                 )

@@ -19,11 +19,11 @@ import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from bosun import cel
 from bosun.api import agent as agent_api
 from bosun.api import common
 from bosun.api import policy as policy_api
 from bosun.api import tool as tool_api
-from bosun.runner import cel
 
 __all__ = [
     "Counters",

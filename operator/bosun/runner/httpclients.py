@@ -6,8 +6,12 @@ Callers pass a ``transport`` in unit tests (httpx ``MockTransport``) instead of 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
-import httpx2
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = ["USER_AGENT", "mcp_client", "sync_client"]
 
@@ -33,6 +37,8 @@ def sync_client(
 
 def mcp_client(timeout_seconds: float, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
     """The client the MCP transport uses for one session with a server."""
+    import httpx2
+
     merged = {"User-Agent": USER_AGENT}
     merged.update(headers or {})
     return httpx2.AsyncClient(

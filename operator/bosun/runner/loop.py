@@ -20,7 +20,7 @@ from typing import Any
 
 import pydantic
 
-from bosun import kube
+from bosun import cel, kube
 from bosun.api import agent as agent_api
 from bosun.api import approval as approval_api
 from bosun.api import policy as policy_api
@@ -28,7 +28,6 @@ from bosun.api import run as run_api
 from bosun.api import tool as tool_api
 from bosun.runner import (
     approvals,
-    cel,
     config,
     conversation,
     errors,

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
-import jsonschema
 
 from bosun import contract, retry
 from bosun.api import tool as tool_api
@@ -80,6 +79,8 @@ def definition(tool: tool_api.Tool) -> conversation.ToolDefinition:
 
 def validate_args(schema: dict[str, Any] | None, args: dict[str, Any]) -> str | None:
     """None when ``args`` satisfy ``schema``; otherwise a message for the model."""
+    import jsonschema
+
     try:
         validator_class = jsonschema.validators.validator_for(schema or ANY_OBJECT)
         validator_class.check_schema(schema or ANY_OBJECT)

@@ -1,18 +1,20 @@
-"""CEL for Policy ``when`` expressions, through cel-python (``celpy``).
+"""CEL for Policy ``when`` expressions, through cel-python (``celpy``): one setup for all of Bosun.
 
+The operator checks that rules compile (a Policy's readiness); the runner evaluates them.
 Compiled programs are cached by source text. ``evaluate`` returns the boolean or raises
 ``CELError``: a parse error, an evaluation error (such as a missing field) and a result that is
-not a boolean all raise, so the caller can fail closed.
+not a boolean all raise, so the caller can fail closed. celpy (and its grammar) is loaded on the
+first compile, not on import: a runner whose Policies have no ``when`` never pays for it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import celpy
-from celpy import adapter, celtypes
+if TYPE_CHECKING:
+    import celpy
 
 __all__ = ["CELError", "Evaluator", "activation"]
 
@@ -20,9 +22,16 @@ __all__ = ["CELError", "Evaluator", "activation"]
 class CELError(ValueError):
     """An expression did not compile, failed to evaluate, or did not yield a boolean."""
 
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message
+        """The CEL library's own words (for a compile error, the parser's message)."""
+
 
 def activation(values: Mapping[str, Any]) -> dict[str, Any]:
     """CEL values for JSON-like Python values (``args``, ``agent``, ``run``)."""
+    from celpy import adapter
+
     return {name: adapter.json_to_cel(value) for name, value in values.items()}
 
 
@@ -30,19 +39,28 @@ class Evaluator:
     """Compiles once, evaluates many times; safe to share between threads."""
 
     def __init__(self) -> None:
-        self._env = celpy.Environment()
+        self._env: celpy.Environment | None = None
         self._programs: dict[str, celpy.Runner] = {}
         self._lock = threading.Lock()
+
+    def _environment(self) -> celpy.Environment:
+        import celpy
+
+        with self._lock:
+            if self._env is None:
+                self._env = celpy.Environment()
+            return self._env
 
     def program(self, source: str) -> celpy.Runner:
         with self._lock:
             cached = self._programs.get(source)
         if cached is not None:
             return cached
+        env = self._environment()
         try:
-            program = self._env.program(self._env.compile(source))
+            program = env.program(env.compile(source))
         except Exception as err:  # celpy raises several parser exception types
-            raise CELError(f"does not compile: {err}") from err
+            raise CELError(f"does not compile: {err}", str(err)) from err
         with self._lock:
             self._programs[source] = program
         return program
@@ -55,6 +73,8 @@ class Evaluator:
             raise CELError(f"failed to evaluate: {err}") from err
         if isinstance(result, Exception):
             raise CELError(f"failed to evaluate: {result}")
+        from celpy import celtypes
+
         if not isinstance(result, celtypes.BoolType):
             raise CELError(f"yielded {type(result).__name__}, not a boolean")
         return bool(result)
