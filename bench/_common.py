@@ -27,6 +27,7 @@ from typing import Any
 from kubernetes.client import exceptions
 
 from bosun import kube
+from bosun.api import crdgen
 from bosun.dev import daemon, provision, testing
 
 Obj = dict[str, Any]
@@ -97,7 +98,6 @@ def local_control_plane() -> Iterator[Cluster]:
 
     The folder (etcd data, logs of every component, the operator and the pods) is removed
     when the benchmark succeeds and kept, with a note of where, when it fails."""
-    from bosun.api import crdgen
 
     folder = pathlib.Path(tempfile.mkdtemp(prefix="bosun-bench-"))
     state = daemon.up(folder, attached=True, log=lambda _m: None)

@@ -18,6 +18,7 @@ import json
 import pathlib
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ from bosun.api import agent as agent_api
 from bosun.api import crdgen
 from bosun.api import policy as policy_api
 from bosun.api import tool as tool_api
-from bosun.dev import kubeclient
+from bosun.dev import daemon, kubeclient, provision
 from bosun.runner import (
     conversation,
     governance,
@@ -187,7 +188,6 @@ def _step_records(step: int) -> list[list[records.Record]]:
 def _setup_namespace(
     api: client.ApiClient, kubectl: pathlib.Path, config: pathlib.Path
 ) -> tuple[str, str]:
-    import subprocess
 
     subprocess.run(
         [
@@ -236,7 +236,6 @@ def _setup_namespace(
 
 
 def bench_journal(config: pathlib.Path, steps: int, chunk_kib: int) -> None:
-    from bosun.dev import provision
 
     kubectl = provision.ensure(["kubectl"])["kubectl"]
     api = kubeclient.api_client(config)
@@ -301,7 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.kubeconfig:
         bench_journal(args.kubeconfig, args.steps, args.chunk_kib)
         return 0
-    from bosun.dev import daemon
 
     with tempfile.TemporaryDirectory(prefix="bosun-bench-") as folder:
         state = daemon.up(pathlib.Path(folder), attached=True, log=lambda _m: None)

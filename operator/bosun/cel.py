@@ -30,7 +30,7 @@ class CELError(ValueError):
 
 def activation(values: Mapping[str, Any]) -> dict[str, Any]:
     """CEL values for JSON-like Python values (``args``, ``agent``, ``run``)."""
-    from celpy import adapter
+    from celpy import adapter  # noqa: PLC0415 - deliberate: celpy loads on first use
 
     return {name: adapter.json_to_cel(value) for name, value in values.items()}
 
@@ -44,7 +44,7 @@ class Evaluator:
         self._lock = threading.Lock()
 
     def _environment(self) -> celpy.Environment:
-        import celpy
+        import celpy  # noqa: PLC0415 - deliberate: its grammar costs ~50 ms at start-up
 
         with self._lock:
             if self._env is None:
@@ -73,7 +73,7 @@ class Evaluator:
             raise CELError(f"failed to evaluate: {err}") from err
         if isinstance(result, Exception):
             raise CELError(f"failed to evaluate: {result}")
-        from celpy import celtypes
+        from celpy import celtypes  # noqa: PLC0415 - loaded with the program above
 
         if not isinstance(result, celtypes.BoolType):
             raise CELError(f"yielded {type(result).__name__}, not a boolean")

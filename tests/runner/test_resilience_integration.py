@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -124,7 +125,6 @@ def _lease_expired(kube: harness.Harness) -> bool:
     lease = kube.coordination.read_namespaced_lease(
         contract.lease_name("bill"), kube.namespace, _preload_content=False
     )
-    import json
 
     body = json.loads(lease.data)
     return lease_logic.is_free(body, datetime.datetime.now(datetime.UTC))

@@ -12,7 +12,9 @@ from typing import Any, Literal
 import click
 
 from bosun import kube, ops
+from bosun.api import crdgen
 from bosun.cli import _common
+from bosun.runner import approvals, kubeapi, runtrace
 
 __all__ = ["main"]
 
@@ -32,7 +34,7 @@ class _Commands(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self._DEV:
             # Deliberate lazy import: bosun.dev needs the dev extra (kubernetes, cryptography).
-            from bosun.cli import dev
+            from bosun.cli import dev  # noqa: PLC0415
 
             return dev.COMMANDS[cmd_name]
         return super().get_command(ctx, cmd_name)
@@ -48,7 +50,8 @@ def app() -> None:
 @click.option("--verbose", is_flag=True, help="Log debug details, kopf's included.")
 def operator_command(kubeconfig: str | None, verbose: bool) -> None:
     """Run the operator against the current kubeconfig (what the Helm chart runs)."""
-    from bosun.controller import main as operator_main
+    # Deliberate lazy import: only this command loads kopf and the operator.
+    from bosun.controller import main as operator_main  # noqa: PLC0415
 
     try:
         sys.exit(operator_main.run(kubeconfig, verbose))
@@ -162,7 +165,6 @@ def _decide(
     ns: str | None,
     cfg: str | None,
 ) -> None:
-    from bosun.runner import approvals, kubeapi
 
     rest = _rest(cfg)
     namespace = ops.current_namespace(ns)
@@ -216,7 +218,6 @@ def deny_command(
 @_KUBECONFIG
 def trace_command(run_name: str, namespace: str | None, kubeconfig: str | None) -> None:
     """Print a Run's decision path from its journal: model calls, tool calls, decisions."""
-    from bosun.runner import kubeapi, runtrace
 
     rest = _rest(kubeconfig)
     ns = ops.current_namespace(namespace)
@@ -238,7 +239,6 @@ def trace_command(run_name: str, namespace: str | None, kubeconfig: str | None) 
 @app.command("crds")
 def crds() -> None:
     """Print Bosun's CustomResourceDefinitions as YAML (for kubectl apply -f -)."""
-    from bosun.api import crdgen
 
     click.echo(crdgen.render_stream(), nl=False)
 

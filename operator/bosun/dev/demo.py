@@ -21,6 +21,7 @@ import yaml
 from bosun import kube, ops
 from bosun.api import crdgen
 from bosun.dev import daemon, provision
+from bosun.runner import kubeapi, runtrace
 
 Log = Callable[[str], None]
 NAMESPACE = "default"
@@ -114,7 +115,6 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
     log(f"Output: {status.get('output', '')}")
     log("")
     log(f"$ bosun trace {name}")
-    from bosun.runner import kubeapi, runtrace
 
     cluster = kubeapi.Cluster(NAMESPACE, rest)
     log(runtrace.render(runtrace.records(cluster, name), name))

@@ -26,6 +26,7 @@ import pytest
 from kubernetes import client
 
 from bosun import kube
+from bosun.api import crdgen
 from bosun.dev import cluster, daemon, kubeclient, provision
 
 __all__ = ["ControlPlaneHandle", "OperatorProcess", "scenario_size", "start_operator", "until"]
@@ -174,7 +175,6 @@ def bosun_crds(control_plane: ControlPlaneHandle) -> ControlPlaneHandle:
 
     The committed ``crds/`` are drift-checked against the same rendering.
     """
-    from bosun.api import crdgen
 
     control_plane.kubectl(
         "apply",

@@ -37,7 +37,7 @@ def sync_client(
 
 def mcp_client(timeout_seconds: float, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
     """The client the MCP transport uses for one session with a server."""
-    import httpx2
+    import httpx2  # noqa: PLC0415 - deliberate: only runs with an MCP tool load httpx2
 
     merged = {"User-Agent": USER_AGENT}
     merged.update(headers or {})

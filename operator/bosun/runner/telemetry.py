@@ -32,17 +32,17 @@ _state: dict[str, Any] = {"tracer": None}
 def configure(endpoint: str | None, service: str = "bosun-runner") -> None:
     """Export spans to ``endpoint`` when the OpenTelemetry SDK is installed."""
     try:
-        from opentelemetry import trace
+        from opentelemetry import trace  # noqa: PLC0415 - optional dependency, tried at run time
     except ImportError:
         return
     if endpoint:
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]  # noqa: PLC0415
                 OTLPSpanExporter,
             )
-            from opentelemetry.sdk.resources import Resource  # type: ignore[import-not-found]
-            from opentelemetry.sdk.trace import TracerProvider  # type: ignore[import-not-found]
-            from opentelemetry.sdk.trace.export import (  # type: ignore[import-not-found]
+            from opentelemetry.sdk.resources import Resource  # type: ignore[import-not-found]  # noqa: PLC0415
+            from opentelemetry.sdk.trace import TracerProvider  # type: ignore[import-not-found]  # noqa: PLC0415
+            from opentelemetry.sdk.trace.export import (  # type: ignore[import-not-found]  # noqa: PLC0415
                 BatchSpanProcessor,
             )
         except ImportError:
@@ -69,7 +69,7 @@ def span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
 def shutdown() -> None:
     """Flush spans that are still buffered."""
     try:
-        from opentelemetry import trace
+        from opentelemetry import trace  # noqa: PLC0415 - optional dependency, tried at run time
     except ImportError:
         return
     provider = trace.get_tracer_provider()

@@ -15,7 +15,7 @@ import httpx
 
 from bosun import retry
 from bosun.api import tool as tool_api
-from bosun.runner import tools
+from bosun.runner import toolresults
 
 __all__ = ["send"]
 
@@ -27,7 +27,7 @@ def _query(args: dict[str, Any]) -> dict[str, str]:
 def _content(response: httpx.Response) -> str:
     if "json" in response.headers.get("content-type", ""):
         try:
-            return tools.render_content(response.json())
+            return toolresults.render_content(response.json())
         except json.JSONDecodeError:
             pass
     return response.text
@@ -38,7 +38,7 @@ def send(
     tool: tool_api.Tool,
     args: dict[str, Any],
     headers: dict[str, str],
-) -> tools.Attempted:
+) -> toolresults.Attempted:
     spec = tool.spec.http
     assert spec is not None
     seconds = float(spec.timeout_seconds)
@@ -55,16 +55,20 @@ def send(
     except httpx.TransportError as err:
         failure = retry.transport_failure(err)
         maybe_sent = failure is None or failure.maybe_sent
-        return tools.Attempted(failure=type(err).__name__, retryable=True, maybe_sent=maybe_sent)
+        return toolresults.Attempted(
+            failure=type(err).__name__, retryable=True, maybe_sent=maybe_sent
+        )
     status = response.status_code
     if 200 <= status < 300:
-        return tools.Attempted(result=tools.ToolResult(_content(response), status=status))
+        return toolresults.Attempted(
+            result=toolresults.ToolResult(_content(response), status=status)
+        )
     if retry.retryable_status(status):
-        return tools.Attempted(
+        return toolresults.Attempted(
             failure=f"HTTP {status}: {response.text[:200]}",
             retryable=True,
             retry_after=retry.retry_after_seconds(response.headers),
         )
-    return tools.Attempted(
-        result=tools.ToolResult(f"HTTP {status}: {_content(response)}", True, status)
+    return toolresults.Attempted(
+        result=toolresults.ToolResult(f"HTTP {status}: {_content(response)}", True, status)
     )

@@ -16,7 +16,7 @@ from mcp.client import streamable_http
 from mcp.shared import exceptions as mcp_exceptions
 
 from bosun.api import tool as tool_api
-from bosun.runner import httpclients, tools
+from bosun.runner import httpclients, toolresults
 
 __all__ = ["send"]
 
@@ -26,20 +26,20 @@ def _text(result: Any) -> str:
     if parts:
         return "\n".join(parts)
     if result.structured_content is not None:
-        return tools.render_content(result.structured_content)
+        return toolresults.render_content(result.structured_content)
     return json.dumps([block.model_dump(mode="json") for block in result.content])
 
 
 async def _call(
     url: str, name: str, args: dict[str, Any], headers: dict[str, str], timeout: float
-) -> tools.ToolResult:
+) -> toolresults.ToolResult:
     client = httpclients.mcp_client(timeout, headers)
     async with client:
         transport = streamable_http.streamable_http_client(url, http_client=client)
         with anyio.fail_after(timeout):
             async with mcp.Client(transport, read_timeout_seconds=timeout) as session:
                 result = await session.call_tool(name, args, read_timeout_seconds=timeout)
-    return tools.ToolResult(_text(result), is_error=bool(result.is_error))
+    return toolresults.ToolResult(_text(result), is_error=bool(result.is_error))
 
 
 def _leaves(err: BaseException) -> list[BaseException]:
@@ -48,7 +48,9 @@ def _leaves(err: BaseException) -> list[BaseException]:
     return [err]
 
 
-def send(tool: tool_api.Tool, args: dict[str, Any], headers: dict[str, str]) -> tools.Attempted:
+def send(
+    tool: tool_api.Tool, args: dict[str, Any], headers: dict[str, str]
+) -> toolresults.Attempted:
     spec = tool.spec.mcp
     assert spec is not None
     try:
@@ -60,8 +62,10 @@ def send(tool: tool_api.Tool, args: dict[str, Any], headers: dict[str, str]) -> 
         for leaf in leaves:
             if isinstance(leaf, mcp_exceptions.MCPError):
                 # The server answered with a protocol error: a result, not a transport failure.
-                return tools.Attempted(result=tools.ToolResult(f"MCP error: {leaf}", is_error=True))
+                return toolresults.Attempted(
+                    result=toolresults.ToolResult(f"MCP error: {leaf}", is_error=True)
+                )
         names = ", ".join(sorted({type(leaf).__name__ for leaf in leaves}))
         never_sent = all(isinstance(leaf, httpx2.ConnectError) for leaf in leaves)
-        return tools.Attempted(failure=names, retryable=True, maybe_sent=not never_sent)
-    return tools.Attempted(result=result)
+        return toolresults.Attempted(failure=names, retryable=True, maybe_sent=not never_sent)
+    return toolresults.Attempted(result=result)

@@ -9,7 +9,6 @@ from Secret-backed environment variables, sends the call over HTTP (``tool_http`
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 import time
@@ -20,7 +19,7 @@ import httpx
 
 from bosun import contract, retry
 from bosun.api import tool as tool_api
-from bosun.runner import conversation, httpclients
+from bosun.runner import conversation, httpclients, tool_http, toolresults
 
 __all__ = [
     "Attempted",
@@ -33,18 +32,12 @@ __all__ = [
     "validate_args",
 ]
 
+ToolResult = toolresults.ToolResult
+Attempted = toolresults.Attempted
+
 log = logging.getLogger("bosun.runner.tools")
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
-
-
-@dataclasses.dataclass(frozen=True)
-class ToolResult:
-    """What a call produced: ``content`` for the model, ``is_error`` when it failed."""
-
-    content: str
-    is_error: bool = False
-    status: int | None = None
 
 
 class Caller(Protocol):
@@ -57,18 +50,6 @@ class Caller(Protocol):
     def close(self) -> None: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class Attempted:
-    """How one send went: a result, or a failure that is ``retryable`` and whose request may
-    or may not have reached the server (``maybe_sent``)."""
-
-    result: ToolResult | None = None
-    failure: str | None = None
-    retryable: bool = False
-    maybe_sent: bool = True
-    retry_after: float | None = None
-
-
 def definition(tool: tool_api.Tool) -> conversation.ToolDefinition:
     return conversation.ToolDefinition(
         name=tool.metadata.name or "",
@@ -79,7 +60,7 @@ def definition(tool: tool_api.Tool) -> conversation.ToolDefinition:
 
 def validate_args(schema: dict[str, Any] | None, args: dict[str, Any]) -> str | None:
     """None when ``args`` satisfy ``schema``; otherwise a message for the model."""
-    import jsonschema
+    import jsonschema  # noqa: PLC0415 - deliberate: ~50 ms at start-up, needed at a call
 
     try:
         validator_class = jsonschema.validators.validator_for(schema or ANY_OBJECT)
@@ -146,11 +127,9 @@ class Executor:
 
     def _send(self, tool: tool_api.Tool) -> Send:
         if tool.spec.http is not None:
-            from bosun.runner import tool_http
-
             return lambda t, a, h: tool_http.send(self.http, t, a, h)
-        # The MCP SDK is heavy to import; only runs with an MCP tool pay for it.
-        from bosun.runner import tool_mcp
+        # Deliberate lazy import: the MCP SDK is heavy; only runs with an MCP tool pay for it.
+        from bosun.runner import tool_mcp  # noqa: PLC0415
 
         return tool_mcp.send
 
@@ -194,10 +173,3 @@ class Executor:
                 },
             )
             self.sleep(delay)
-
-
-def render_content(value: Any) -> str:
-    """A tool's JSON result as compact text for the model."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -6,12 +6,7 @@
 
 from __future__ import annotations
 
-from bosun.runner.providers.base import (
-    ModelRejected,
-    ModelUnavailable,
-    Provider,
-    RetryPolicy,
-    build,
-)
+from bosun.runner.providers.base import ModelRejected, ModelUnavailable, Provider, RetryPolicy
+from bosun.runner.providers.factory import build
 
 __all__ = ["ModelRejected", "ModelUnavailable", "Provider", "RetryPolicy", "build"]

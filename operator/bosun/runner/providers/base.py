@@ -19,15 +19,13 @@ from typing import Any, Protocol
 import httpx
 
 from bosun import retry
-from bosun.api import agent as agent_api
-from bosun.runner import conversation, errors, httpclients
+from bosun.runner import conversation, errors
 
 __all__ = [
     "ModelRejected",
     "ModelUnavailable",
     "Provider",
     "RetryPolicy",
-    "build",
     "post_json",
 ]
 
@@ -123,21 +121,3 @@ def post_json(
             },
         )
         policy.sleep(delay)
-
-
-def build(
-    spec: agent_api.ModelSpec,
-    api_key: str,
-    policy: RetryPolicy,
-    transport: httpx.BaseTransport | None = None,
-) -> Provider:
-    """The provider an Agent's ``spec.model`` names."""
-    from bosun.runner.providers import anthropic, openai, scripted
-
-    if spec.provider == "scripted":
-        return scripted.ScriptedProvider(spec)
-    timeout = float(spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
-    client = httpclients.sync_client(timeout, transport=transport)
-    if spec.provider == "openai":
-        return openai.OpenAIProvider(spec, api_key, client, policy)
-    return anthropic.AnthropicProvider(spec, api_key, client, policy)

@@ -1,0 +1,27 @@
+"""The choice of provider: which implementation serves an Agent's ``spec.model``."""
+
+from __future__ import annotations
+
+import httpx
+
+from bosun.api import agent as agent_api
+from bosun.runner import httpclients
+from bosun.runner.providers import anthropic, base, openai, scripted
+
+__all__ = ["build"]
+
+
+def build(
+    spec: agent_api.ModelSpec,
+    api_key: str,
+    policy: base.RetryPolicy,
+    transport: httpx.BaseTransport | None = None,
+) -> base.Provider:
+    """The provider an Agent's ``spec.model`` names."""
+    if spec.provider == "scripted":
+        return scripted.ScriptedProvider(spec)
+    timeout = float(spec.timeout_seconds or base.DEFAULT_TIMEOUT_SECONDS)
+    client = httpclients.sync_client(timeout, transport=transport)
+    if spec.provider == "openai":
+        return openai.OpenAIProvider(spec, api_key, client, policy)
+    return anthropic.AnthropicProvider(spec, api_key, client, policy)
