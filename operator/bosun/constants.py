@@ -1,4 +1,5 @@
-"""Names shared by every part of Bosun: the API group, labels, annotations and condition types.
+"""Names shared by every part of Bosun: the API group, labels, annotations, condition types,
+reasons and phases.
 
 One place for every string that two parts of the system must agree on, so that the operator,
 the runner, the chart and the dev tooling never drift apart.
@@ -18,6 +19,8 @@ LABEL_DEAD_LETTER = f"{GROUP}/dead-letter"
 LABEL_RUN = f"{GROUP}/run"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+ANNOTATION_REDRIVE = f"{GROUP}/redrive"
+"""Set by ``bosun redrive``: a new value starts a DeadLettered or Failed Run again."""
 
 # The node emulator (dev tooling) reads this annotation on pods as its fault hook.
 ANNOTATION_EMULATOR_FAULT = f"emulator.{GROUP}/fault"
@@ -26,3 +29,56 @@ EMULATOR_SERVICEACCOUNT_DIR_ENV = "BOSUN_SERVICEACCOUNT_DIR"
 EMULATOR_TERMINATION_LOG_ENV = "BOSUN_TERMINATION_LOG"
 """Where the emulator's container writes its termination message (a kubelet mounts
 ``terminationMessagePath``, /dev/termination-log, instead)."""
+
+# Run condition types (metav1.Condition ``type``). The runner owns AwaitingApproval; the
+# operator owns the others.
+CONDITION_QUEUED = "Queued"
+CONDITION_RUNNING = "Running"
+CONDITION_AWAITING_APPROVAL = "AwaitingApproval"
+CONDITION_SUCCEEDED = "Succeeded"
+CONDITION_FAILED = "Failed"
+CONDITION_DEAD_LETTERED = "DeadLettered"
+
+# Reasons of the Run's conditions (CamelCase, API conventions).
+REASON_RECONCILING = "Reconciling"
+REASON_AGENT_NOT_FOUND = "AgentNotFound"
+REASON_WAITING_FOR_CAPACITY = "WaitingForCapacity"
+REASON_BUDGET_EXCEEDED = "BudgetExceeded"
+REASON_ADMITTED = "Admitted"
+REASON_ATTEMPT_RUNNING = "AttemptRunning"
+REASON_RETRY_SCHEDULED = "RetryScheduled"
+REASON_RETRIES_EXHAUSTED = "RetriesExhausted"
+REASON_SUSPENDED = "Suspended"
+REASON_CANCELLED = "Cancelled"
+REASON_DUPLICATE = "DuplicateIdempotencyKey"
+REASON_DEADLINE_EXCEEDED = "DeadlineExceeded"
+REASON_SUCCEEDED = "Succeeded"
+REASON_REDRIVEN = "Redriven"
+
+# Reasons the operator gives an attempt it ends itself (the runner's exit gives the others).
+REASON_LEASE_EXPIRED = "LeaseExpired"
+REASON_RUNNER_NEVER_STARTED = "RunnerNeverStarted"
+
+# Event reasons that are not condition reasons.
+EVENT_LEASE_LOST = "LeaseLost"
+EVENT_DEAD_LETTERED = "DeadLettered"
+
+# A Run's phases, derived from its conditions (bosun.controller.runstatus) for printer columns.
+PHASE_PENDING = "Pending"
+PHASE_QUEUED = "Queued"
+PHASE_RUNNING = "Running"
+PHASE_AWAITING_APPROVAL = "AwaitingApproval"
+PHASE_RETRYING = "Retrying"
+PHASE_SUSPENDED = "Suspended"
+PHASE_SUCCEEDED = "Succeeded"
+PHASE_FAILED = "Failed"
+PHASE_CANCELLED = "Cancelled"
+PHASE_DEAD_LETTERED = "DeadLettered"
+PHASE_DUPLICATE = "Duplicate"
+
+# How an attempt ended (status.attempts[].outcome).
+OUTCOME_SUCCEEDED = "Succeeded"
+OUTCOME_FAILED = "Failed"
+OUTCOME_LOST = "Lost"
+OUTCOME_CANCELLED = "Cancelled"
+OUTCOME_TIMED_OUT = "TimedOut"

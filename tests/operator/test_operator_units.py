@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bosun import constants, contract
-from bosun.controller import builders, conditions, retry, runstatus, settings, store, workqueue
+from bosun.controller import builders, conditions, outcomes, runstatus, settings, store, workqueue
 from bosun.controller import controller as controller_mod
 
 
@@ -29,7 +29,7 @@ from bosun.controller import controller as controller_mod
     ],
 )
 def test_classify_exit(code: int | None, reason: str | None, outcome: str, retryable: bool) -> None:
-    verdict = retry.classify_exit(code, reason)
+    verdict = outcomes.classify_exit(code, reason)
     assert (verdict.outcome, verdict.retryable) == (outcome, retryable)
 
 
@@ -223,19 +223,21 @@ def test_work_queue_delayed_add_arrives_after_its_delay() -> None:
 
 
 def test_runner_termination_message_explains_the_verdict_but_not_its_retry() -> None:
-    failed = retry.classify_exit(contract.ExitCode.FAILED_PERMANENT)
+    failed = outcomes.classify_exit(contract.ExitCode.FAILED_PERMANENT)
     report = '{"reason": "BudgetExceeded", "message": "the Agent used 60 of 50 tokens"}'
-    explained = retry.explained(failed, report)
-    assert explained == retry.Verdict(
+    explained = outcomes.explained(failed, report)
+    assert explained == outcomes.Verdict(
         "Failed", "BudgetExceeded", False, "the Agent used 60 of 50 tokens"
     )
-    retryable = retry.explained(retry.classify_exit(contract.ExitCode.FAILED_RETRYABLE), report)
+    retryable = outcomes.explained(
+        outcomes.classify_exit(contract.ExitCode.FAILED_RETRYABLE), report
+    )
     assert retryable.retryable and retryable.reason == "BudgetExceeded"
     # Nothing readable: the exit code's verdict stands.
     for unreadable in (None, "", "not json", "[1]", '{"reason": "has space"}', '{"message": "x"}'):
-        assert retry.explained(failed, unreadable) == failed
-    succeeded = retry.classify_exit(contract.ExitCode.SUCCEEDED)
-    assert retry.explained(succeeded, report) == succeeded
+        assert outcomes.explained(failed, unreadable) == failed
+    succeeded = outcomes.classify_exit(contract.ExitCode.SUCCEEDED)
+    assert outcomes.explained(succeeded, report) == succeeded
 
 
 def test_an_agent_edit_is_acted_on_even_when_the_operators_own_write_stored_it_first() -> None:
@@ -277,18 +279,18 @@ def test_what_ended_the_pod_comes_before_what_the_runner_said() -> None:
     said = '{"reason": "Terminated", "message": "the runner was asked to stop"}'
     permanent = int(contract.ExitCode.FAILED_PERMANENT)
     # The Job's deadline killed the pod; the runner saw SIGTERM and said so: the deadline wins.
-    timed_out = retry.failed_attempt(permanent, None, "DeadlineExceeded", said)
+    timed_out = outcomes.failed_attempt(permanent, None, "DeadlineExceeded", said)
     assert (timed_out.outcome, timed_out.reason, timed_out.retryable) == (
         "TimedOut",
         "AttemptTimedOut",
         True,
     )
     # A pod the kubelet failed (eviction): its exit code decides, not the runner's words.
-    evicted = retry.failed_attempt(permanent, "Evicted", None, said)
-    assert evicted == retry.classify_exit(permanent, "Evicted")
+    evicted = outcomes.failed_attempt(permanent, "Evicted", None, said)
+    assert evicted == outcomes.classify_exit(permanent, "Evicted")
     assert evicted.reason != "Terminated"
     # The runner ended the attempt itself: its words explain it.
-    assert retry.failed_attempt(permanent, None, None, said).reason == "Terminated"
-    assert retry.failed_attempt(permanent, None, "BackoffLimitExceeded", None).reason == (
+    assert outcomes.failed_attempt(permanent, None, None, said).reason == "Terminated"
+    assert outcomes.failed_attempt(permanent, None, "BackoffLimitExceeded", None).reason == (
         "RunnerFailed"
     )

@@ -1,4 +1,7 @@
-"""Conditions in the metav1.Condition shape: set one, keep the others, move time only on flips."""
+"""Conditions in the metav1.Condition shape: set one, keep the others, move time only on flips.
+
+The types and reasons themselves are constants in ``bosun.constants``.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +10,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 Condition = dict[str, Any]
-
-# Reasons (CamelCase constants, API conventions).
-AGENT_NOT_FOUND = "AgentNotFound"
-WAITING_FOR_CAPACITY = "WaitingForCapacity"
-BUDGET_EXCEEDED = "BudgetExceeded"
-ADMITTED = "Admitted"
-ATTEMPT_RUNNING = "AttemptRunning"
-RETRY_SCHEDULED = "RetryScheduled"
-RETRIES_EXHAUSTED = "RetriesExhausted"
-SUSPENDED = "Suspended"
-CANCELLED = "Cancelled"
-DUPLICATE = "DuplicateIdempotencyKey"
-DEADLINE_EXCEEDED = "DeadlineExceeded"
-SUCCEEDED = "Succeeded"
-RECONCILING = "Reconciling"
-REDRIVEN = "Redriven"
-
-WAITING_MESSAGE = "Waiting for admission"
 
 
 def now() -> datetime.datetime:

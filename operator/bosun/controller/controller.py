@@ -19,8 +19,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bosun import constants, kube
-from bosun.controller import conditions, metrics, resources, runs, runstatus, usage, workqueue
+from bosun import constants, kube, retry
+from bosun.controller import (
+    conditions,
+    lifecycle,
+    metrics,
+    resources,
+    runs,
+    runstatus,
+    usage,
+    workqueue,
+)
 from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
@@ -192,7 +201,7 @@ class Controller:
                 self._failures.pop(item, None)
             except Exception:
                 failures = self._failures[item] = self._failures[item] + 1
-                delay = min(30.0, 0.2 * 2 ** min(failures, 10))
+                delay = retry.RECONCILE_ERRORS.bound(failures)
                 metrics.RECONCILE_ERRORS.labels(plural).inc()
                 log.exception(
                     "Reconcile failed kind=%s object=%s/%s retry_in=%.1fs",
@@ -242,7 +251,11 @@ class Controller:
             if st.active_attempt() is not None:
                 active_total += 1
                 per_agent[agent_key] += 1
-            elif st.phase == "Queued" and not spec.get("suspend") and not spec.get("cancel"):
+            elif (
+                st.phase == constants.PHASE_QUEUED
+                and not spec.get("suspend")
+                and not spec.get("cancel")
+            ):
                 order = (
                     -int(spec.get("priority") or 0),
                     meta.get("creationTimestamp") or "",
@@ -275,7 +288,7 @@ class Controller:
                     waiting += 1
                     message, event = usage.over_budget(held[0], agent_key[1], held[1])
                     with self._lock(key):
-                        self.runs.hold(key, conditions.BUDGET_EXCEEDED, message, event)
+                        self.runs.hold(key, constants.REASON_BUDGET_EXCEEDED, message, event)
                     continue
                 # This Run takes a free slot in this pass even if capacity stops it below, so
                 # the Runs behind it stay held instead of flipping between reasons.
@@ -286,12 +299,13 @@ class Controller:
             ):
                 waiting += 1
                 held_for = conditions.find(
-                    ((current or {}).get("status") or {}).get("conditions"), "Queued"
+                    ((current or {}).get("status") or {}).get("conditions"),
+                    constants.CONDITION_QUEUED,
                 )
-                if (held_for or {}).get("reason") == conditions.BUDGET_EXCEEDED:
+                if (held_for or {}).get("reason") == constants.REASON_BUDGET_EXCEEDED:
                     with self._lock(key):
                         self.runs.hold(
-                            key, conditions.WAITING_FOR_CAPACITY, conditions.WAITING_MESSAGE
+                            key, constants.REASON_WAITING_FOR_CAPACITY, lifecycle.WAITING_MESSAGE
                         )
                 continue
             with self._lock(key):

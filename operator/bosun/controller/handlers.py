@@ -1,8 +1,15 @@
-"""kopf registrations, and nothing else: each watch event goes to the bound Controller."""
+"""kopf registrations, and nothing else: each watch event goes to the Controller in kopf's memo.
+
+``main`` passes ``memo_for(controller)`` to ``kopf.run``; kopf hands every handler a (shallow) copy
+of it as the ``memo`` keyword, so a watch event reaches ``Controller.observe`` here, the store
+and the work queue there, and a worker's ``RunReconciler.reconcile`` decides with
+``lifecycle.decide``.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -10,18 +17,29 @@ import kopf
 from bosun import constants
 from bosun.controller import controller as controller_mod
 
-_bound: list[controller_mod.Controller] = []
+__all__ = ["MANAGED", "controller_of", "memo_for"]
 
 MANAGED = {constants.LABEL_MANAGED_BY: "bosun"}
+_CONTROLLER = "controller"
 
 
-def bind(controller: controller_mod.Controller) -> None:
-    _bound[:] = [controller]
+def memo_for(controller: controller_mod.Controller) -> kopf.Memo:
+    """The memo to run kopf with, so that every handler reaches ``controller``."""
+    found = kopf.Memo()
+    found[_CONTROLLER] = controller
+    return found
 
 
-def _observe(plural: str, event: Any) -> None:
-    if _bound and isinstance(event, dict) and isinstance(event.get("object"), dict):
-        _bound[0].observe(plural, event.get("type"), event["object"])
+def controller_of(memo: Mapping[str, Any]) -> controller_mod.Controller:
+    """The Controller a handler's ``memo`` carries."""
+    controller = memo[_CONTROLLER]
+    assert isinstance(controller, controller_mod.Controller)
+    return controller
+
+
+def _observe(memo: Mapping[str, Any], plural: str, event: Any) -> None:
+    if isinstance(event, dict) and isinstance(event.get("object"), dict):
+        controller_of(memo).observe(plural, event.get("type"), event["object"])
 
 
 @kopf.on.startup()
@@ -39,39 +57,39 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, "runs")
-async def run_event(event: Any, **_: Any) -> None:
-    _observe("runs", event)
+async def run_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "runs", event)
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, "agents")
-async def agent_event(event: Any, **_: Any) -> None:
-    _observe("agents", event)
+async def agent_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "agents", event)
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, "tools")
-async def tool_event(event: Any, **_: Any) -> None:
-    _observe("tools", event)
+async def tool_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "tools", event)
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, "policies")
-async def policy_event(event: Any, **_: Any) -> None:
-    _observe("policies", event)
+async def policy_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "policies", event)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-async def job_event(event: Any, **_: Any) -> None:
-    _observe("jobs", event)
+async def job_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "jobs", event)
 
 
 @kopf.on.event("coordination.k8s.io", "v1", "leases", labels=MANAGED)
-async def lease_event(event: Any, **_: Any) -> None:
-    _observe("leases", event)
+async def lease_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "leases", event)
 
 
 @kopf.on.login()
-def login(**_: Any) -> kopf.ConnectionInfo:
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """Log kopf in with the credentials Bosun's own client loaded (kubeconfig or in-cluster)."""
-    credentials = _bound[0].rest.credentials
+    credentials = controller_of(memo).rest.credentials
     # In a pod the token file rotates; every (re)login reads the current one.
     token = credentials.bearer_token()
     return kopf.ConnectionInfo(

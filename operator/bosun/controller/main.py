@@ -33,7 +33,6 @@ def run(kubeconfig: str | None = None, verbose: bool = False) -> int:
     settings = settings_mod.Settings.from_env()
     rest = kube.connect(kubeconfig)
     controller = controller_mod.Controller(rest, settings)
-    handlers.bind(controller)
     metrics.serve(settings.metrics_port)
     leading = threading.Event()
 
@@ -68,6 +67,7 @@ def run(kubeconfig: str | None = None, verbose: bool = False) -> int:
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
+            memo=handlers.memo_for(controller),
         )
     finally:
         controller.stop()

@@ -1,23 +1,41 @@
 """The part of a Run's status the operator owns, as a value it edits and then applies.
 
-Pure: it reads the Run as stored, lets the reconciler change conditions and attempts, derives
-``phase`` from the conditions, and renders the server-side-apply body of exactly the fields
-the operator owns (the runner owns AwaitingApproval, usage, output and pending approvals).
+Pure: it reads the Run as stored, lets the lifecycle change conditions and attempts, derives
+``phase`` from the conditions (here and nowhere else: the conditions are the state, the phase
+is their summary for printer columns), and renders the server-side-apply body of exactly the
+fields the operator owns (the runner owns AwaitingApproval, usage, output and pending
+approvals).
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bosun import constants
 from bosun.controller import conditions
 
+__all__ = [
+    "FAILED_OUTCOMES",
+    "OPERATOR_CONDITIONS",
+    "OWNED_FIELDS",
+    "TERMINAL_PHASES",
+    "RunStatus",
+    "apply_body",
+    "phase_of",
+]
+
 Obj = dict[str, Any]
 
-OPERATOR_CONDITIONS = ("Queued", "Running", "Succeeded", "Failed", "DeadLettered")
+OPERATOR_CONDITIONS = (
+    constants.CONDITION_QUEUED,
+    constants.CONDITION_RUNNING,
+    constants.CONDITION_SUCCEEDED,
+    constants.CONDITION_FAILED,
+    constants.CONDITION_DEAD_LETTERED,
+)
 OWNED_FIELDS = (
     "phase",
     "attempts",
@@ -30,8 +48,58 @@ OWNED_FIELDS = (
     "attemptBudgetStart",
     "redrive",
 )
-TERMINAL_PHASES = ("Succeeded", "Failed", "Cancelled", "DeadLettered", "Duplicate")
-FAILED_OUTCOMES = ("Failed", "Lost", "TimedOut")
+TERMINAL_PHASES = (
+    constants.PHASE_SUCCEEDED,
+    constants.PHASE_FAILED,
+    constants.PHASE_CANCELLED,
+    constants.PHASE_DEAD_LETTERED,
+    constants.PHASE_DUPLICATE,
+)
+FAILED_OUTCOMES = (constants.OUTCOME_FAILED, constants.OUTCOME_LOST, constants.OUTCOME_TIMED_OUT)
+
+# What the Queued condition says, by (status, reason), about a Run that has not finished.
+_WHILE_QUEUED_FALSE = {
+    constants.REASON_ADMITTED: constants.PHASE_RUNNING,
+    constants.REASON_SUSPENDED: constants.PHASE_SUSPENDED,
+    constants.REASON_DUPLICATE: constants.PHASE_DUPLICATE,
+}
+_WHILE_QUEUED_TRUE = {
+    constants.REASON_RETRY_SCHEDULED: constants.PHASE_RETRYING,
+    constants.REASON_AGENT_NOT_FOUND: constants.PHASE_PENDING,
+}
+
+
+def phase_of(operator_conditions: Iterable[Mapping[str, Any]]) -> str | None:
+    """The phase the operator's conditions describe (None before the first reconcile).
+
+    A finished Run is what its final condition says: DeadLettered, Succeeded, or Failed (which
+    shows as Cancelled when its reason is Cancelled). A Run whose Running condition is True is
+    Running. Otherwise the Queued condition decides: False with Admitted is an admitted attempt
+    (Running, also while its Job waits for a vanished Agent), with Suspended or
+    DuplicateIdempotencyKey those phases, with any other reason Pending; True is Queued for
+    admission, except RetryScheduled (Retrying: the backoff runs) and AgentNotFound (Pending);
+    Unknown is Pending (the first reconcile is under way).
+    """
+    found = list(operator_conditions)
+    if conditions.is_true(found, constants.CONDITION_DEAD_LETTERED):
+        return constants.PHASE_DEAD_LETTERED
+    if conditions.is_true(found, constants.CONDITION_SUCCEEDED):
+        return constants.PHASE_SUCCEEDED
+    failed = conditions.find(found, constants.CONDITION_FAILED)
+    if failed is not None and failed.get("status") == "True":
+        cancelled = failed.get("reason") == constants.REASON_CANCELLED
+        return constants.PHASE_CANCELLED if cancelled else constants.PHASE_FAILED
+    if conditions.is_true(found, constants.CONDITION_RUNNING):
+        return constants.PHASE_RUNNING
+    queued = conditions.find(found, constants.CONDITION_QUEUED)
+    if queued is None:
+        return None
+    reason = str(queued.get("reason") or "")
+    if queued.get("status") == "False":
+        return _WHILE_QUEUED_FALSE.get(reason, constants.PHASE_PENDING)
+    if queued.get("status") == "True":
+        return _WHILE_QUEUED_TRUE.get(reason, constants.PHASE_QUEUED)
+    return constants.PHASE_PENDING
 
 
 class RunStatus:
@@ -40,7 +108,10 @@ class RunStatus:
     def __init__(self, run: Mapping[str, Any]) -> None:
         self.run = run
         status = run.get("status") or {}
-        self.fields: Obj = {k: copy.deepcopy(status[k]) for k in OWNED_FIELDS if k in status}
+        # phase is rendered from the conditions, never carried over.
+        self.fields: Obj = {
+            k: copy.deepcopy(status[k]) for k in OWNED_FIELDS if k in status and k != "phase"
+        }
         self.conditions: list[Obj] = [
             copy.deepcopy(c)
             for c in status.get("conditions") or ()
@@ -53,9 +124,20 @@ class RunStatus:
 
     # --- conditions and phase -------------------------------------------------------------
 
-    def set(self, kind: str, value: bool | None, reason: str, message: str = "") -> None:
+    def set(
+        self,
+        kind: str,
+        value: bool | None,
+        reason: str,
+        message: str = "",
+        *,
+        at: datetime.datetime | None = None,
+    ) -> None:
+        """Set condition ``kind``; a flip of its status is stamped ``at`` (default: now)."""
         generation = self.run["metadata"].get("generation")
-        new = conditions.make(self.conditions, kind, value, reason, message, generation=generation)
+        new = conditions.make(
+            self.conditions, kind, value, reason, message, generation=generation, at=at
+        )
         self.conditions = [c for c in self.conditions if c.get("type") != kind] + [new]
 
     def is_true(self, kind: str) -> bool:
@@ -66,22 +148,17 @@ class RunStatus:
 
     @property
     def phase(self) -> str | None:
-        value = self.fields.get("phase")
-        if value == "AwaitingApproval":
-            return "Running"
-        return str(value) if value else None
-
-    @phase.setter
-    def phase(self, value: str) -> None:
-        self.fields["phase"] = value
+        """The phase the operator's conditions describe (see ``phase_of``)."""
+        return phase_of(self.conditions)
 
     def displayed_phase(self) -> str | None:
         """The phase shown to users: the runner's AwaitingApproval shows over Running."""
-        if self.phase == "Running" and conditions.is_true(
-            self.foreign_conditions, "AwaitingApproval"
+        phase = self.phase
+        if phase == constants.PHASE_RUNNING and conditions.is_true(
+            self.foreign_conditions, constants.CONDITION_AWAITING_APPROVAL
         ):
-            return "AwaitingApproval"
-        return self.phase
+            return constants.PHASE_AWAITING_APPROVAL
+        return phase
 
     # --- attempts ------------------------------------------------------------------------
 
@@ -135,18 +212,19 @@ class RunStatus:
             status["phase"] = displayed
         return status
 
-    def mark_written(self) -> None:
-        """What is rendered now is what the API server has."""
-        self._original = self.render()
-
     def changed(self) -> bool:
         return self.render() != self._original
 
     def apply_body(self) -> Obj:
-        meta = self.run["metadata"]
-        return {
-            "apiVersion": constants.API_VERSION,
-            "kind": "Run",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-            "status": self.render(),
-        }
+        return apply_body(self.run, self.render())
+
+
+def apply_body(run: Mapping[str, Any], status: Mapping[str, Any]) -> Obj:
+    """The server-side-apply body that sets the operator's ``status`` fields of ``run``."""
+    meta = run["metadata"]
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": "Run",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "status": dict(status),
+    }

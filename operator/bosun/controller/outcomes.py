@@ -1,59 +1,18 @@
-"""Retry policy: effective settings, exponential backoff with full jitter, and classification.
+"""What an ended attempt means for its Run: its outcome, its reason, and whether to retry.
 
-Pure functions: what the next wait may be, and whether an attempt's end deserves another try.
+Pure functions over what the Job, the pod and the runner's exit code and termination message
+say. How long to wait before the next attempt, and how many there may be, is ``bosun.retry``'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from bosun import contract
 
-DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_INITIAL_BACKOFF = 5.0
-DEFAULT_MULTIPLIER = 2.0
-DEFAULT_MAX_BACKOFF = 300.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Policy:
-    """The effective retry settings of one Run."""
-
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    initial_backoff_seconds: float = DEFAULT_INITIAL_BACKOFF
-    backoff_multiplier: float = DEFAULT_MULTIPLIER
-    max_backoff_seconds: float = DEFAULT_MAX_BACKOFF
-
-    def bound(self, failures: int) -> float:
-        """The upper bound of the wait after the ``failures``-th failed attempt (1-based)."""
-        exponent = max(0, failures - 1)
-        # Cap the exponent so huge attempt counts cannot overflow a float.
-        raw = self.initial_backoff_seconds * self.backoff_multiplier ** min(exponent, 64)
-        return min(self.max_backoff_seconds, raw)
-
-    def delay(self, failures: int, rng: random.Random | None = None) -> float:
-        """Full jitter: a uniformly random wait between 0 and ``bound(failures)``."""
-        return (rng or random).uniform(0.0, self.bound(failures))
-
-
-def effective(run_retry: Mapping[str, Any] | None, agent_retry: Mapping[str, Any] | None) -> Policy:
-    """The Run's retry over the Agent's, field by field, over the built-in defaults."""
-    merged: dict[str, Any] = {}
-    for layer in (agent_retry or {}, run_retry or {}):
-        merged.update({k: v for k, v in layer.items() if v is not None})
-    initial = float(merged.get("initialBackoffSeconds", DEFAULT_INITIAL_BACKOFF))
-    maximum = float(merged.get("maxBackoffSeconds", max(DEFAULT_MAX_BACKOFF, initial)))
-    return Policy(
-        max_attempts=int(merged.get("maxAttempts", DEFAULT_MAX_ATTEMPTS)),
-        initial_backoff_seconds=initial,
-        backoff_multiplier=float(merged.get("backoffMultiplier", DEFAULT_MULTIPLIER)),
-        max_backoff_seconds=max(maximum, 0.0),
-    )
+__all__ = ["Verdict", "classify_exit", "explained", "failed_attempt"]
 
 
 @dataclasses.dataclass(frozen=True)

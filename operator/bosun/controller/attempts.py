@@ -1,0 +1,265 @@
+"""The Run lifecycle's rules about attempts: supervise the active one, end it, conclude.
+
+``supervise`` creates the attempt's children, mirrors its Lease and ends it as Lost when its
+runner never takes the Lease or lets it expire; when its Job has ended it reads the verdict
+(``retry``) and concludes the Run's next step: finished, a retry after a backoff, or
+dead-lettered. ``stop_active`` and ``finish`` serve the Run-level rules too. Pure, like all of
+the lifecycle: these functions edit a ``plans.Draft``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from bosun import constants, contract, retry
+from bosun.controller import builders, conditions, outcomes, plans, runstatus
+
+__all__ = ["finish", "stop_active", "supervise", "until"]
+
+_QUEUED = constants.CONDITION_QUEUED
+_RUNNING = constants.CONDITION_RUNNING
+_JOB_DONE = ("Complete", "Failed")
+
+
+def supervise(
+    d: plans.Draft, attempt: Mapping[str, Any], deadline: datetime.datetime | None
+) -> plans.Plan:
+    """The plan for a Run with an active ``attempt``."""
+    world, st, now = d.world, d.st, d.now
+    if world.job is None:
+        return _create_children(d, attempt, deadline)
+    ended = _job_finished(world.job)
+    if ended is not None:
+        if world.pod is None:
+            return plans.Plan(look_at_pods=True)
+        _attempt_ended(d, world.job, world.pod, ended)
+        return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
+    lease = world.lease
+    expiry = None
+    if lease is not None:
+        _mirror_lease(st, lease)
+        expiry = _lease_expiry(d, lease, attempt)
+    if expiry is None:
+        # The runner has not taken the Lease yet: give it the start timeout.
+        timeout = world.settings.start_timeout_seconds
+        started = conditions.parse(attempt.get("startTime")) or now
+        limit = started + datetime.timedelta(seconds=timeout)
+        if now >= limit:
+            message = f"No runner of attempt {attempt['number']} took the Lease within {timeout}s"
+            _abandon(d, constants.REASON_RUNNER_NEVER_STARTED, message)
+            return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
+        expiry = limit
+    left = (expiry - now).total_seconds()
+    if left < 0:
+        assert lease is not None
+        holder = (lease.get("spec") or {}).get("holderIdentity")
+        message = f"Lease held by {holder} expired; the attempt is taken over"
+        _abandon(d, constants.REASON_LEASE_EXPIRED, message)
+        return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
+    wait = left + 0.5
+    if deadline is not None:
+        wait = min(wait, (deadline - now).total_seconds() + 0.5)
+    return d.plan(requeue_after=wait)
+
+
+def _create_children(
+    d: plans.Draft, attempt: Mapping[str, Any], deadline: datetime.datetime | None
+) -> plans.Plan:
+    """The attempt's Job (and, once, the runner's RBAC and Lease)."""
+    world = d.world
+    if world.agent is None:
+        d.set(_RUNNING, False, constants.REASON_AGENT_NOT_FOUND, "The Agent disappeared")
+        return d.plan(requeue_after=5.0)
+    run, settings = world.run, world.settings
+    # The Lease is created last, so once the store has it the runner's RBAC exists too and a
+    # retried attempt needs only its Job.
+    if world.lease is None:
+        for child in (
+            builders.service_account(run),
+            builders.role(run),
+            builders.role_binding(run),
+        ):
+            d.actions.append(plans.Create(child))
+        d.actions.append(plans.Create(builders.lease(run, settings.lease_duration_seconds)))
+    job = builders.job(run, world.agent, world.tools, int(attempt["number"]), settings)
+    d.actions.append(plans.Create(job))
+    return d.plan(requeue_after=until(deadline, d.now))
+
+
+def _lease_expiry(
+    d: plans.Draft, lease: Mapping[str, Any], attempt: Mapping[str, Any]
+) -> datetime.datetime | None:
+    """When the active attempt's hold on the Lease expires; None while it holds none.
+
+    A Lease still held by an earlier attempt's pod does not count against this attempt: its
+    runner takes the expired Lease over when it starts.
+    """
+    spec = lease.get("spec") or {}
+    holder = str(spec.get("holderIdentity") or "")
+    if not holder.startswith(f"{attempt['job']}-"):
+        return None
+    version = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
+    seen = d.world.sighting
+    if seen is None or seen.version != version:
+        seen = plans.LeaseSighting(version, d.world.monotonic)
+        d.facts["sighting"] = seen
+    duration = float(spec.get("leaseDurationSeconds") or contract.LEASE_DURATION_SECONDS)
+    left = seen.seen_at + duration - d.world.monotonic
+    return d.now + datetime.timedelta(seconds=left)
+
+
+def _mirror_lease(st: runstatus.RunStatus, lease: Mapping[str, Any]) -> None:
+    spec = lease.get("spec") or {}
+    mirrored = {
+        "name": lease["metadata"]["name"],
+        "holder": spec.get("holderIdentity"),
+        "transitions": int(spec.get("leaseTransitions") or 0),
+    }
+    st.fields["lease"] = {k: v for k, v in mirrored.items() if v is not None}
+    attempt = st.active_attempt()
+    holder = str(spec.get("holderIdentity") or "")
+    if attempt is not None and holder.startswith(f"{attempt['job']}-"):
+        attempt["pod"] = holder
+        attempt["epoch"] = mirrored["transitions"]
+
+
+def _attempt_ended(d: plans.Draft, job: Mapping[str, Any], pod: plans.PodFacts, kind: str) -> None:
+    attempt = d.st.active_attempt()
+    assert attempt is not None
+    if pod.name:
+        attempt["pod"] = pod.name
+    if kind == "Complete":
+        verdict = outcomes.Verdict(constants.OUTCOME_SUCCEEDED, "RunnerSucceeded", False)
+    else:
+        verdict = outcomes.failed_attempt(
+            pod.exit_code, pod.reason, _job_failure_reason(job), pod.message
+        )
+    if pod.exit_code is not None:
+        attempt["exitCode"] = pod.exit_code
+    _conclude(d, verdict)
+
+
+def _abandon(d: plans.Draft, reason: str, message: str) -> None:
+    """End the active attempt as Lost: its runner is gone or never came; retry it."""
+    attempt = d.st.active_attempt()
+    assert attempt is not None
+    d.actions.append(plans.DeleteJob(str(attempt["job"])))
+    d.facts["taken_over"] = True
+    d.emit(constants.EVENT_LEASE_LOST, message, warning=True)
+    _conclude(d, outcomes.Verdict(constants.OUTCOME_LOST, reason, True, message))
+
+
+def stop_active(d: plans.Draft, outcome: str, reason: str, why: str) -> None:
+    attempt = d.st.active_attempt()
+    if attempt is None:
+        return
+    d.actions.append(plans.DeleteJob(str(attempt["job"])))
+    d.st.end_attempt(d.now, outcome, reason, f"Stopped: {why}")
+    d.facts["ended"] = outcome
+
+
+# --- concluding an attempt -------------------------------------------------------------------
+
+
+def _conclude(d: plans.Draft, verdict: outcomes.Verdict) -> None:
+    st, now = d.st, d.now
+    st.end_attempt(now, verdict.outcome, verdict.reason, verdict.message)
+    d.facts["ended"] = verdict.outcome
+    number = st.attempts[-1]["number"]
+    if verdict.outcome == constants.OUTCOME_SUCCEEDED:
+        finish(d, constants.REASON_SUCCEEDED, f"Attempt {number} succeeded", succeeded=True)
+        return
+    if verdict.outcome == constants.OUTCOME_CANCELLED:
+        finish(d, constants.REASON_CANCELLED, "The runner was cancelled")
+        return
+    if not verdict.retryable:
+        message = f"Attempt {number} failed permanently: {verdict.reason}"
+        if verdict.message:
+            message += f": {verdict.message}"
+        finish(d, verdict.reason, message)
+        return
+    policy = _policy(d.world)
+    failures = st.failures()
+    if failures >= policy.max_attempts:
+        _dead_letter(d, failures, verdict)
+        return
+    uniform = d.world.rng.uniform if d.world.rng is not None else random.uniform
+    delay = policy.delay(failures, uniform=uniform)
+    st.attempts[-1]["backoffSeconds"] = round(delay, 3)
+    st.fields["nextRetryTime"] = conditions.stamp_precise(now + datetime.timedelta(seconds=delay))
+    message = (
+        f"Attempt {number} ended {verdict.outcome} ({verdict.reason}); attempt {number + 1} "
+        f"after {delay:.1f}s (bound {policy.bound(failures):.1f}s)"
+    )
+    d.set(_RUNNING, False, constants.REASON_RETRY_SCHEDULED, message)
+    d.set(_QUEUED, True, constants.REASON_RETRY_SCHEDULED, message)
+    d.facts["retry_delay"] = delay
+    d.emit(constants.REASON_RETRY_SCHEDULED, message)
+
+
+def _dead_letter(d: plans.Draft, failures: int, verdict: outcomes.Verdict) -> None:
+    message = (
+        f"All {failures} attempts failed (last: {verdict.reason}); "
+        "dead-lettered. 'bosun redrive' runs it again"
+    )
+    reason = constants.REASON_RETRIES_EXHAUSTED
+    d.set(constants.CONDITION_DEAD_LETTERED, True, reason, message)
+    finish(d, reason, message)
+    d.actions.append(plans.LabelDeadLetter(True))
+    d.facts["dead_lettered"] = True
+    d.emit(constants.EVENT_DEAD_LETTERED, message, warning=True)
+
+
+def finish(d: plans.Draft, reason: str, message: str, *, succeeded: bool = False) -> None:
+    """End the Run: Succeeded, or Failed (shown as Cancelled or DeadLettered when the
+    conditions say so); an Event named after the phase, except for a dead letter's."""
+    st = d.st
+    st.fields.pop("nextRetryTime", None)
+    st.fields["completionTime"] = conditions.stamp(d.now)
+    d.set(_RUNNING, False, reason, message)
+    final = constants.CONDITION_SUCCEEDED if succeeded else constants.CONDITION_FAILED
+    d.set(final, True, reason, message)
+    d.set(_QUEUED, False, reason, message)
+    phase = st.phase
+    assert phase is not None
+    d.facts["finished"] = plans.Finish(phase, reason)
+    if phase != constants.PHASE_DEAD_LETTERED:
+        d.emit(phase, message, warning=phase != constants.PHASE_SUCCEEDED)
+
+
+def until(deadline: datetime.datetime | None, now: datetime.datetime) -> float | None:
+    """Seconds until just past ``deadline`` (None without one)."""
+    if deadline is None:
+        return None
+    return max(0.0, (deadline - now).total_seconds()) + 0.5
+
+
+def _retry_wait(st: runstatus.RunStatus, now: datetime.datetime) -> float | None:
+    when = conditions.parse(st.fields.get("nextRetryTime"))
+    if when is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def _policy(world: plans.World) -> retry.Policy:
+    agent_spec = (world.agent or {}).get("spec", {})
+    return retry.layered(
+        retry.RUN_DEFAULTS, world.run["spec"].get("retry"), agent_spec.get("retry")
+    )
+
+
+def _job_finished(job: Mapping[str, Any]) -> str | None:
+    for condition in (job.get("status") or {}).get("conditions") or ():
+        if condition.get("type") in _JOB_DONE and condition.get("status") == "True":
+            return str(condition["type"])
+    return None
+
+
+def _job_failure_reason(job: Mapping[str, Any]) -> str | None:
+    for condition in (job.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return str(condition.get("reason") or "")
+    return None
