@@ -118,8 +118,9 @@ def test_a_due_token_is_refreshed() -> None:
     state = pods.token_written(ready_state(phase="Running"), at(0))
     assert state.token_refresh_at == at(pods.TOKEN_SECONDS * 0.8).mono
     late = at(pods.TOKEN_SECONDS * 0.8 + 1)
-    assert model.RefreshToken() in pods.decide_containers(pod(), state, RUNNING, late).actions
-    assert model.RefreshToken() not in pods.decide_containers(pod(), state, RUNNING, at(1)).actions
+    refresh = model.PodAction.REFRESH_TOKEN
+    assert refresh in pods.decide_containers(pod(), state, RUNNING, late).actions
+    assert refresh not in pods.decide_containers(pod(), state, RUNNING, at(1)).actions
 
 
 # --- deletion and its grace period ---------------------------------------------------------------
@@ -141,7 +142,7 @@ def test_deletion_sends_sigterm_and_sigkill_once_the_grace_period_is_over() -> N
     late = pods.decide_pod(deleting(), first.state, RUNNING, at(20))
     assert late.actions == (model.Signal(signal.SIGKILL),)
     gone = pods.decide_pod(deleting(), first.state, exited(137), at(21))
-    assert gone.actions == (model.DeleteNow(),)
+    assert gone.actions == (model.PodAction.DELETE_NOW,)
 
 
 def test_the_deletion_grace_period_wins_over_the_spec_and_30_is_the_default() -> None:
@@ -155,7 +156,7 @@ def test_the_deletion_grace_period_wins_over_the_spec_and_30_is_the_default() ->
 
 def test_a_deleted_pod_without_processes_is_deleted_at_once() -> None:
     plan = pods.decide_pod(deleting(), ready_state(), IDLE, at(0))
-    assert plan.actions[-1] == model.DeleteNow()
+    assert plan.actions[-1] == model.PodAction.DELETE_NOW
 
 
 # --- activeDeadlineSeconds -----------------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_a_running_pod_past_its_active_deadline_is_killed_and_fails() -> None:
     state = ready_state(phase="Running")
     assert pods.decide_pod(spec, state, RUNNING, at(10)).step
     plan = pods.decide_pod(spec, state, RUNNING, at(10.5))
-    assert plan.actions == (model.KillAndWait(),)
+    assert plan.actions == (model.PodAction.KILL_AND_WAIT,)
     assert (plan.state.phase, plan.state.reason) == ("Failed", "DeadlineExceeded")
     assert plan.report and not plan.step
 

@@ -79,6 +79,16 @@ def test_an_exit_carries_its_code_termination_message_and_clock_stamps(
     assert sup.processes("u")["main"].exits == 1
 
 
+def test_an_exit_shows_only_once_reaped(sup: supervisor.Supervisor) -> None:
+    # The phase and status come from last_seen, so an exit the state machine has not seen yet
+    # (and applied the restart policy to) must not show there.
+    sup.start("u", "main", ["sh", "-c", "exit 1"], {"PATH": "/usr/bin:/bin"})
+    time.sleep(0.3)  # long enough for the real process to end
+    assert sup.last_seen("u")["main"].running
+    assert sup.processes("u")["main"].exit is not None
+    assert sup.last_seen("u")["main"].exit is not None
+
+
 def test_a_signalled_process_exits_128_plus_the_signal(sup: supervisor.Supervisor) -> None:
     sup.start("u", "main", ["sleep", "30"], {"PATH": "/usr/bin:/bin"})
     assert sup.processes("u")["main"].running

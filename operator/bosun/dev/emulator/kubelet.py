@@ -186,9 +186,9 @@ class Emulator:
             if run.state.env is not None:
                 procs = self.supervisor.processes(uid)
                 self._execute(pod, run, pods.decide_containers(pod, run.state, procs, now))
-                run.state = pods.settle(run.state, self.supervisor.processes(uid))
+                run.state = pods.settle(run.state, self.supervisor.last_seen(uid))
         if plan.report:
-            rendered = status.render(run.state, self.supervisor.processes(uid))
+            rendered = status.render(run.state, self.supervisor.last_seen(uid))
             self.pod_api.report(uid, run.namespace, run.name, rendered)
 
     def _adopt(self, pod: model.Pod, lost: bool) -> _Run:
@@ -215,15 +215,15 @@ class Emulator:
             match action:
                 case model.Signal(sig=sig):
                     self.supervisor.signal(run.uid, sig)
-                case model.KillAndWait():
+                case model.PodAction.KILL_AND_WAIT:
                     self.supervisor.kill_and_wait(run.uid)
                 case model.Start(container=name):
                     self._start(pod, run, name)
                 case model.Discard(container=name):
                     self.supervisor.discard(run.uid, name)
-                case model.DeleteNow():
+                case model.PodAction.DELETE_NOW:
                     self.pod_api.delete_now(run.namespace, run.name, run.uid)
-                case model.RefreshToken():
+                case model.PodAction.REFRESH_TOKEN:
                     self._write_token(pod, run)
                     run.state = pods.token_written(run.state, self.clock.now())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,20 +17,18 @@ __all__ = [
     "FINAL_PHASES",
     "Action",
     "Container",
-    "DeleteNow",
     "Discard",
     "EnvMissing",
     "EnvReady",
     "Exit",
     "ImageMissing",
-    "KillAndWait",
     "Note",
     "Outcome",
     "Plan",
     "Pod",
+    "PodAction",
     "PodState",
     "Process",
-    "RefreshToken",
     "Signal",
     "Start",
 ]
@@ -108,16 +107,22 @@ class PodState:
 # --- plans --------------------------------------------------------------------------------------
 
 
+class PodAction(enum.Enum):
+    """An action on the pod as a whole."""
+
+    KILL_AND_WAIT = "kill-and-wait"
+    """SIGKILL every process of the pod and wait until each has been reaped."""
+    DELETE_NOW = "delete-now"
+    """Delete the pod from the API with no grace: its processes are gone."""
+    REFRESH_TOKEN = "refresh-token"
+    """Request a fresh service-account token for the pod."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Signal:
     """Send ``sig`` to every process group of the pod."""
 
     sig: int
-
-
-@dataclasses.dataclass(frozen=True)
-class KillAndWait:
-    """SIGKILL every process of the pod and wait until each has been reaped."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,17 +139,7 @@ class Discard:
     container: str
 
 
-@dataclasses.dataclass(frozen=True)
-class DeleteNow:
-    """Delete the pod from the API with no grace: its processes are gone."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RefreshToken:
-    """Request a fresh service-account token for the pod."""
-
-
-Action = Signal | KillAndWait | Start | Discard | DeleteNow | RefreshToken
+Action = PodAction | Signal | Start | Discard
 
 
 @dataclasses.dataclass(frozen=True)

@@ -80,7 +80,8 @@ def decide_pod(
             state, phase="Failed", reason="DeadlineExceeded", message=_DEADLINE_MESSAGE
         )
         note = model.Note("Failed pod past its deadline")
-        return model.Plan(state, (*actions, model.KillAndWait()), (*notes, note), report=True)
+        kill = model.PodAction.KILL_AND_WAIT
+        return model.Plan(state, (*actions, kill), (*notes, note), report=True)
     return model.Plan(state, actions, notes, step=True, report=True)
 
 
@@ -99,7 +100,7 @@ def _terminate(
     elif state.kill_at is not None and now.mono >= state.kill_at and _running(state, procs):
         actions.append(model.Signal(signal.SIGKILL))
     if not _running(state, procs):
-        actions.append(model.DeleteNow())
+        actions.append(model.PodAction.DELETE_NOW)
     return model.Plan(state, tuple(actions), tuple(notes))
 
 
@@ -159,7 +160,7 @@ def decide_containers(
             container = dataclasses.replace(container, waiting_reason=None, waiting_message=None)
         containers.append(container)
     if state.token_refresh_at and now.mono > state.token_refresh_at:
-        actions.append(model.RefreshToken())
+        actions.append(model.PodAction.REFRESH_TOKEN)
     state = dataclasses.replace(state, containers=tuple(containers))
     return model.Plan(state, tuple(actions), tuple(notes))
 

@@ -40,6 +40,7 @@ class _Container:
     termination_log: pathlib.Path | None = None
 
     def running(self) -> bool:
+        """Started and not reaped."""
         return self.popen is not None and self.exit is None
 
     def send(self, sig: int) -> None:
@@ -88,10 +89,17 @@ class Supervisor:
 
     def processes(self, uid: str) -> dict[str, model.Process]:
         """Reap what ended and tell, per container, what its process is doing."""
-        pod = self._pods[uid]
-        for container in pod.containers.values():
+        for container in self._pods[uid].containers.values():
             self._reap(container)
-        return {name: c.facts() for name, c in pod.containers.items()}
+        return self.last_seen(uid)
+
+    def last_seen(self, uid: str) -> dict[str, model.Process]:
+        """The facts as of the last reap: a process that ended since still counts as running.
+
+        The phase and the status are derived from these, so an exit shows only once the
+        state machine has seen it and applied the restart policy.
+        """
+        return {name: c.facts() for name, c in self._pods[uid].containers.items()}
 
     def _reap(self, container: _Container) -> None:
         if container.popen is None or container.exit is not None:
