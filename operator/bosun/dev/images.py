@@ -14,6 +14,8 @@ import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 
+__all__ = ["Image", "UnknownImageError", "known_images", "local_argv", "repository_name"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Image:
@@ -32,6 +34,7 @@ def _python() -> tuple[str, ...]:
 
 
 def known_images() -> dict[str, Image]:
+    """The images the emulator can run, by last repository segment."""
     python = _python()
     bosun = {
         "bosun": (*python, "-m", "bosun"),

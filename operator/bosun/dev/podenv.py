@@ -16,6 +16,15 @@ from typing import Any
 
 from kubernetes import utils
 
+__all__ = [
+    "EnvError",
+    "Lookup",
+    "container_env",
+    "expand",
+    "field_value",
+    "resource_value",
+]
+
 Lookup = Callable[[str, str], Mapping[str, str] | None]
 
 _LABEL_PATH = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
