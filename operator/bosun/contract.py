@@ -23,6 +23,32 @@ import re
 
 from bosun import constants
 
+__all__ = [
+    "ENV_ATTEMPT",
+    "ENV_LEASE_DURATION",
+    "ENV_LEASE_NAME",
+    "ENV_MODEL_API_KEY",
+    "ENV_POD_NAME",
+    "ENV_RUN_NAME",
+    "ENV_RUN_NAMESPACE",
+    "ENV_RUN_UID",
+    "FIELD_MANAGER_OPERATOR",
+    "FIELD_MANAGER_RUNNER",
+    "FIELD_MANAGER_USAGE",
+    "JOURNAL_MAX_CHUNKS",
+    "LEASE_DURATION_SECONDS",
+    "LEASE_RENEW_SECONDS",
+    "SECRET_ENV_PREFIX",
+    "ExitCode",
+    "job_name",
+    "journal_name",
+    "lease_name",
+    "pod_labels",
+    "runner_account_name",
+    "runner_rules",
+    "secret_env_name",
+]
+
 # Environment the operator gives every runner container.
 ENV_RUN_NAME = "BOSUN_RUN_NAME"
 ENV_RUN_NAMESPACE = "BOSUN_RUN_NAMESPACE"

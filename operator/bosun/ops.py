@@ -154,6 +154,8 @@ def current_namespace(explicit: str | None) -> str:
 
 __all__ = [
     "FINAL_PHASES",
+    "REDRIVE_ANNOTATION",
+    "Obj",
     "OpsError",
     "create_run",
     "current_namespace",

@@ -13,6 +13,26 @@ import pydantic
 
 from bosun.api import common
 
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "KIND",
+    "USAGE_WINDOW_SECONDS",
+    "ActiveRunUsage",
+    "Agent",
+    "AgentSpec",
+    "AgentStatus",
+    "AgentUsage",
+    "Concurrency",
+    "Limits",
+    "ModelSpec",
+    "Provider",
+    "ResourceRequirements",
+    "RunnerSpec",
+    "ScriptToolCall",
+    "ScriptTurn",
+    "Toleration",
+]
+
 DEFAULT_MAX_STEPS = 20
 """Model calls per Run when `limits.maxSteps` is unset."""
 

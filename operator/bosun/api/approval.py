@@ -15,6 +15,16 @@ import pydantic
 
 from bosun.api import common
 
+__all__ = [
+    "CALL_HASH_PATTERN",
+    "KIND",
+    "Approval",
+    "ApprovalSpec",
+    "ApprovalStatus",
+    "Decision",
+    "call_hash",
+]
+
 CALL_HASH_PATTERN = r"^[0-9a-f]{64}$"
 
 Decision = Literal["Approved", "Denied"]

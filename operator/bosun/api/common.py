@@ -19,6 +19,46 @@ from pydantic import alias_generators
 
 from bosun import retry
 
+__all__ = [
+    "AGE_COLUMN",
+    "CONDITION_REASON_PATTERN",
+    "CONDITION_TYPE_PATTERN",
+    "DNS_LABEL_MAX",
+    "DNS_LABEL_PATTERN",
+    "DNS_SUBDOMAIN_MAX",
+    "DNS_SUBDOMAIN_PATTERN",
+    "LIST_SET",
+    "QUANTITY_PATTERN",
+    "READY_COLUMN",
+    "SECRET_KEY_PATTERN",
+    "Attempts",
+    "BackoffSeconds",
+    "Condition",
+    "DNSLabel",
+    "DNSSubdomain",
+    "FreeForm",
+    "KindInfo",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "LocalObjectReference",
+    "Model",
+    "Multiplier",
+    "ObjectMeta",
+    "PrinterColumn",
+    "Quantity",
+    "Resource",
+    "RetrySpec",
+    "SecretKeySelector",
+    "Status",
+    "ToolRetrySpec",
+    "ValidationReason",
+    "cel",
+    "immutable_fields",
+    "list_map",
+    "require_unique",
+    "validations",
+]
+
 # A DNS-1123 label: what Kubernetes accepts for most object names that end up in other names.
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_LABEL_MAX = 63

@@ -18,6 +18,21 @@ import yaml
 from bosun import constants
 from bosun.api import agent, approval, common, policy, run, schema, tool
 
+__all__ = [
+    "HEADER",
+    "KINDS",
+    "crd",
+    "crd_name",
+    "drift",
+    "file_name",
+    "main",
+    "openapi_schema",
+    "render_all",
+    "render_stream",
+    "to_yaml",
+    "write",
+]
+
 KINDS: tuple[common.KindInfo, ...] = (agent.KIND, tool.KIND, policy.KIND, run.KIND, approval.KIND)
 
 HEADER = (

@@ -13,6 +13,20 @@ import pydantic
 
 from bosun.api import common
 
+__all__ = [
+    "KIND",
+    "TOOL_GLOB_PATTERN",
+    "Action",
+    "Budgets",
+    "ModelGlob",
+    "ModelPolicy",
+    "Policy",
+    "PolicyRule",
+    "PolicySpec",
+    "PolicyStatus",
+    "ToolGlob",
+]
+
 # A tool-name glob: name characters, `*`, `?` and bracket classes such as `[a-c]` or `[!x]`.
 TOOL_GLOB_PATTERN = r"^([a-z0-9*?-]|\[!?[a-z0-9-]+\])+$"
 

@@ -14,6 +14,19 @@ import pydantic
 
 from bosun.api import common
 
+__all__ = [
+    "KIND",
+    "Attempt",
+    "AttemptOutcome",
+    "LeaseStatus",
+    "PendingApproval",
+    "Run",
+    "RunPhase",
+    "RunSpec",
+    "RunStatus",
+    "Usage",
+]
+
 RunPhase = Literal[
     "Pending",
     "Queued",

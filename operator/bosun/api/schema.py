@@ -13,6 +13,17 @@ from typing import Any
 
 import pydantic
 
+__all__ = [
+    "ALLOWED_KEYS",
+    "Schema",
+    "SchemaError",
+    "clean",
+    "inline",
+    "reflow",
+    "structural",
+    "violations",
+]
+
 Schema = dict[str, Any]
 
 # The keywords of apiextensions.k8s.io/v1 JSONSchemaProps that the generator may emit.

@@ -13,6 +13,21 @@ import pydantic
 
 from bosun.api import common
 
+__all__ = [
+    "HEADER_NAME_PATTERN",
+    "KIND",
+    "URL_PATTERN",
+    "HTTPTransport",
+    "Header",
+    "Headers",
+    "InputSchema",
+    "MCPTransport",
+    "SecretValueSource",
+    "Tool",
+    "ToolSpec",
+    "ToolStatus",
+]
+
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 URL_PATTERN = r"^https?://[^\s]+$"
 

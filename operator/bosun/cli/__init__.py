@@ -16,7 +16,17 @@ from bosun.api import crdgen
 from bosun.cli import _common
 from bosun.runner import approvals, kubeapi, runtrace
 
-__all__ = ["main"]
+__all__ = [
+    "app",
+    "approve_command",
+    "crds",
+    "deny_command",
+    "main",
+    "operator_command",
+    "redrive_command",
+    "run_command",
+    "trace_command",
+]
 
 
 _fail = _common.fail

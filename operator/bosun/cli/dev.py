@@ -14,7 +14,7 @@ import click
 from bosun.cli import _common
 from bosun.dev import cluster, daemon, demo, provision
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "demo_command", "dev", "dev_down", "dev_provision", "dev_status", "dev_up"]
 
 _fail = _common.fail
 

@@ -13,6 +13,18 @@ from typing import Any
 from bosun import constants, contract
 from bosun.controller import settings as settings_mod
 
+__all__ = [
+    "Obj",
+    "job",
+    "lease",
+    "owner_reference",
+    "role",
+    "role_binding",
+    "runner_env",
+    "secret_refs",
+    "service_account",
+]
+
 Obj = Mapping[str, Any]
 
 

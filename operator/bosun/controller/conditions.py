@@ -9,6 +9,8 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+__all__ = ["Condition", "find", "is_true", "make", "now", "parse", "stamp", "stamp_precise"]
+
 Condition = dict[str, Any]
 
 

@@ -33,6 +33,8 @@ from bosun.controller import (
 from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
+__all__ = ["WATCHED", "Controller", "Item", "Obj"]
+
 log = logging.getLogger("bosun.operator")
 
 Obj = dict[str, Any]

@@ -10,6 +10,8 @@ from typing import Any
 from bosun import kube
 from bosun.controller import conditions
 
+__all__ = ["COMPONENT", "emit"]
+
 log = logging.getLogger("bosun.operator")
 
 COMPONENT = "bosun-operator"

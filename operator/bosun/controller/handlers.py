@@ -17,7 +17,19 @@ import kopf
 from bosun import constants
 from bosun.controller import controller as controller_mod
 
-__all__ = ["MANAGED", "controller_of", "memo_for"]
+__all__ = [
+    "MANAGED",
+    "agent_event",
+    "configure",
+    "controller_of",
+    "job_event",
+    "lease_event",
+    "login",
+    "memo_for",
+    "policy_event",
+    "run_event",
+    "tool_event",
+]
 
 MANAGED = {constants.LABEL_MANAGED_BY: "bosun"}
 _CONTROLLER = "controller"

@@ -10,6 +10,8 @@ import http.server
 import threading
 from collections.abc import Callable
 
+__all__ = ["serve"]
+
 
 def serve(port: int, alive: Callable[[], bool], ready: Callable[[], bool]) -> None:
     """Serve the probes on ``port`` in a background thread (0 disables them)."""

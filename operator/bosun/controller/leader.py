@@ -19,6 +19,8 @@ from typing import Any
 from bosun import constants, kube
 from bosun.controller import conditions
 
+__all__ = ["LEASE_NAME", "LeaderElector", "identity"]
+
 log = logging.getLogger("bosun.operator")
 
 LEASE_NAME = "bosun-operator-leader"

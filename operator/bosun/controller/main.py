@@ -14,6 +14,8 @@ from bosun.controller import controller as controller_mod
 from bosun.controller import handlers, health, leader, metrics
 from bosun.controller import settings as settings_mod
 
+__all__ = ["run"]
+
 log = logging.getLogger("bosun.operator")
 
 

@@ -4,6 +4,26 @@ from __future__ import annotations
 
 import prometheus_client
 
+__all__ = [
+    "ACTIVE_RUNS",
+    "ADMISSION_LATENCY",
+    "ATTEMPTS",
+    "ATTEMPTS_STARTED",
+    "DEAD_LETTERS",
+    "LEADER",
+    "LEASE_TAKEOVERS",
+    "QUEUE_DEPTH",
+    "RECONCILE",
+    "RECONCILE_ERRORS",
+    "REGISTRY",
+    "RETRIES",
+    "RUNS",
+    "RUN_DURATION",
+    "TOKENS",
+    "TOOL_CALLS",
+    "serve",
+]
+
 REGISTRY = prometheus_client.CollectorRegistry()
 
 RUNS = prometheus_client.Counter(

@@ -16,6 +16,8 @@ from bosun import cel, contract, kube
 from bosun.controller import builders, conditions, events
 from bosun.controller import store as store_mod
 
+__all__ = ["RECHECK_SECONDS", "Obj", "Readiness", "ResourceReconciler"]
+
 log = logging.getLogger("bosun.operator")
 
 Obj = dict[str, Any]

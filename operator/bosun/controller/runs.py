@@ -24,7 +24,7 @@ from bosun.controller import conditions, events, lifecycle, metrics, plans, runs
 from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
-__all__ = ["Result", "RunReconciler"]
+__all__ = ["Obj", "Result", "RunReconciler"]
 
 log = logging.getLogger("bosun.operator")
 

@@ -22,6 +22,7 @@ __all__ = [
     "OPERATOR_CONDITIONS",
     "OWNED_FIELDS",
     "TERMINAL_PHASES",
+    "Obj",
     "RunStatus",
     "apply_body",
     "phase_of",

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 
 from bosun import contract
 
+__all__ = ["Settings"]
+
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)

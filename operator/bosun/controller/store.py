@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+__all__ = ["Key", "Kind", "Obj", "Store", "agent_key_of", "key_of", "slim"]
+
 Obj = dict[str, Any]
 Key = tuple[str, str]
 

@@ -31,6 +31,18 @@ from bosun.api import common
 from bosun.controller import conditions, runstatus
 from bosun.controller import store as store_mod
 
+__all__ = [
+    "WINDOW",
+    "Obj",
+    "RunsBudget",
+    "Tally",
+    "UsageReconciler",
+    "over_budget",
+    "runs_budget",
+    "started_within",
+    "tally",
+]
+
 log = logging.getLogger("bosun.operator")
 
 Obj = dict[str, Any]

@@ -13,21 +13,23 @@ import time
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-K = TypeVar("K", bound=Hashable)
+__all__ = ["WorkQueue"]
+
+_K = TypeVar("_K", bound=Hashable)
 
 
-class WorkQueue(Generic[K]):
+class WorkQueue(Generic[_K]):
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._queue: list[K] = []
-        self._queued: set[K] = set()
-        self._processing: set[K] = set()
-        self._dirty: set[K] = set()
-        self._delayed: list[tuple[float, int, K]] = []
+        self._queue: list[_K] = []
+        self._queued: set[_K] = set()
+        self._processing: set[_K] = set()
+        self._dirty: set[_K] = set()
+        self._delayed: list[tuple[float, int, _K]] = []
         self._counter = itertools.count()
         self._shutdown = False
 
-    def add(self, key: K) -> None:
+    def add(self, key: _K) -> None:
         with self._cond:
             if key in self._processing:
                 self._dirty.add(key)
@@ -37,7 +39,7 @@ class WorkQueue(Generic[K]):
                 self._queue.append(key)
                 self._cond.notify()
 
-    def add_after(self, key: K, delay: float) -> None:
+    def add_after(self, key: _K, delay: float) -> None:
         if delay <= 0:
             self.add(key)
             return
@@ -57,7 +59,7 @@ class WorkQueue(Generic[K]):
                 self._queue.append(key)
         return self._delayed[0][0] - now if self._delayed else None
 
-    def get(self, timeout: float | None = None) -> K | None:
+    def get(self, timeout: float | None = None) -> _K | None:
         """The next key to process, or None on shutdown or timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -77,7 +79,7 @@ class WorkQueue(Generic[K]):
                     wait = left if wait is None else min(wait, left)
                 self._cond.wait(wait)
 
-    def done(self, key: K) -> None:
+    def done(self, key: _K) -> None:
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:

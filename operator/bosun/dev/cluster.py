@@ -29,6 +29,19 @@ import yaml
 from bosun.dev import pki as pki_mod
 from bosun.dev import provision
 
+__all__ = [
+    "ADMIN_USER",
+    "CONTROLLERS",
+    "SA_ISSUER",
+    "SERVICE_CIDR",
+    "Component",
+    "ControlPlane",
+    "StartError",
+    "die_with_parent",
+    "free_port",
+    "write_kubeconfig",
+]
+
 ADMIN_USER = "bosun-admin"
 CONTROLLERS = (
     "job-controller",

@@ -23,6 +23,20 @@ from collections.abc import Callable
 
 from bosun.dev import cluster, provision
 
+__all__ = [
+    "DEFAULT_DIR",
+    "OPERATOR_FILE",
+    "STATE_FILE",
+    "Log",
+    "State",
+    "down",
+    "main",
+    "operator_health",
+    "read_state",
+    "start_operator",
+    "up",
+]
+
 STATE_FILE = "state.json"
 DEFAULT_DIR = pathlib.Path(".bosun/dev")
 

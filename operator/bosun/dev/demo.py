@@ -23,6 +23,8 @@ from bosun.api import crdgen
 from bosun.dev import daemon, provision
 from bosun.runner import kubeapi, runtrace
 
+__all__ = ["NAMESPACE", "Log", "run"]
+
 Log = Callable[[str], None]
 NAMESPACE = "default"
 

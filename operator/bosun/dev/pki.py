@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import oid
 
+__all__ = ["Key", "Pki", "create"]
+
 _VALIDITY = datetime.timedelta(days=365)
 
 Key = ec.EllipticCurvePrivateKey

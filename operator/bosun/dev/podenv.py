@@ -16,14 +16,7 @@ from typing import Any
 
 from kubernetes import utils
 
-__all__ = [
-    "EnvError",
-    "Lookup",
-    "container_env",
-    "expand",
-    "field_value",
-    "resource_value",
-]
+__all__ = ["EnvError", "Lookup", "container_env", "expand", "field_value", "resource_value"]
 
 Lookup = Callable[[str, str], Mapping[str, str] | None]
 

@@ -22,6 +22,27 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+__all__ = [
+    "ALL_BINARIES",
+    "CORE_BINARIES",
+    "ETCD_VERSION",
+    "HELM_VERSION",
+    "KUBECONFORM_VERSION",
+    "KUBERNETES_VERSION",
+    "STAGING_MODULES",
+    "TOOL_BINARIES",
+    "Binaries",
+    "Log",
+    "ProvisionError",
+    "binaries",
+    "cache_root",
+    "default_bin_dir",
+    "ensure",
+    "find_binary",
+    "kubernetes_wrapper_gomod",
+    "missing",
+]
+
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.5"
 HELM_VERSION = "v3.19.5"

@@ -25,6 +25,8 @@ from bosun import constants, contract, kube
 from bosun.runner import errors, kubeapi
 from bosun.runner import lease as lease_mod
 
+__all__ = ["main"]
+
 
 def _append(path: str | None, record: dict[str, Any]) -> None:
     if path:

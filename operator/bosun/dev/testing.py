@@ -29,9 +29,20 @@ from bosun import kube
 from bosun.api import crdgen
 from bosun.dev import cluster, daemon, kubeclient, provision
 
-__all__ = ["ControlPlaneHandle", "OperatorProcess", "scenario_size", "start_operator", "until"]
+__all__ = [
+    "ControlPlaneHandle",
+    "OperatorProcess",
+    "bosun_crds",
+    "control_plane",
+    "namespace",
+    "operator",
+    "pytest_runtest_makereport",
+    "scenario_size",
+    "start_operator",
+    "until",
+]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def scenario_size(reduced: int, full: int) -> int:
@@ -40,12 +51,12 @@ def scenario_size(reduced: int, full: int) -> int:
 
 
 def until(
-    check: Callable[[], T | None],
+    check: Callable[[], _T | None],
     timeout: float = 60.0,
     interval: float = 0.1,
     what: str = "the condition",
     explain: Callable[[], str] | None = None,
-) -> T:
+) -> _T:
     """Poll ``check`` until it returns a truthy value and return it; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -39,7 +39,7 @@ from bosun.runner import (
     tools,
 )
 
-__all__ = ["interruptible_sleep", "main"]
+__all__ = ["TERMINATION_LOG", "interruptible_sleep", "main", "redact"]
 
 log = logging.getLogger("bosun.runner")
 

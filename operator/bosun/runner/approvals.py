@@ -19,15 +19,17 @@ import pydantic
 
 from bosun import kube
 from bosun.api import approval as approval_api
-from bosun.runner import kubeapi
+from bosun.runner import kubeapi, records
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
+    "Outcome",
     "Waiter",
     "call_hash",
     "create_approval",
     "decision_for",
     "parse_all",
+    "refusal",
     "resolve_call",
 ]
 
@@ -162,3 +164,13 @@ def create_approval(
         ),
     ).to_dict()
     return cluster.create_approval(body)
+
+
+def refusal(verdict: str, found: approval_api.Approval | None) -> tuple[records.Outcome, str]:
+    """The journal outcome and the message of a wait that did not end in approval: a human's
+    denial (naming who, and why), or the approval's expiry."""
+    if verdict == "Denied":
+        reason = (found.spec.reason if found else None) or ""
+        approved_by = found.spec.approved_by if found else None
+        return records.Outcome.APPROVAL_DENIED, f"denied by {approved_by}: {reason}"
+    return records.Outcome.APPROVAL_EXPIRED, "nobody decided before the approval timed out"

@@ -14,9 +14,20 @@ from typing import TypeVar
 
 from bosun import contract, retry
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = [
+    "ENV_APPROVAL_POLL",
+    "ENV_JOURNAL_CHUNK_BYTES",
+    "ENV_LOG_LEVEL",
+    "ENV_MAX_RETRY_AFTER",
+    "ENV_MODEL_BACKOFF",
+    "ENV_MODEL_MAX_BACKOFF",
+    "ENV_MODEL_RETRIES",
+    "ENV_OTLP_ENDPOINT",
+    "ConfigError",
+    "Settings",
+]
 
-N = TypeVar("N", int, float)
+_N = TypeVar("_N", int, float)
 
 ENV_APPROVAL_POLL = "BOSUN_RUNNER_APPROVAL_POLL_SECONDS"
 ENV_MODEL_RETRIES = "BOSUN_RUNNER_MODEL_MAX_RETRIES"
@@ -120,7 +131,7 @@ class Settings:
         )
 
 
-def _number(source: Mapping[str, str], name: str, kind: type[N], default: N) -> N:
+def _number(source: Mapping[str, str], name: str, kind: type[_N], default: _N) -> _N:
     raw = source.get(name)
     if raw is None or raw == "":
         return default

@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "AssistantTurn",
+    "Message",
     "ModelRequest",
     "TokenUsage",
     "ToolCall",

@@ -26,10 +26,26 @@ from bosun.api import policy as policy_api
 from bosun.api import tool as tool_api
 
 __all__ = [
+    "APPROVAL_REQUIRED",
+    "BUDGET_EXCEEDED",
+    "CEL_ERROR",
+    "GOVERNANCE_ERROR",
+    "INVALID_ARGUMENTS",
+    "LIMIT_REACHED",
+    "MODEL_CALL_ALLOWED",
+    "MODEL_NOT_ALLOWED",
+    "NO_RULE_ALLOWS",
+    "POLICY_ALLOWED",
+    "POLICY_DENIED",
+    "TOOL_NOT_FOUND",
+    "TOOL_NOT_LISTED",
+    "Action",
     "Counters",
     "Decision",
+    "counters",
     "decide_model_call",
     "decide_tool_call",
+    "other_runs_usage",
     "rule_label",
     "selected_policies",
     "selects",
@@ -104,6 +120,25 @@ def other_runs_usage(
     tokens = usage.tokens - sum(e.tokens for e in mine)
     tool_calls = usage.tool_calls - sum(e.tool_calls for e in mine)
     return max(0, tokens), max(0, tool_calls)
+
+
+def counters(
+    usage: Mapping[str, int],
+    window: Mapping[str, int],
+    published: agent_api.AgentUsage | None,
+    run_name: str,
+    now: datetime.datetime,
+) -> Counters:
+    """The counters budgets are checked against: this Run's ``usage`` and hour ``window`` from
+    its journal, plus the Agent's other Runs' within the hour from its ``published`` usage."""
+    tokens, tool_calls = other_runs_usage(published, run_name, now)
+    return Counters(
+        model_calls=usage["modelCalls"],
+        tool_calls=usage["toolCalls"],
+        tokens=usage["totalTokens"],
+        tool_calls_last_hour=window["toolCalls"] + tool_calls,
+        tokens_last_hour=window["tokens"] + tokens,
+    )
 
 
 def rule_label(index: int, rule: policy_api.PolicyRule) -> str:

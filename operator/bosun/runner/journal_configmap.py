@@ -25,7 +25,18 @@ from typing import Any
 from bosun import constants, contract, kube
 from bosun.runner import errors, journal, kubeapi
 
-__all__ = ["ConfigMapBackend", "decode", "encode", "records_of"]
+__all__ = [
+    "ANNOTATION_EPOCH",
+    "ANNOTATION_RECORDS",
+    "ANNOTATION_SEALED",
+    "ENTRY_PREFIX",
+    "LABEL_COMPONENT",
+    "SEGMENT_BYTES",
+    "ConfigMapBackend",
+    "decode",
+    "encode",
+    "records_of",
+]
 
 ANNOTATION_EPOCH = f"{constants.GROUP}/journal-epoch"
 ANNOTATION_SEALED = f"{constants.GROUP}/journal-sealed"

@@ -16,7 +16,7 @@ import httpx
 
 from bosun import constants, contract, kube
 
-__all__ = ["Cluster", "ClusterAPI"]
+__all__ = ["Cluster", "ClusterAPI", "Object"]
 
 _TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 

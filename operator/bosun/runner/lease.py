@@ -21,7 +21,16 @@ from typing import Any, Protocol
 from bosun import kube
 from bosun.runner import errors, kubeapi
 
-__all__ = ["Holder", "LeaseKeeper", "acquired", "format_time", "is_free", "parse_time", "renewed"]
+__all__ = [
+    "Holder",
+    "LeaseKeeper",
+    "Now",
+    "acquired",
+    "format_time",
+    "is_free",
+    "parse_time",
+    "renewed",
+]
 
 log = logging.getLogger("bosun.runner.lease")
 

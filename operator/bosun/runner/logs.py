@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
-__all__ = ["IdentityFilter", "JSONFormatter", "RunLogger", "bind", "configure"]
+__all__ = ["IdentityFilter", "JSONFormatter", "RunLogger", "bind", "configure", "record"]
 
 _RESERVED = {"time", "level", "logger", "msg"}
 
@@ -91,3 +91,8 @@ class RunLogger(logging.LoggerAdapter[logging.Logger]):
 def bind(name: str, **identity: Any) -> RunLogger:
     """A ``RunLogger`` over the named logger stamping ``identity`` (run, namespace, attempt)."""
     return RunLogger(logging.getLogger(name), identity)
+
+
+def record(logger: logging.Logger, level: int, message: str, /, **fields: Any) -> None:
+    """Log ``message`` with ``fields`` as structured key=value pairs of the line."""
+    logger.log(level, message, extra={"fields": fields})

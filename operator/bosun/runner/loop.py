@@ -18,16 +18,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pydantic
-
-from bosun import cel, kube
+from bosun import cel
 from bosun.api import agent as agent_api
 from bosun.api import approval as approval_api
-from bosun.api import policy as policy_api
 from bosun.api import run as run_api
 from bosun.api import tool as tool_api
 from bosun.runner import (
     approvals,
+    audit,
     config,
     conversation,
     errors,
@@ -35,15 +33,17 @@ from bosun.runner import (
     journal,
     kubeapi,
     lease,
+    logs,
     providers,
     records,
     replay,
     status,
     telemetry,
     tools,
+    world,
 )
 
-__all__ = ["AgentLoop", "Deps"]
+__all__ = ["AgentLoop", "Deps", "Sleep"]
 
 log = logging.getLogger("bosun.runner.loop")
 
@@ -69,12 +69,6 @@ class Deps:
     decision_seconds: list[float] = dataclasses.field(default_factory=list)
 
 
-def _strip(obj: dict[str, Any]) -> dict[str, Any]:
-    """An object as CEL sees it: without managedFields, which nobody should write rules on."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    return {**obj, "metadata": meta}
-
-
 class AgentLoop:
     """Runs one attempt of one Run to its end, or raises ``errors.AttemptEnded``."""
 
@@ -92,67 +86,13 @@ class AgentLoop:
     # --- reading the world --------------------------------------------------------------------
 
     def _refresh_run(self) -> run_api.Run:
-        try:
-            self.run_obj = self.deps.cluster.get_run(self.settings.run_name)
-        except kube.NotFound as err:
-            raise errors.Cancelled("RunDeleted", "the Run no longer exists") from err
-        try:
-            self.run = run_api.Run.from_dict(self.run_obj)
-        except pydantic.ValidationError as err:
-            raise errors.PermanentFailure("InvalidRun", str(err)[:500]) from err
-        if self.run.metadata.uid and self.run.metadata.uid != self.settings.run_uid:
-            raise errors.Cancelled("RunReplaced", "the Run was deleted and created again")
-        if self.run.spec.cancel:
-            raise errors.Cancelled("RunCancelled", "spec.cancel is true")
-        if self.run.spec.suspend:
-            raise errors.Cancelled("RunSuspended", "spec.suspend is true")
+        self.run_obj, self.run = world.read_run(self.deps.cluster, self.settings)
         return self.run
 
     def _refresh_agent(self) -> agent_api.Agent:
         assert self.run is not None
-        name = self.run.spec.agent_ref.name
-        try:
-            self.agent_obj = self.deps.cluster.get_agent(name)
-        except kube.NotFound as err:
-            raise errors.PermanentFailure("AgentNotFound", f"Agent {name} does not exist") from err
-        try:
-            self.agent = agent_api.Agent.from_dict(self.agent_obj)
-        except pydantic.ValidationError as err:
-            raise errors.PermanentFailure("InvalidAgent", str(err)[:500]) from err
+        self.agent_obj, self.agent = world.read_agent(self.deps.cluster, self.run)
         return self.agent
-
-    def _policies(self) -> list[policy_api.Policy]:
-        parsed = []
-        for item in self.deps.cluster.list_policies():
-            try:
-                parsed.append(policy_api.Policy.from_dict(item))
-            except pydantic.ValidationError as err:
-                # A Policy we cannot read might deny: fail closed for every call.
-                name = (item.get("metadata") or {}).get("name")
-                raise errors.PermanentFailure(
-                    "InvalidPolicy", f"Policy {name} does not parse: {str(err)[:300]}"
-                ) from err
-        return parsed
-
-    def _tools(self, names: list[str]) -> dict[str, tool_api.Tool]:
-        found: dict[str, tool_api.Tool] = {}
-        for item in self.deps.cluster.list_tools():
-            name = (item.get("metadata") or {}).get("name")
-            if name not in names:
-                continue
-            try:
-                found[name] = tool_api.Tool.from_dict(item)
-            except pydantic.ValidationError:
-                log.warning("Ignored invalid tool", extra={"fields": {"tool": name}})
-        return found
-
-    def _tool(self, name: str) -> tool_api.Tool | None:
-        try:
-            return tool_api.Tool.from_dict(self.deps.cluster.get_tool(name))
-        except kube.NotFound:
-            return None
-        except pydantic.ValidationError:
-            return None
 
     # --- checks --------------------------------------------------------------------------------
 
@@ -169,21 +109,11 @@ class AgentLoop:
     def _counters(self) -> governance.Counters:
         """This Run's usage from its journal, plus the Agent's other Runs' within the hour
         from the (just refreshed) Agent's status."""
-        usage = self.state.usage()
         now = self.deps.now()
-        window = self.state.window(now)
         published = self.agent.status.usage if self.agent is not None else None
-        tokens, tool_calls = governance.other_runs_usage(published, self.settings.run_name, now)
-        return governance.Counters(
-            model_calls=usage["modelCalls"],
-            tool_calls=usage["toolCalls"],
-            tokens=usage["totalTokens"],
-            tool_calls_last_hour=window["toolCalls"] + tool_calls,
-            tokens_last_hour=window["tokens"] + tokens,
+        return governance.counters(
+            self.state.usage(), self.state.window(now), published, self.settings.run_name, now
         )
-
-    def _log(self, level: int, text: str, /, **fields: Any) -> None:
-        log.log(level, text, extra={"fields": fields})
 
     # --- reporting -----------------------------------------------------------------------------
 
@@ -251,7 +181,7 @@ class AgentLoop:
         output = tools.bounded(text, self.settings.output_max_chars)
         self.write(records.RunFinished(output=output, reason="Answered"))
         self.report(output=output)
-        self._log(logging.INFO, "Finished run", steps=self.state.model_calls)
+        logs.record(log, logging.INFO, "Finished run", steps=self.state.model_calls)
         return output
 
     def model_step(self) -> None:
@@ -260,7 +190,7 @@ class AgentLoop:
         provider = self.provider
         assert provider is not None
         step = self.state.model_calls + 1
-        policies, counters = self._policies(), self._counters()
+        policies, counters = world.read_policies(self.deps.cluster), self._counters()
         started = time.perf_counter()
         decision = governance.decide_model_call(
             agent=agent,
@@ -272,7 +202,7 @@ class AgentLoop:
         if decision.denied:
             self.audit(self.decision_record(step, None, decision, records.Outcome.DENIED))
             raise errors.PermanentFailure(decision.reason, decision.message)
-        listed = self._tools(list(agent.spec.tools))
+        listed = world.read_tools(self.deps.cluster, list(agent.spec.tools))
         request = conversation.ModelRequest(
             system=agent.spec.instructions or "",
             messages=self.state.messages(run.spec.input),
@@ -294,7 +224,8 @@ class AgentLoop:
         elapsed_ms = round((time.perf_counter() - began) * 1000, 1)
         self.checkpoint()
         self.write(records.ModelResponse(step=step, turn=turn, duration_ms=elapsed_ms))
-        self._log(
+        logs.record(
+            log,
             logging.INFO,
             "Received model response",
             step=step,
@@ -321,26 +252,10 @@ class AgentLoop:
         approval: approval_api.Approval | None = None,
     ) -> records.Decision:
         """The journal record of one governance decision (and of who approved, if anyone)."""
-        return records.Decision(
-            step=step,
-            kind="tool" if call is not None else "model",
-            outcome=outcome,
-            action=decision.action,
-            reason=decision.reason,
-            message=decision.message,
-            policy=decision.policy,
-            rule=decision.rule,
-            call_id=call.call.id if call is not None else None,
-            tool=call.call.name if call is not None else None,
-            call_hash=(
-                approvals.call_hash(call.call.name, call.call.args) if call is not None else None
-            ),
-            decision_micros=(
-                round(self.deps.decision_seconds[-1] * 1e6) if self.deps.decision_seconds else None
-            ),
-            approval=approval.metadata.name if approval is not None else None,
-            approved_by=approval.spec.approved_by if approval is not None else None,
-            approval_reason=approval.spec.reason if approval is not None else None,
+        timing = self.deps.decision_seconds
+        micros = round(timing[-1] * 1e6) if timing else None
+        return audit.decision_record(
+            step, call, decision, outcome, approval=approval, decision_micros=micros
         )
 
     def audit(self, record: records.Decision, *also: records.Record) -> None:
@@ -349,18 +264,22 @@ class AgentLoop:
         fields = record.body()
         fields["decision"] = fields.pop("outcome")
         level = logging.WARNING if record.denial else logging.INFO
-        self._log(level, "Decided call", **fields)
+        logs.record(log, level, "Decided call", **fields)
 
     def decide(self, call: replay.CallState) -> tuple[governance.Decision, tool_api.Tool | None]:
         """Governance on fresh objects: the Run, the Agent, the Tool and every Policy."""
         self._refresh_run()
         agent = self._refresh_agent()
-        tool = self._tool(call.call.name) if call.call.name in agent.spec.tools else None
+        tool = (
+            world.read_tool(self.deps.cluster, call.call.name)
+            if call.call.name in agent.spec.tools
+            else None
+        )
         args_error = call.call.args_error
         if tool is not None and args_error is None:
             args_error = tools.validate_args(tool.spec.input_schema, call.call.args)
-        policies, counters = self._policies(), self._counters()
-        context = {"agent": _strip(self.agent_obj), "run": _strip(self.run_obj)}
+        policies, counters = world.read_policies(self.deps.cluster), self._counters()
+        context = {"agent": world.cel_view(self.agent_obj), "run": world.cel_view(self.run_obj)}
         started = time.perf_counter()
         decision = governance.decide_tool_call(
             agent=agent,
@@ -437,7 +356,8 @@ class AgentLoop:
                 duration_ms=elapsed_ms,
             )
         )
-        self._log(
+        logs.record(
+            log,
             logging.INFO,
             "Called tool",
             step=call.step,
@@ -449,7 +369,7 @@ class AgentLoop:
 
     def resend(self, call: replay.CallState) -> None:
         """A call whose outcome is unknown: re-send it only when its Tool is idempotent."""
-        tool = self._tool(call.call.name)
+        tool = world.read_tool(self.deps.cluster, call.call.name)
         recorded = call.started.idempotency_key if call.started is not None else ""
         key = recorded or self.idempotency_key(call)
         decision = governance.Decision(
@@ -551,16 +471,7 @@ class AgentLoop:
                 f"Call of tool {call.call.name} at step {call.step} was approved by {approved_by}",
             )
             return found
-        outcome: records.Outcome = (
-            records.Outcome.APPROVAL_DENIED
-            if verdict == "Denied"
-            else records.Outcome.APPROVAL_EXPIRED
-        )
-        message = (
-            f"denied by {approved_by}: {(found.spec.reason if found else None) or ''}"
-            if verdict == "Denied"
-            else "nobody decided before the approval timed out"
-        )
+        outcome, message = approvals.refusal(verdict, found)
         self.audit(
             self.decision_record(
                 call.step,

@@ -16,7 +16,7 @@ from typing import Any
 from bosun.runner import journal_configmap, kubeapi, replay
 from bosun.runner import records as kinds
 
-__all__ = ["records", "render"]
+__all__ = ["PREVIEW", "records", "render"]
 
 PREVIEW = 120
 

@@ -19,7 +19,15 @@ from typing import Any
 from bosun import constants, kube
 from bosun.runner import kubeapi
 
-__all__ = ["AWAITING_APPROVAL", "Pending", "Report", "Reporter", "event", "render"]
+__all__ = [
+    "AWAITING_APPROVAL",
+    "REPORTING_COMPONENT",
+    "Pending",
+    "Report",
+    "Reporter",
+    "event",
+    "render",
+]
 
 log = logging.getLogger("bosun.runner.status")
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-__all__ = ["Span", "configure", "span"]
+__all__ = ["Span", "configure", "shutdown", "span"]
 
 log = logging.getLogger("bosun.runner.telemetry")
 

@@ -22,9 +22,11 @@ from bosun.api import tool as tool_api
 from bosun.runner import conversation, httpclients, tool_http, toolresults
 
 __all__ = [
+    "ANY_OBJECT",
     "Attempted",
     "Caller",
     "Executor",
+    "Send",
     "ToolResult",
     "bounded",
     "definition",

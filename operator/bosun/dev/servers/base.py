@@ -13,6 +13,8 @@ import json
 import threading
 from typing import Any
 
+__all__ = ["JSONServer", "Reply", "Request"]
+
 
 @dataclasses.dataclass
 class Reply:

@@ -13,6 +13,8 @@ from typing import Any
 import uvicorn
 from mcp.server import MCPServer
 
+__all__ = ["CurrencyMCP"]
+
 
 class CurrencyMCP:
     def __init__(self) -> None:

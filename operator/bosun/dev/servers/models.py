@@ -16,6 +16,8 @@ from typing import Any
 
 from . import base
 
+__all__ = ["AnthropicServer", "OpenAIServer", "ScriptedModelServer", "Turn"]
+
 Turn = dict[str, Any]  # {"toolCalls": [{"tool", "args"}]} or {"reply": text}
 
 

@@ -13,6 +13,8 @@ from urllib import parse
 
 from . import base
 
+__all__ = ["ToolFn", "ToolServer"]
+
 ToolFn = Callable[[dict[str, Any]], Any]
 
 

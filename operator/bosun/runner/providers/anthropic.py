@@ -14,7 +14,15 @@ from bosun.api import agent as agent_api
 from bosun.runner import conversation
 from bosun.runner.providers import base
 
-__all__ = ["API_VERSION", "DEFAULT_BASE_URL", "AnthropicProvider", "parse_response"]
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_TOKENS",
+    "AnthropicProvider",
+    "parse_response",
+    "render_messages",
+    "render_request",
+]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

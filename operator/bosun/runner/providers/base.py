@@ -22,10 +22,12 @@ from bosun import retry
 from bosun.runner import conversation, errors
 
 __all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
     "ModelRejected",
     "ModelUnavailable",
     "Provider",
     "RetryPolicy",
+    "Sleep",
     "post_json",
 ]
 

@@ -15,7 +15,13 @@ from bosun.api import agent as agent_api
 from bosun.runner import conversation
 from bosun.runner.providers import base
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "parse_response", "render_request"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OpenAIProvider",
+    "parse_response",
+    "render_messages",
+    "render_request",
+]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
