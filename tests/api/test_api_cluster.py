@@ -16,6 +16,7 @@ import api_cases
 import pytest
 
 import bosun.api
+from bosun import retry
 from bosun.api import common, crdgen
 from bosun.dev import testing
 
@@ -236,3 +237,29 @@ def test_kubectl_explain_describes_every_spec_field(
 def _explain(cp: testing.ControlPlaneHandle, path: str) -> str | None:
     proc = cp.kubectl("explain", path, check=False)
     return proc.stdout if proc.returncode == 0 else None
+
+
+@pytest.mark.parametrize(
+    ("path", "defaults"),
+    [
+        ("runs.spec.retry", retry.RUN_DEFAULTS),
+        ("agents.spec.retry", retry.RUN_DEFAULTS),
+        ("tools.spec.retry", retry.TOOL_CALL_DEFAULTS),
+    ],
+)
+def test_kubectl_explain_prints_the_retry_defaults_the_code_uses(
+    bosun_crds: testing.ControlPlaneHandle, path: str, defaults: retry.Policy
+) -> None:
+    expected = {
+        "maxAttempts": defaults.max_attempts,
+        "initialBackoffSeconds": defaults.initial_backoff_seconds,
+        "backoffMultiplier": defaults.backoff_multiplier,
+        "maxBackoffSeconds": defaults.max_backoff_seconds,
+    }
+    for field, value in expected.items():
+        out = testing.until(
+            functools.partial(_explain, bosun_crds, f"{path}.{field}"),
+            timeout=30,
+            what=f"kubectl explain {path}.{field}",
+        )
+        assert f"Built-in default: {value:g}." in _flat(out), f"{path}.{field}: {out}"
