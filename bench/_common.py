@@ -26,8 +26,7 @@ from typing import Any
 
 from kubernetes.client import exceptions
 
-from bosun import kube
-from bosun.api import crdgen
+from bosun import kube, ops
 from bosun.dev import daemon, provision, testing
 
 Obj = dict[str, Any]
@@ -106,12 +105,9 @@ def local_control_plane() -> Iterator[Cluster]:
         handle = testing.ControlPlaneHandle(
             state.kubeconfig, folder, provision.ensure(["kubectl"])["kubectl"]
         )
-        handle.kubectl(
-            "apply", "--server-side", "--force-conflicts", "-f", "-", input=crdgen.render_stream()
-        )
-        names = [f"crd/{crdgen.crd_name(info)}" for info in crdgen.KINDS]
-        handle.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
-        yield Cluster(handle, kube.connect(state.kubeconfig), state)
+        rest = kube.connect(state.kubeconfig)
+        ops.install_crds(rest, manager="bosun-bench")
+        yield Cluster(handle, rest, state)
         succeeded = True
     finally:
         daemon.down(folder, log=lambda _m: None)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bosun import constants, kube
+from bosun.api import crdgen
 
 Obj = dict[str, Any]
 FINAL_PHASES = ("Succeeded", "Failed", "Cancelled", "DeadLettered", "Duplicate")
@@ -143,6 +144,27 @@ def redrive(rest: kube.Rest, namespace: str, name: str) -> str:
     return token
 
 
+def install_crds(rest: kube.Rest, *, manager: str, timeout: float = 60.0) -> list[str]:
+    """Server-side apply Bosun's CRDs (rendered from the models) and wait until each is
+    Established; returns their names."""
+    names = []
+    for info in crdgen.KINDS:
+        rest.apply(crdgen.crd(info), manager=manager)
+        names.append(crdgen.crd_name(info))
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while waiting:
+        crd = rest.get("apiextensions.k8s.io/v1", "customresourcedefinitions", None, waiting[0])
+        conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            waiting.pop(0)
+        elif time.monotonic() > deadline:
+            raise OpsError(f"CRD {waiting[0]} was not Established within {timeout:.0f}s")
+        else:
+            time.sleep(0.1)
+    return names
+
+
 def current_namespace(explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -162,5 +184,6 @@ __all__ = [
     "ensure_api",
     "follow",
     "get_run",
+    "install_crds",
     "redrive",
 ]

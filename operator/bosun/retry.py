@@ -94,11 +94,11 @@ MODEL_CALL_DEFAULTS = Policy(
 )
 """Requests of one model call within an attempt (the runner's settings can change them)."""
 
+_FOREVER = 2**31 - 1
+"""Tries of the policies below that never give up (only their ``bound`` is used)."""
+
 RECONCILE_ERRORS = Policy(
-    max_attempts=2**31 - 1,
-    initial_backoff_seconds=0.4,
-    backoff_multiplier=2,
-    max_backoff_seconds=30,
+    max_attempts=_FOREVER, initial_backoff_seconds=0.4, backoff_multiplier=2, max_backoff_seconds=30
 )
 """The operator's wait before reconciling an object again after an error (its ``bound``)."""
 
@@ -108,10 +108,7 @@ API_THROTTLED = Policy(
 """Requests the API server answered with 429 or 503 and a ``Retry-After`` (``bosun.kube``)."""
 
 CONTAINER_RESTART = Policy(
-    max_attempts=2**31 - 1,
-    initial_backoff_seconds=1,
-    backoff_multiplier=2,
-    max_backoff_seconds=30,
+    max_attempts=_FOREVER, initial_backoff_seconds=1, backoff_multiplier=2, max_backoff_seconds=30
 )
 """The node emulator's wait before restarting a container that exited (its ``bound``)."""
 

@@ -165,7 +165,7 @@ def test_approval_pauses_the_run_and_only_the_matching_call_hash_resumes_it(
     assert "ApprovalRequested" in [e.reason for e in kube.events("big")]
 
     # Approving a different call (a refund of 10) must not resume this one.
-    admin = kubeapi.Cluster(kube.namespace, control_plane.api_client())
+    admin = kubeapi.Cluster(kube.namespace, control_plane.rest())
     other = approval_api.call_hash("refund", {"amount": 10})
     kube.create(
         {
@@ -215,7 +215,7 @@ def test_denied_approval_refuses_the_call_and_the_run_goes_on(
         lambda: _awaiting(kube, "deny-me"), 60, what="AwaitingApproval=True", explain=kube.explain
     )
 
-    admin = kubeapi.Cluster(kube.namespace, control_plane.api_client())
+    admin = kubeapi.Cluster(kube.namespace, control_plane.rest())
     approvals.create_approval(
         admin,
         "deny-me",

@@ -18,9 +18,7 @@ from bosun.runner import approvals, kubeapi, runtrace
 
 __all__ = [
     "app",
-    "approve_command",
     "crds",
-    "deny_command",
     "main",
     "operator_command",
     "redrive_command",
@@ -196,30 +194,25 @@ def _decide(
 _REASON = click.option("--reason", default=None, help="Why, recorded on the Approval.")
 
 
-@app.command("approve")
-@click.argument("run_name", metavar="RUN")
-@click.argument("call", metavar="CALL")
-@_REASON
-@_NAMESPACE
-@_KUBECONFIG
-def approve_command(
-    run_name: str, call: str, reason: str | None, namespace: str | None, kubeconfig: str | None
-) -> None:
-    """Approve the paused tool call CALL (its hash, or a unique prefix) of Run RUN."""
-    _decide("Approved", run_name, call, reason, namespace, kubeconfig)
+def _decision_command(name: str, decision: Literal["Approved", "Denied"], verb: str) -> None:
+    """Register ``bosun approve`` or ``bosun deny``: the same command for either decision."""
+
+    @app.command(
+        name, help=f"{verb} the paused tool call CALL (its hash, or a unique prefix) of Run RUN."
+    )
+    @click.argument("run_name", metavar="RUN")
+    @click.argument("call", metavar="CALL")
+    @_REASON
+    @_NAMESPACE
+    @_KUBECONFIG
+    def command(
+        run_name: str, call: str, reason: str | None, namespace: str | None, kubeconfig: str | None
+    ) -> None:
+        _decide(decision, run_name, call, reason, namespace, kubeconfig)
 
 
-@app.command("deny")
-@click.argument("run_name", metavar="RUN")
-@click.argument("call", metavar="CALL")
-@_REASON
-@_NAMESPACE
-@_KUBECONFIG
-def deny_command(
-    run_name: str, call: str, reason: str | None, namespace: str | None, kubeconfig: str | None
-) -> None:
-    """Deny the paused tool call CALL (its hash, or a unique prefix) of Run RUN."""
-    _decide("Denied", run_name, call, reason, namespace, kubeconfig)
+_decision_command("approve", "Approved", "Approve")
+_decision_command("deny", "Denied", "Deny")
 
 
 @app.command("trace")

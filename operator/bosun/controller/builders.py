@@ -52,41 +52,31 @@ def _meta(run: Obj, name: str, attempt: int | None = None) -> dict[str, Any]:
     }
 
 
-def service_account(run: Obj) -> dict[str, Any]:
+def _runner_object(run: Obj, api_version: str, kind: str, **fields: Any) -> dict[str, Any]:
+    """One of the objects named after the Run's runner account, owned by the Run."""
     name = contract.runner_account_name(run["metadata"]["name"])
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _meta(run, name),
-        "automountServiceAccountToken": True,
-    }
+    return {"apiVersion": api_version, "kind": kind, "metadata": _meta(run, name), **fields}
+
+
+def service_account(run: Obj) -> dict[str, Any]:
+    return _runner_object(run, "v1", "ServiceAccount", automountServiceAccountToken=True)
 
 
 def role(run: Obj) -> dict[str, Any]:
-    name = contract.runner_account_name(run["metadata"]["name"])
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": _meta(run, name),
-        "rules": contract.runner_rules(run["metadata"]["name"]),
-    }
+    rules = contract.runner_rules(run["metadata"]["name"])
+    return _runner_object(run, "rbac.authorization.k8s.io/v1", "Role", rules=rules)
 
 
 def role_binding(run: Obj) -> dict[str, Any]:
     name = contract.runner_account_name(run["metadata"]["name"])
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": _meta(run, name),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [
-            {
-                "kind": "ServiceAccount",
-                "name": name,
-                "namespace": run["metadata"]["namespace"],
-            }
-        ],
-    }
+    account = {"kind": "ServiceAccount", "name": name, "namespace": run["metadata"]["namespace"]}
+    return _runner_object(
+        run,
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        subjects=[account],
+    )
 
 
 def lease(run: Obj, duration_seconds: int) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from typing import Any
 import yaml
 
 from bosun import kube, ops
-from bosun.api import crdgen
 from bosun.dev import daemon, provision
 from bosun.runner import kubeapi, runtrace
 
@@ -29,12 +28,9 @@ Log = Callable[[str], None]
 NAMESPACE = "default"
 
 
-def _kubectl(
-    kubectl: pathlib.Path, kubeconfig: pathlib.Path, *args: str, stdin: str | None = None
-) -> str:
+def _kubectl(kubectl: pathlib.Path, kubeconfig: pathlib.Path, *args: str) -> str:
     proc = subprocess.run(
         [str(kubectl), f"--kubeconfig={kubeconfig}", *args],
-        input=stdin,
         capture_output=True,
         text=True,
         check=False,
@@ -75,18 +71,8 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
     state = daemon.up(folder, log=log)
     kubectl = provision.ensure(["kubectl"], log=log)["kubectl"]
     log(_kubectl(kubectl, state.kubeconfig, "get", "nodes"))
-    _kubectl(
-        kubectl,
-        state.kubeconfig,
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        "-",
-        stdin=crdgen.render_stream(),
-    )
-    names = [f"crd/{crdgen.crd_name(info)}" for info in crdgen.KINDS]
-    _kubectl(kubectl, state.kubeconfig, "wait", "--for=condition=Established", *names)
+    rest = kube.connect(state.kubeconfig)
+    ops.install_crds(rest, manager="bosun-demo")
     log("Installed the Bosun CRDs")
     health = daemon.start_operator(folder, state, log=log)
     _wait_ready(health)
@@ -104,7 +90,6 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
         log(_kubectl(kubectl, state.kubeconfig, "apply", "-n", NAMESPACE, "-f", str(path)).strip())
     if run_manifest is None:
         raise RuntimeError(f"no Run among the demo manifests in {demo}")
-    rest = kube.connect(state.kubeconfig)
     spec = run_manifest["spec"]
     name = f"{run_manifest['metadata']['name']}-{uuid.uuid4().hex[:5]}"
     ops.create_run(rest, NAMESPACE, spec["agentRef"]["name"], spec["input"], name=name)

@@ -228,21 +228,8 @@ def _build_kubernetes(out: pathlib.Path, names: Sequence[str], log: Log) -> None
     pkgs = [f"k8s.io/kubernetes/cmd/{name}" for name in names]
     _run([_go(), "get", *[f"{pkg}@{KUBERNETES_VERSION}" for pkg in pkgs]], work, env, log)
     for name, pkg in zip(names, pkgs, strict=True):
-        _run(
-            [
-                _go(),
-                "build",
-                "-p=2",
-                "-trimpath",
-                "-ldflags",
-                _version_ldflags(KUBERNETES_VERSION),
-                "-o",
-                str(out / name),
-                pkg,
-            ],
-            work,
-            env,
-            log,
+        _go_build(
+            pkg, out / name, _version_ldflags(KUBERNETES_VERSION), work=work, env=env, log=log
         )
 
 
@@ -254,18 +241,21 @@ def _build_etcd(out: pathlib.Path, log: Log) -> None:
         gomod.write_text("module bosun.dev/build/etcd\n\ngo 1.24.0\n")
     env = _go_env(work)
     _run([_go(), "get", f"go.etcd.io/etcd/server/v3@{ETCD_VERSION}"], work, env, log)
+    _go_build("go.etcd.io/etcd/server/v3", out / "etcd", "-s -w", work=work, env=env, log=log)
+
+
+def _go_build(
+    pkg: str,
+    binary: pathlib.Path,
+    ldflags: str,
+    *,
+    work: pathlib.Path,
+    env: dict[str, str],
+    log: Log,
+) -> None:
+    """Build ``pkg`` into ``binary`` as upstream does: static, trimmed, two jobs at a time."""
     _run(
-        [
-            _go(),
-            "build",
-            "-p=2",
-            "-trimpath",
-            "-ldflags",
-            "-s -w",
-            "-o",
-            str(out / "etcd"),
-            "go.etcd.io/etcd/server/v3",
-        ],
+        [_go(), "build", "-p=2", "-trimpath", "-ldflags", ldflags, "-o", str(binary), pkg],
         work,
         env,
         log,

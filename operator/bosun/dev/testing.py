@@ -25,8 +25,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
-from bosun import kube
-from bosun.api import crdgen
+from bosun import kube, ops
 from bosun.dev import cluster, daemon, kubeclient, provision
 
 __all__ = [
@@ -187,17 +186,7 @@ def bosun_crds(control_plane: ControlPlaneHandle) -> ControlPlaneHandle:
     The committed ``crds/`` are drift-checked against the same rendering.
     """
 
-    control_plane.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=bosun-tests",
-        "-f",
-        "-",
-        input=crdgen.render_stream(),
-    )
-    names = [f"crd/{crdgen.crd_name(info)}" for info in crdgen.KINDS]
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    ops.install_crds(control_plane.rest(), manager="bosun-tests")
     return control_plane
 
 

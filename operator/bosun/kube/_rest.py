@@ -56,6 +56,7 @@ _PLURALS = {
     "Policy": "policies",
     "Run": "runs",
     "Tool": "tools",
+    "CustomResourceDefinition": "customresourcedefinitions",
 }
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from bosun.api import agent as agent_api
 from bosun.runner import conversation
 from bosun.runner.providers import base
@@ -18,7 +16,7 @@ __all__ = [
     "API_VERSION",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_TOKENS",
-    "AnthropicProvider",
+    "endpoint",
     "parse_response",
     "render_messages",
     "render_request",
@@ -116,32 +114,11 @@ def parse_response(data: dict[str, Any], model: str) -> conversation.AssistantTu
     )
 
 
-class AnthropicProvider:
-    """Messages over httpx."""
-
-    provider = "anthropic"
-
-    def __init__(
-        self,
-        spec: agent_api.ModelSpec,
-        api_key: str,
-        client: httpx.Client,
-        policy: base.RetryPolicy,
-    ) -> None:
-        self.spec = spec
-        self.model = spec.name or ""
-        self.client = client
-        self.policy = policy
-        root = (spec.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.url = root + ("/messages" if root.endswith("/v1") else "/v1/messages")
-        self.headers = {"anthropic-version": API_VERSION}
-        if api_key:
-            self.headers["x-api-key"] = api_key
-
-    def complete(self, request: conversation.ModelRequest) -> conversation.AssistantTurn:
-        body = render_request(self.spec, request)
-        data = base.post_json(self.client, self.url, body, self.headers, self.policy)
-        return parse_response(data, self.model)
-
-    def close(self) -> None:
-        self.client.close()
+def endpoint(spec: agent_api.ModelSpec, api_key: str) -> tuple[str, dict[str, str]]:
+    """The Messages URL under the Agent's ``baseURL``, and the version and key headers."""
+    root = (spec.base_url or DEFAULT_BASE_URL).rstrip("/")
+    url = root + ("/messages" if root.endswith("/v1") else "/v1/messages")
+    headers = {"anthropic-version": API_VERSION}
+    if api_key:
+        headers["x-api-key"] = api_key
+    return url, headers

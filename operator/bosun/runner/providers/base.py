@@ -19,10 +19,12 @@ from typing import Any, Protocol
 import httpx
 
 from bosun import retry
+from bosun.api import agent as agent_api
 from bosun.runner import conversation, errors
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
+    "HTTPProvider",
     "ModelRejected",
     "ModelUnavailable",
     "Provider",
@@ -123,3 +125,34 @@ def post_json(
             },
         )
         policy.sleep(delay)
+
+
+class HTTPProvider:
+    """A provider behind a JSON-over-HTTP API: one POST per model call, retried by
+    ``post_json``; ``render`` and ``parse`` speak the API's own format."""
+
+    def __init__(
+        self,
+        spec: agent_api.ModelSpec,
+        client: httpx.Client,
+        policy: RetryPolicy,
+        endpoint: tuple[str, dict[str, str]],
+        *,
+        render: Callable[[agent_api.ModelSpec, conversation.ModelRequest], dict[str, Any]],
+        parse: Callable[[dict[str, Any], str], conversation.AssistantTurn],
+    ) -> None:
+        self.provider: str = spec.provider
+        self.spec = spec
+        self.model = spec.name or ""
+        self.client = client
+        self.policy = policy
+        self.url, self.headers = endpoint
+        self._render, self._parse = render, parse
+
+    def complete(self, request: conversation.ModelRequest) -> conversation.AssistantTurn:
+        body = self._render(self.spec, request)
+        data = post_json(self.client, self.url, body, self.headers, self.policy)
+        return self._parse(data, self.model)
+
+    def close(self) -> None:
+        self.client.close()

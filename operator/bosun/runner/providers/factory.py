@@ -22,6 +22,8 @@ def build(
         return scripted.ScriptedProvider(spec)
     timeout = float(spec.timeout_seconds or base.DEFAULT_TIMEOUT_SECONDS)
     client = httpclients.sync_client(timeout, transport=transport)
-    if spec.provider == "openai":
-        return openai.OpenAIProvider(spec, api_key, client, policy)
-    return anthropic.AnthropicProvider(spec, api_key, client, policy)
+    api = openai if spec.provider == "openai" else anthropic
+    endpoint = api.endpoint(spec, api_key)
+    return base.HTTPProvider(
+        spec, client, policy, endpoint, render=api.render_request, parse=api.parse_response
+    )

@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-
 from bosun.api import agent as agent_api
 from bosun.runner import conversation
 from bosun.runner.providers import base
 
 __all__ = [
     "DEFAULT_BASE_URL",
-    "OpenAIProvider",
+    "endpoint",
     "parse_response",
     "render_messages",
     "render_request",
@@ -124,29 +122,7 @@ def parse_response(data: dict[str, Any], model: str) -> conversation.AssistantTu
     )
 
 
-class OpenAIProvider:
-    """Chat completions over httpx."""
-
-    provider = "openai"
-
-    def __init__(
-        self,
-        spec: agent_api.ModelSpec,
-        api_key: str,
-        client: httpx.Client,
-        policy: base.RetryPolicy,
-    ) -> None:
-        self.spec = spec
-        self.model = spec.name or ""
-        self.client = client
-        self.policy = policy
-        self.url = (spec.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-
-    def complete(self, request: conversation.ModelRequest) -> conversation.AssistantTurn:
-        body = render_request(self.spec, request)
-        data = base.post_json(self.client, self.url, body, self.headers, self.policy)
-        return parse_response(data, self.model)
-
-    def close(self) -> None:
-        self.client.close()
+def endpoint(spec: agent_api.ModelSpec, api_key: str) -> tuple[str, dict[str, str]]:
+    """The URL of chat completions under the Agent's ``baseURL``, and the key's header."""
+    url = (spec.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+    return url, ({"Authorization": f"Bearer {api_key}"} if api_key else {})
