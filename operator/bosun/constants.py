@@ -21,6 +21,7 @@ __all__ = [
     "EMULATOR_NODE_NAME",
     "EMULATOR_SERVICEACCOUNT_DIR_ENV",
     "EMULATOR_TERMINATION_LOG_ENV",
+    "ENV_SCHEMA_DESCRIPTIONS",
     "EVENT_DEAD_LETTERED",
     "EVENT_LEASE_LOST",
     "GROUP",
@@ -139,3 +140,7 @@ OUTCOME_FAILED = "Failed"
 OUTCOME_LOST = "Lost"
 OUTCOME_CANCELLED = "Cancelled"
 OUTCOME_TIMED_OUT = "TimedOut"
+
+ENV_SCHEMA_DESCRIPTIONS = "BOSUN_SCHEMA_DESCRIPTIONS"
+"""``0`` builds the API models without their field descriptions (read from the source at import,
+~50 ms): what the runner does, since it validates objects and never renders a schema."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Self
 
 import pydantic
 from pydantic import alias_generators
 
-from bosun import retry
+from bosun import constants, retry
 
 __all__ = [
     "AGE_COLUMN",
@@ -30,6 +31,7 @@ __all__ = [
     "LIST_SET",
     "QUANTITY_PATTERN",
     "READY_COLUMN",
+    "SCHEMA_DESCRIPTIONS",
     "SECRET_KEY_PATTERN",
     "Attempts",
     "BackoffSeconds",
@@ -60,6 +62,9 @@ __all__ = [
 ]
 
 # A DNS-1123 label: what Kubernetes accepts for most object names that end up in other names.
+SCHEMA_DESCRIPTIONS = os.environ.get(constants.ENV_SCHEMA_DESCRIPTIONS, "1") != "0"
+"""Whether the models carry their field docstrings as descriptions (the CRDs need them)."""
+
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_LABEL_MAX = 63
 # A DNS-1123 subdomain: what Kubernetes accepts for the name of most objects.
@@ -186,7 +191,7 @@ class Model(pydantic.BaseModel):
         alias_generator=alias_generators.to_camel,
         populate_by_name=True,
         serialize_by_alias=True,
-        use_attribute_docstrings=True,
+        use_attribute_docstrings=SCHEMA_DESCRIPTIONS,
         extra="ignore",
     )
 

@@ -19,8 +19,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from bosun import constants
 from bosun.kube import _errors
 
@@ -136,6 +134,9 @@ def _pem(
 
 
 def _from_kubeconfig(path: pathlib.Path) -> Credentials:
+    # Deliberate lazy import: a runner in its pod reads no kubeconfig and never loads YAML.
+    import yaml  # noqa: PLC0415
+
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as err:

@@ -26,6 +26,7 @@ from bosun.api import agent as agent_api
 from bosun.runner import (
     config,
     errors,
+    httpclients,
     journal,
     journal_configmap,
     kubeapi,
@@ -120,6 +121,8 @@ def main(env: Mapping[str, str] | None = None) -> int:
         "pod": settings.pod_name,
     }
     logs.configure(settings.log_level, identity=identity)
+    # Load the trust store for model and tool calls while the Lease and journal are fetched.
+    threading.Thread(target=httpclients.prepare, name="tls", daemon=True).start()
     telemetry.configure(settings.otlp_endpoint)
     stop = threading.Event()
 
@@ -142,12 +145,14 @@ def _attempt(
 ) -> int:
     bound = logs.bind("bosun.runner")
     try:
-        cluster = kubeapi.Cluster(settings.namespace)
+        # One connection pool, shared by this thread and the Lease's renewal thread.
+        rest = kube.connect(timeout=kubeapi.TIMEOUT)
     except kube.ConfigError as err:
         bound.error("Failed to reach the API server", fields={"error": str(err)})
         return int(contract.ExitCode.FAILED_RETRYABLE)
+    cluster = kubeapi.Cluster(settings.namespace, rest)
     keeper = lease.LeaseKeeper(
-        lambda: kubeapi.Cluster(settings.namespace),
+        lambda: kubeapi.Cluster(settings.namespace, rest),
         settings.lease_name,
         settings.identity,
         duration_seconds=settings.lease_duration_seconds,
@@ -235,7 +240,7 @@ def _attempt(
         keeper.stop(release=code != contract.ExitCode.LEASE_LOST)
         if executor is not None:
             executor.close()
-        cluster.close()
+        rest.close()
     _terminate_message(reason, message)
     bound.info("Exited", fields={"exitCode": int(code), "reason": reason})
     return int(code)

@@ -6,6 +6,8 @@ Callers pass a ``transport`` in unit tests (httpx ``MockTransport``) instead of 
 
 from __future__ import annotations
 
+import functools
+import ssl
 from typing import TYPE_CHECKING
 
 import httpx
@@ -13,7 +15,7 @@ import httpx
 if TYPE_CHECKING:
     import httpx2
 
-__all__ = ["USER_AGENT", "mcp_client", "sync_client"]
+__all__ = ["USER_AGENT", "mcp_client", "prepare", "sync_client"]
 
 USER_AGENT = "bosun-runner/0.1"
 
@@ -32,7 +34,20 @@ def sync_client(
         headers=merged,
         follow_redirects=False,
         transport=transport,
+        verify=_tls(),
     )
+
+
+def prepare() -> None:
+    """Load the trust store now (the first client would otherwise wait for it)."""
+    _tls()
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The TLS settings of every model and tool client: the system's trust store, loaded once
+    per process (each load costs tens of milliseconds at start-up)."""
+    return ssl.create_default_context()
 
 
 def mcp_client(timeout_seconds: float, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:

@@ -16,9 +16,10 @@ import httpx
 
 from bosun import constants, contract, kube
 
-__all__ = ["Cluster", "ClusterAPI", "Object"]
+__all__ = ["TIMEOUT", "Cluster", "ClusterAPI", "Object"]
 
-_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+"""The runner's API request timeouts: a stalled API server must not stall the attempt."""
 
 Object = dict[str, Any]
 
@@ -53,7 +54,7 @@ class Cluster:
     def __init__(self, namespace: str, rest: kube.Rest | None = None) -> None:
         self.namespace = namespace
         self._owned = rest is None
-        self.rest = rest if rest is not None else kube.connect(timeout=_TIMEOUT)
+        self.rest = rest if rest is not None else kube.connect(timeout=TIMEOUT)
 
     def close(self) -> None:
         if self._owned:

@@ -121,11 +121,20 @@ class Executor:
         self.env = env
         self.max_result_chars = max_result_chars
         self.sleep = sleep
-        # One connection pool for every HTTP tool; each call sets its own timeout.
-        self.http = httpclients.sync_client(30.0, transport=http_transport)
+        self._transport = http_transport
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        """One connection pool for every HTTP tool (each call sets its own timeout), made at
+        the first call: a run that calls no HTTP tool never builds it."""
+        if self._http is None:
+            self._http = httpclients.sync_client(30.0, transport=self._transport)
+        return self._http
 
     def close(self) -> None:
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
 
     def _send(self, tool: tool_api.Tool) -> Send:
         if tool.spec.http is not None:
