@@ -87,7 +87,9 @@ def _pod_credentials(rest: kube.Rest, run: dict[str, Any], folder: pathlib.Path)
     (folder / "namespace").write_text(meta["namespace"])
 
 
-def _prepare(rest: kube.Rest, namespace: str, name: str, folder: pathlib.Path) -> dict[str, str]:
+def _prepare(
+    rest: kube.Rest, namespace: str, name: str, folder: pathlib.Path, source: pathlib.Path
+) -> dict[str, str]:
     """Create Run ``name`` and what the operator creates for its first attempt; return the
     runner container's environment."""
     run = rest.create(
@@ -111,7 +113,7 @@ def _prepare(rest: kube.Rest, namespace: str, name: str, folder: pathlib.Path) -
     server = urllib.parse.urlsplit(rest.credentials.server)
     return {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(ROOT / "operator"),
+        "PYTHONPATH": str(source),
         "KUBERNETES_SERVICE_HOST": server.hostname or "127.0.0.1",
         "KUBERNETES_SERVICE_PORT": str(server.port or 443),
         constants.EMULATOR_SERVICEACCOUNT_DIR_ENV: str(sa_dir),
@@ -147,14 +149,19 @@ def _start(python: pathlib.Path, env: dict[str, str], server: _Stopwatch, log_fi
 
 
 def measure(
-    cluster: _common.Cluster, starts: int = 20, python: pathlib.Path | None = None
+    cluster: _common.Cluster,
+    starts: int = 20,
+    python: pathlib.Path | None = None,
+    source: pathlib.Path = ROOT / "operator",
 ) -> dict[str, float]:
-    """Seconds from runner process start to its first model request: median, p99, min."""
+    """Seconds from runner process start to its first model request: median, p99, min.
+    ``python`` defaults to the runner image's packages, ``source`` to this checkout's."""
     rest = cluster.rest
     interpreter = python or runner_image_python()
-    label = hashlib.sha256(str(interpreter).encode()).hexdigest()[:6]
+    label = hashlib.sha256(f"{interpreter} {source}".encode()).hexdigest()[:6]
     namespace = _common.create_namespace(rest, f"bench-coldstart-{label}")
-    server = _Stopwatch().start()
+    server = _Stopwatch()
+    server.start()
     samples: list[float] = []
     try:
         rest.create(
@@ -171,7 +178,8 @@ def measure(
         with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile() as log_file:
             # Start 0 warms the API server's caches for the namespace and is not counted.
             for index in range(starts + 1):
-                env = _prepare(rest, namespace, f"cold-{index:03d}", pathlib.Path(folder))
+                name = f"cold-{index:03d}"
+                env = _prepare(rest, namespace, name, pathlib.Path(folder), source)
                 took = _start(interpreter, env, server, log_file)
                 if index:
                     samples.append(took)
@@ -195,12 +203,24 @@ def describe(figures: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--starts", type=int, default=20)
+    parser.add_argument(
+        "--compare",
+        type=pathlib.Path,
+        help="another checkout's operator/ folder, started with this .venv (e.g. an old commit)",
+    )
     args = parser.parse_args(argv)
     with _common.local_control_plane() as cluster:
         image = measure(cluster, args.starts)
         dev = measure(cluster, args.starts, pathlib.Path(sys.executable))
+        other = (
+            measure(cluster, args.starts, pathlib.Path(sys.executable), args.compare)
+            if args.compare
+            else None
+        )
     print(f"runner cold start, runner image packages: {describe(image)}")
     print(f"runner cold start, dev .venv:             {describe(dev)}")
+    if other is not None:
+        print(f"runner cold start, {args.compare} on .venv: {describe(other)}")
     return 0
 
 

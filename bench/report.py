@@ -33,6 +33,7 @@ from typing import Any
 
 import _common
 import ceiling
+import coldstart
 import memory
 import operator_bench
 import plots
@@ -171,6 +172,11 @@ def measure(plan: Plan) -> dict[str, Any]:
         _common.log("runner hot paths")
         facts["runnerHotPaths"] = runner_hot_paths(cluster, plan)
         facts["runnerStartup"] = runner_startup()
+        _common.log("runner cold start")
+        facts["runnerColdStart"] = {
+            "image": coldstart.measure(cluster, 20),
+            "dev": coldstart.measure(cluster, 20, pathlib.Path(sys.executable)),
+        }
         _common.log("ceiling: plain Jobs")
         facts["ceiling"] = {
             "createRates": {

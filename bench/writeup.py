@@ -300,6 +300,14 @@ def render(facts: dict[str, Any]) -> str:
         for s in mem["samples"]
     ]
     startup_rows = [(name, _ms(value)) for name, value in facts["runnerStartup"].items()]
+    cold = facts["runnerColdStart"]
+    startup_rows += [
+        (
+            f"runner process start → first model request, {label} (median / p99)",
+            f"{_ms(cold[key]['median'])} / {_ms(cold[key]['p99'])}",
+        )
+        for key, label in (("image", "runner image packages"), ("dev", "dev .venv"))
+    ]
     bars = throughput_bars(facts)
     stage_columns = {
         "real runner": real,
@@ -408,7 +416,9 @@ Growth (least-squares slope): **{mem["growthKibPer1000"] / 1024:.1f} MiB per 1,0
 ## Runner start-up cost
 
 Best of three: starting Python, and importing the runner (cumulative import time of its
-heaviest dependencies from `python -X importtime`).
+heaviest dependencies from `python -X importtime`). Then the cold start of 20 real runner
+processes (`bench/coldstart.py`): from the process starting to the model server receiving its
+first request, with the runner image's locked packages and with the dev `.venv`.
 
 {_common.table(("", "time"), startup_rows)}
 
