@@ -14,7 +14,7 @@ import click
 from bosun import kube, ops
 from bosun.api import crdgen
 from bosun.cli import _common
-from bosun.runner import approvals, kubeapi, runtrace
+from bosun.runner import approvals, kubeapi, records, runtrace
 
 __all__ = [
     "app",
@@ -221,7 +221,6 @@ _decision_command("deny", "Denied", "Deny")
 @_KUBECONFIG
 def trace_command(run_name: str, namespace: str | None, kubeconfig: str | None) -> None:
     """Print a Run's decision path from its journal: model calls, tool calls, decisions."""
-
     rest = _rest(kubeconfig)
     ns = ops.current_namespace(namespace)
     try:
@@ -229,7 +228,10 @@ def trace_command(run_name: str, namespace: str | None, kubeconfig: str | None) 
     except ops.OpsError as err:
         _fail(str(err))
     cluster = kubeapi.Cluster(ns, rest)
-    click.echo(runtrace.render(runtrace.records(cluster, run_name), run_name))
+    try:
+        click.echo(runtrace.render(runtrace.records(cluster, run_name), run_name))
+    except records.Unreadable as err:
+        _fail(f"the journal of Run {run_name} cannot be read: {err}")
     status = run.get("status") or {}
     usage = status.get("usage") or {}
     click.echo(

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bosun import retry
+from bosun import httpclients, retry
 from bosun.kube import _credentials, _errors
 
 __all__ = [
@@ -86,12 +86,8 @@ class Rest:
         self.credentials = credentials
         self._sleep = sleep
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._http = httpx.Client(
-            base_url=credentials.server,
-            verify=ssl_context(credentials),
-            timeout=self.timeout,
-            transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "bosun"},
+        self._http = httpclients.api_client(
+            credentials.server, ssl_context(credentials), self.timeout, transport
         )
 
     def close(self) -> None:

@@ -21,12 +21,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bosun import constants, contract, kube
+from bosun import constants, contract, httpclients, kube
 from bosun.api import agent as agent_api
 from bosun.runner import (
     config,
     errors,
-    httpclients,
     journal,
     journal_configmap,
     kubeapi,

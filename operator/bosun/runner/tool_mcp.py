@@ -15,8 +15,9 @@ import mcp
 from mcp.client import streamable_http
 from mcp.shared import exceptions as mcp_exceptions
 
+from bosun import httpclients
 from bosun.api import tool as tool_api
-from bosun.runner import httpclients, toolresults
+from bosun.runner import toolresults
 
 __all__ = ["send"]
 
@@ -33,13 +34,21 @@ def _text(result: Any) -> str:
 async def _call(
     url: str, name: str, args: dict[str, Any], headers: dict[str, str], timeout: float
 ) -> toolresults.ToolResult:
-    client = httpclients.mcp_client(timeout, headers)
+    client = _client(timeout, headers)
     async with client:
         transport = streamable_http.streamable_http_client(url, http_client=client)
         with anyio.fail_after(timeout):
             async with mcp.Client(transport, read_timeout_seconds=timeout) as session:
                 result = await session.call_tool(name, args, read_timeout_seconds=timeout)
     return toolresults.ToolResult(_text(result), is_error=bool(result.is_error))
+
+
+def _client(timeout_seconds: float, headers: dict[str, str]) -> httpx2.AsyncClient:
+    """The httpx2 client of one MCP session (the SDK's streamable-HTTP transport takes it)."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
+        headers={"User-Agent": httpclients.USER_AGENT, **headers},
+    )
 
 
 def _leaves(err: BaseException) -> list[BaseException]:

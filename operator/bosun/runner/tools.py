@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from bosun import contract, retry
+from bosun import contract, httpclients, retry
 from bosun.api import tool as tool_api
-from bosun.runner import conversation, httpclients, tool_http, toolresults
+from bosun.runner import conversation, tool_http, toolresults
 
 __all__ = [
     "ANY_OBJECT",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from bosun import httpclients
 from bosun.api import agent as agent_api
-from bosun.runner import httpclients
 from bosun.runner.providers import anthropic, base, openai, scripted
 
 __all__ = ["build"]

@@ -1,5 +1,6 @@
-"""The one place the runner builds HTTP clients: httpx for models and HTTP tools, and the
-httpx2 client the ``mcp`` SDK's streamable-HTTP transport takes.
+"""The one place Bosun builds httpx clients: for the API server (``bosun.kube``), and for models
+and HTTP tools (the runner). The MCP SDK brings its own HTTP library (httpx2); its client is
+built where MCP is spoken, in ``runner.tool_mcp``.
 
 Callers pass a ``transport`` in unit tests (httpx ``MockTransport``) instead of patching.
 """
@@ -8,16 +9,28 @@ from __future__ import annotations
 
 import functools
 import ssl
-from typing import TYPE_CHECKING
 
 import httpx
 
-if TYPE_CHECKING:
-    import httpx2
+__all__ = ["USER_AGENT", "api_client", "prepare", "sync_client"]
 
-__all__ = ["USER_AGENT", "mcp_client", "prepare", "sync_client"]
+USER_AGENT = "bosun/0.1"
 
-USER_AGENT = "bosun-runner/0.1"
+
+def api_client(
+    server: str,
+    verify: ssl.SSLContext,
+    timeout: httpx.Timeout,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """A client for one Kubernetes API server, verified against its own CA (``verify``)."""
+    return httpx.Client(
+        base_url=server,
+        verify=verify,
+        timeout=timeout,
+        transport=transport,
+        headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+    )
 
 
 def sync_client(
@@ -48,15 +61,3 @@ def _tls() -> ssl.SSLContext:
     """The TLS settings of every model and tool client: the system's trust store, loaded once
     per process (each load costs tens of milliseconds at start-up)."""
     return ssl.create_default_context()
-
-
-def mcp_client(timeout_seconds: float, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
-    """The client the MCP transport uses for one session with a server."""
-    import httpx2  # noqa: PLC0415 - deliberate: only runs with an MCP tool load httpx2
-
-    merged = {"User-Agent": USER_AGENT}
-    merged.update(headers or {})
-    return httpx2.AsyncClient(
-        timeout=httpx2.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
-        headers=merged,
-    )
