@@ -186,11 +186,16 @@ def test_crd_descriptions_name_the_defaults_the_code_uses(
     kind: str, path: tuple[str, ...], defaults: retry.Policy
 ) -> None:
     fields = _retry_schema(kind, *path)
-    expected = {
-        "maxAttempts": defaults.max_attempts,
-        "initialBackoffSeconds": defaults.initial_backoff_seconds,
-        "backoffMultiplier": defaults.backoff_multiplier,
-        "maxBackoffSeconds": defaults.max_backoff_seconds,
-    }
+    expected = defaults.fields()
     for name, value in expected.items():
         assert fields[name]["description"].endswith(f"Built-in default: {value:g}."), name
+
+
+def test_fields_name_the_policy_as_the_api_does() -> None:
+    assert retry.TOOL_CALL_DEFAULTS.fields() == {
+        "maxAttempts": 3,
+        "initialBackoffSeconds": 0.5,
+        "backoffMultiplier": 2,
+        "maxBackoffSeconds": 10,
+    }
+    assert retry.layered(RUN, retry.TOOL_CALL_DEFAULTS.fields()) == retry.TOOL_CALL_DEFAULTS

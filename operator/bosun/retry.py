@@ -44,6 +44,14 @@ Uniform = Callable[[float, float], float]
 _MAX_EXPONENT = 64  # so huge failure counts cannot overflow a float
 
 
+_FIELDS = {
+    "maxAttempts": "max_attempts",
+    "initialBackoffSeconds": "initial_backoff_seconds",
+    "backoffMultiplier": "backoff_multiplier",
+    "maxBackoffSeconds": "max_backoff_seconds",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
     """Exponential backoff with full jitter, and how many tries there are in all."""
@@ -73,6 +81,10 @@ class Policy:
         """Full jitter: a uniform draw in ``[0, bound(failures)]``, at least ``retry_after``."""
         jittered = uniform(0.0, self.bound(failures))
         return jittered if retry_after is None else max(retry_after, jittered)
+
+    def fields(self) -> dict[str, float]:
+        """The policy by the API's field names (``maxAttempts``, ``initialBackoffSeconds``, ...)."""
+        return {key: getattr(self, name) for key, name in _FIELDS.items()}
 
     def exhausted(self, tries: int) -> bool:
         """True when ``tries`` tries used up every attempt this policy allows."""
@@ -111,13 +123,6 @@ CONTAINER_RESTART = Policy(
     max_attempts=_FOREVER, initial_backoff_seconds=1, backoff_multiplier=2, max_backoff_seconds=30
 )
 """The node emulator's wait before restarting a container that exited (its ``bound``)."""
-
-_FIELDS = {
-    "maxAttempts": "max_attempts",
-    "initialBackoffSeconds": "initial_backoff_seconds",
-    "backoffMultiplier": "backoff_multiplier",
-    "maxBackoffSeconds": "max_backoff_seconds",
-}
 
 
 def layered(defaults: Policy, *layers: Mapping[str, Any] | None) -> Policy:

@@ -250,12 +250,7 @@ def _explain(cp: testing.ControlPlaneHandle, path: str) -> str | None:
 def test_kubectl_explain_prints_the_retry_defaults_the_code_uses(
     bosun_crds: testing.ControlPlaneHandle, path: str, defaults: retry.Policy
 ) -> None:
-    expected = {
-        "maxAttempts": defaults.max_attempts,
-        "initialBackoffSeconds": defaults.initial_backoff_seconds,
-        "backoffMultiplier": defaults.backoff_multiplier,
-        "maxBackoffSeconds": defaults.max_backoff_seconds,
-    }
+    expected = defaults.fields()
     for field, value in expected.items():
         out = testing.until(
             functools.partial(_explain, bosun_crds, f"{path}.{field}"),
