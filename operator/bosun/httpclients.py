@@ -27,6 +27,7 @@ def api_client(
     return httpx.Client(
         base_url=server,
         verify=verify,
+        trust_env=False,  # no proxy from the environment: the token goes to the API server only
         timeout=timeout,
         transport=transport,
         headers={"Accept": "application/json", "User-Agent": USER_AGENT},

@@ -115,9 +115,11 @@ RECONCILE_ERRORS = Policy(
 """The operator's wait before reconciling an object again after an error (its ``bound``)."""
 
 API_THROTTLED = Policy(
-    max_attempts=6, initial_backoff_seconds=0.5, backoff_multiplier=2, max_backoff_seconds=4
+    max_attempts=4, initial_backoff_seconds=0.5, backoff_multiplier=2, max_backoff_seconds=1
 )
-"""Requests the API server answered with 429 or 503 and a ``Retry-After`` (``bosun.kube``)."""
+"""Requests the API server answered with 429 or 503 and a ``Retry-After`` (``bosun.kube``; the
+server's wait is capped at the policy's): at most 3 s of waiting in all, well inside a runner's
+Lease, so a throttled request never outlives the ownership it was sent under."""
 
 CONTAINER_RESTART = Policy(
     max_attempts=_FOREVER, initial_backoff_seconds=1, backoff_multiplier=2, max_backoff_seconds=30

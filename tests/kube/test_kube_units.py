@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from bosun import constants, kube
+from bosun import constants, kube, retry
 
 CA = "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"
 
@@ -195,7 +195,7 @@ def test_throttling_is_retried_after_the_servers_wait_and_then_given_up() -> Non
     with pytest.raises(kube.ApiError) as caught:
         rest.list("v1", "configmaps", "a")
     assert caught.value.status == 429
-    assert len(slept) == 5  # six tries in all (retry.API_THROTTLED)
+    assert len(slept) == retry.API_THROTTLED.max_attempts - 1  # a wait between tries
 
 
 def test_a_429_without_retry_after_and_an_unreachable_server_fail_at_once() -> None:
@@ -221,3 +221,35 @@ def test_a_429_without_retry_after_and_an_unreachable_server_fail_at_once() -> N
     with pytest.raises(kube.Unavailable) as unreachable:
         rest.list("v1", "configmaps", "a")
     assert unreachable.value.status == 0
+
+
+def test_kubeconfig_errors_never_quote_its_lines(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text("users:\n- user:\n    token: s3cret-t0ken: [unclosed\n")
+    with pytest.raises(kube.ConfigError) as caught:
+        kube.load(path)
+    assert "s3cret" not in str(caught.value)
+    assert "line 3" in str(caught.value)
+
+
+def test_half_a_client_certificate_and_quoted_booleans(tmp_path: pathlib.Path) -> None:
+    user = {"client-certificate-data": base64.b64encode(b"CERT").decode()}
+    with pytest.raises(kube.ConfigError, match="without the other"):
+        kube.load(_kubeconfig(tmp_path, user))
+    path = _kubeconfig(tmp_path, {"token": "t"})
+    config = yaml.safe_load(path.read_text())
+    config["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = "false"
+    path.write_text(yaml.safe_dump(config))
+    assert kube.load(path).insecure is False
+
+
+def test_a_pod_without_the_cluster_ca_is_refused(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "token").write_text("t")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(constants.EMULATOR_SERVICEACCOUNT_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    with pytest.raises(kube.ConfigError, match="cluster CA"):
+        kube.load()

@@ -8,6 +8,7 @@ and the work queue there, and a worker's ``RunReconciler.reconcile`` decides wit
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -106,10 +107,15 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     token = credentials.bearer_token()
     return kopf.ConnectionInfo(
         server=credentials.server,
-        ca_data=credentials.ca_pem,
+        ca_data=_base64(credentials.ca_pem),
         insecure=credentials.insecure,
         scheme="Bearer" if token else None,
         token=token or None,
-        certificate_data=credentials.client_cert_pem,
-        private_key_data=credentials.client_key_pem,
+        certificate_data=_base64(credentials.client_cert_pem),
+        private_key_data=_base64(credentials.client_key_pem),
     )
+
+
+def _base64(pem: str | None) -> str | None:
+    """PEM as kopf's ``*_data`` fields take it in every supported version: base64 of the PEM."""
+    return base64.b64encode(pem.encode()).decode() if pem else None

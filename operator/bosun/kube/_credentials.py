@@ -105,9 +105,14 @@ def _in_cluster() -> Credentials:
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     server_host = f"[{host}]" if ":" in host else host
     namespace_file = sa_dir / "namespace"
+    try:
+        ca_pem = (sa_dir / "ca.crt").read_text()
+    except OSError as err:
+        # A pod's API server is verified against the cluster's CA, never the system's store.
+        raise _errors.ConfigError(f"cannot read the cluster CA {sa_dir / 'ca.crt'}: {err}") from err
     return Credentials(
         server=f"https://{server_host}:{port}",
-        ca_pem=(sa_dir / "ca.crt").read_text() if (sa_dir / "ca.crt").exists() else None,
+        ca_pem=ca_pem,
         token_file=sa_dir / "token",
         namespace=namespace_file.read_text().strip() if namespace_file.exists() else None,
     )
@@ -124,12 +129,17 @@ def _named(entries: Any, name: str, what: str, path: pathlib.Path) -> Mapping[st
 def _pem(
     section: Mapping[str, Any], data_key: str, file_key: str, base: pathlib.Path
 ) -> str | None:
-    data = section.get(data_key)
-    if data:
-        return base64.b64decode(data).decode()
-    file = section.get(file_key)
-    if file:
-        return (base / str(file)).read_text()
+    data, file = section.get(data_key), section.get(file_key)
+    try:
+        if data:
+            return base64.b64decode(str(data), validate=True).decode()
+        if file:
+            return (base / str(file)).read_text()
+    except (ValueError, OSError) as err:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        which = data_key if data else f"{file_key} {file}"
+        raise _errors.ConfigError(
+            f"kubeconfig: {which} is unreadable ({type(err).__name__})"
+        ) from err
     return None
 
 
@@ -138,9 +148,17 @@ def _from_kubeconfig(path: pathlib.Path) -> Credentials:
     import yaml  # noqa: PLC0415
 
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        with path.open() as stream:
+            config = yaml.safe_load(stream) or {}
+    except yaml.MarkedYAMLError as err:
+        # The position only: the parser's message would quote the line, which may hold a secret.
+        mark = err.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise _errors.ConfigError(f"kubeconfig {path} is not valid YAML{where}") from err
     except (OSError, yaml.YAMLError) as err:
-        raise _errors.ConfigError(f"kubeconfig {path} is unreadable: {err}") from err
+        raise _errors.ConfigError(
+            f"kubeconfig {path} is unreadable ({type(err).__name__})"
+        ) from err
     if not isinstance(config, Mapping):
         raise _errors.ConfigError(f"kubeconfig {path} is not a mapping")
     current = config.get("current-context")
@@ -156,6 +174,13 @@ def _from_kubeconfig(path: pathlib.Path) -> Credentials:
                 " Bosun does not support; use a client certificate or a token"
             )
     base = path.parent
+    cert = _pem(user, "client-certificate-data", "client-certificate", base)
+    key = _pem(user, "client-key-data", "client-key", base)
+    if (cert is None) != (key is None):
+        raise _errors.ConfigError(
+            f"kubeconfig {path}: user {context.get('user')!r} has a client certificate or key"
+            " without the other"
+        )
     token_file = user.get("tokenFile")
     server = cluster.get("server")
     if not server:
@@ -165,9 +190,9 @@ def _from_kubeconfig(path: pathlib.Path) -> Credentials:
     return Credentials(
         server=str(server).rstrip("/"),
         ca_pem=_pem(cluster, "certificate-authority-data", "certificate-authority", base),
-        insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
-        client_cert_pem=_pem(user, "client-certificate-data", "client-certificate", base),
-        client_key_pem=_pem(user, "client-key-data", "client-key", base),
+        insecure=str(cluster.get("insecure-skip-tls-verify", False)).lower() == "true",
+        client_cert_pem=cert,
+        client_key_pem=key,
         token=str(user["token"]) if user.get("token") else None,
         token_file=base / str(token_file) if token_file else None,
         namespace=str(context["namespace"]) if context.get("namespace") else None,

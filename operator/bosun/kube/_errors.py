@@ -73,7 +73,7 @@ def from_response(status: int, phrase: str, body: bytes) -> ApiError:
         payload = None
     if isinstance(payload, dict) and payload.get("kind") == "Status":
         reason = str(payload.get("reason") or phrase)
-        message = str(payload.get("message") or "")
+        message = str(payload.get("message") or "")[:2000]
     if status == 404:
         return NotFound(status, reason, message)
     if status == 409:

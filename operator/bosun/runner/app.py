@@ -146,7 +146,7 @@ def _attempt(
     try:
         # One connection pool, shared by this thread and the Lease's renewal thread.
         rest = kube.connect(timeout=kubeapi.TIMEOUT)
-    except kube.ConfigError as err:
+    except (kube.ConfigError, OSError) as err:  # OSError: the CA or certificate (ssl.SSLError)
         bound.error("Failed to reach the API server", fields={"error": str(err)})
         return int(contract.ExitCode.FAILED_RETRYABLE)
     cluster = kubeapi.Cluster(settings.namespace, rest)
