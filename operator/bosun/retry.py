@@ -31,7 +31,6 @@ __all__ = [
     "Policy",
     "TransportFailure",
     "Uniform",
-    "describe",
     "layered",
     "retry_after_seconds",
     "retryable_status",
@@ -147,23 +146,6 @@ def layered(defaults: Policy, *layers: Mapping[str, Any] | None) -> Policy:
         backoff_multiplier=float(values["backoff_multiplier"]),
         max_backoff_seconds=max(float(values["max_backoff_seconds"]), initial),
     )
-
-
-def describe(defaults: Policy) -> str:
-    """The defaults as the CRD descriptions state them, e.g. ``3 attempts, 5 s initial ...``."""
-    return (
-        f"{defaults.max_attempts} attempts, {_seconds(defaults.initial_backoff_seconds)} initial"
-        f" backoff, multiplier {_number(defaults.backoff_multiplier)}, at most"
-        f" {_seconds(defaults.max_backoff_seconds)}"
-    )
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def _seconds(value: float) -> str:
-    return f"{_number(value)} seconds"
 
 
 # --- Classification ---------------------------------------------------------------------------

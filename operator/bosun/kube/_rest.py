@@ -234,15 +234,6 @@ class Rest:
             return False
         return True
 
-    def replace(self, obj: Obj) -> Obj:
-        """Update ``obj`` whole (PUT); its ``metadata.resourceVersion`` is a precondition, so a
-        stale object raises ``Conflict``."""
-        meta = obj["metadata"]
-        path = object_path(
-            obj["apiVersion"], _PLURALS[obj["kind"]], meta.get("namespace"), meta["name"]
-        )
-        return self.request("PUT", path, obj)
-
     def merge_patch(
         self,
         api_version: str,
