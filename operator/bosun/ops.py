@@ -116,6 +116,7 @@ def follow(
             attempts[-1].get("outcome") if attempts else None,
             usage.get("totalTokens"),
             usage.get("toolCalls"),
+            tuple(p.get("callHash") for p in status.get("pendingApprovals") or ()),
         )
         if signature != last:
             last = signature

@@ -140,18 +140,35 @@ def test_an_approval_binds_to_run_and_call_hash_and_a_denial_wins() -> None:
 
 
 def test_a_call_is_named_by_its_hash_or_a_unique_pending_prefix() -> None:
+    first, second = "abcdef1" + "0" * 57, "abcdef2" + "0" * 57
     run = {
         "metadata": {"name": "r"},
-        "status": {
-            "pendingApprovals": [{"callHash": "ab" + "0" * 62}, {"callHash": "ac" + "0" * 62}]
-        },
+        "status": {"pendingApprovals": [{"callHash": first}, {"callHash": second}]},
     }
-    assert approvals.resolve_call(run, "AB") == "ab" + "0" * 62
+    assert approvals.resolve_call(run, "ABCDEF1") == first
     assert approvals.resolve_call(run, "f" * 64) == "f" * 64
     with pytest.raises(ValueError, match="matches 2 pending calls"):
-        approvals.resolve_call(run, "a")
+        approvals.resolve_call(run, "abcdef")
     with pytest.raises(ValueError, match="matches 0"):
-        approvals.resolve_call(run, "zz")
+        approvals.resolve_call(run, "ffffff")
+
+
+@pytest.mark.parametrize("call", ["", "  ", "a", "ab", "ab000", "zz0000", "ab00-0", "$CALL"])
+def test_an_empty_short_or_non_hex_call_decides_nothing(call: str) -> None:
+    run = {
+        "metadata": {"name": "r"},
+        "status": {"pendingApprovals": [{"callHash": "ab" + "0" * 62, "tool": "refund"}]},
+    }
+    with pytest.raises(ValueError, match="is not a call hash") as caught:
+        approvals.resolve_call(run, call)
+    assert "ab0000000000 (tool refund)" in str(caught.value)
+
+
+def test_a_call_already_decided_says_so_and_by_whom() -> None:
+    run = {"metadata": {"name": "r"}, "status": {"pendingApprovals": []}}
+    decided = [_approval("r-ab00", "ab" + "0" * 62, "Approved")]
+    with pytest.raises(ValueError, match="already decided: Approved by"):
+        approvals.resolve_call(run, "ab0000", decided)
 
 
 def test_trace_renders_the_decision_path() -> None:

@@ -6,6 +6,7 @@ errors into a one-line message and a non-zero exit code; no logic lives here.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any, Literal
 
@@ -88,6 +89,8 @@ def _rest(kubeconfig: str | None) -> kube.Rest:
 
 
 def _describe(run: dict[str, Any]) -> str:
+    """One line on where a Run is; then, for each call waiting for a human, what it is and the
+    commands that decide it."""
     status = run.get("status") or {}
     attempts = status.get("attempts") or []
     usage = status.get("usage") or {}
@@ -101,7 +104,22 @@ def _describe(run: dict[str, Any]) -> str:
         parts.append(f"nextRetry={status['nextRetryTime']}")
     if usage:
         parts.append(f"tokens={usage.get('totalTokens', 0)} tools={usage.get('toolCalls', 0)}")
-    return " ".join(parts)
+    if status.get("duplicateOf"):
+        parts.append(f"duplicateOf={status['duplicateOf']}")
+    lines = [" ".join(parts)]
+    meta = run.get("metadata") or {}
+    for pending in status.get("pendingApprovals") or ():
+        call_hash = str(pending.get("callHash", ""))
+        approve = approvals.command("approve", meta.get("namespace", ""), meta["name"], call_hash)
+        deny = approvals.command("deny", meta.get("namespace", ""), meta["name"], call_hash)
+        args = json.dumps(pending.get("args") or {}, separators=(",", ":"), sort_keys=True)
+        lines.append(
+            f"    waiting for approval: {pending.get('tool')} {args[:200]}"
+            f" (policy {pending.get('policy') or '-'}, rule {pending.get('rule') or '-'},"
+            f" until {pending.get('expiryTime') or '-'})"
+        )
+        lines.append(f"    decide: {approve}   or   {deny}")
+    return "\n".join(lines)
 
 
 @app.command("run")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
@@ -23,9 +24,11 @@ from bosun.runner import kubeapi, records
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
+    "MIN_CALL_PREFIX",
     "Outcome",
     "Waiter",
     "call_hash",
+    "command",
     "create_approval",
     "decision_for",
     "parse_all",
@@ -125,21 +128,52 @@ class Waiter:
             self.sleep(min(self.poll_seconds, remaining))
 
 
-def resolve_call(run: dict[str, Any], call: str) -> str:
-    """The full callHash for ``call``: a full hash, or a unique prefix of one pending call."""
-    if len(call) == 64:
-        return call.lower()
-    pending = [
-        str(p.get("callHash", "")) for p in (run.get("status") or {}).get("pendingApprovals") or ()
-    ]
-    matches = [h for h in pending if h.startswith(call.lower())]
-    if len(matches) != 1:
-        name = (run.get("metadata") or {}).get("name")
+MIN_CALL_PREFIX = 6
+"""The shortest prefix of a callHash that names a call: an empty or one-letter CALL (an unset
+shell variable, a typo) must never decide whatever happens to be pending."""
+
+_CALL = re.compile(rf"[0-9a-f]{{{MIN_CALL_PREFIX},64}}")
+
+
+def command(verb: str, namespace: str, run: str, call_hash: str) -> str:
+    """The command that decides a paused call, ready to paste: ``bosun approve -n NS RUN HASH``."""
+    return f"bosun {verb} -n {namespace} {run} {call_hash[:12]}"
+
+
+def resolve_call(
+    run: dict[str, Any], call: str, decided: Iterable[approval_api.Approval] = ()
+) -> str:
+    """The full callHash for ``call``: a full hash, or a unique prefix (at least
+    ``MIN_CALL_PREFIX`` hex characters) of one pending call. ``decided`` are the Run's
+    Approvals, to say so when ``call`` names a call that was already decided."""
+    wanted = call.strip().lower()
+    meta = run.get("metadata") or {}
+    name = meta.get("name")
+    pending = [p for p in (run.get("status") or {}).get("pendingApprovals") or () if p]
+    listed = "; ".join(f"{str(p.get('callHash', ''))[:12]} (tool {p.get('tool')})" for p in pending)
+    waiting = f" Pending calls of Run {name}: {listed}." if pending else ""
+    if not _CALL.fullmatch(wanted):
         raise ValueError(
-            f"{call!r} matches {len(matches)} pending calls of Run {name}"
-            + (f": {', '.join(h[:12] for h in matches)}" if matches else "")
+            f"CALL {call!r} is not a call hash: give the callHash of a pending call, or at least"
+            f" its first {MIN_CALL_PREFIX} hex characters.{waiting}"
         )
-    return matches[0]
+    if len(wanted) == 64:
+        return wanted
+    matches = [h for p in pending if (h := str(p.get("callHash", ""))).startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        for approval in decided:
+            if approval.spec.run_name == name and approval.spec.call_hash.startswith(wanted):
+                raise ValueError(
+                    f"call {wanted} of Run {name} was already decided: {approval.spec.decision}"
+                    f" by {approval.spec.approved_by} (approval {approval.metadata.name})"
+                )
+    raise ValueError(
+        f"{call!r} matches {len(matches)} pending calls of Run {name}"
+        + (f": {', '.join(h[:12] for h in matches)}" if matches else "")
+        + f".{waiting}"
+    )
 
 
 def create_approval(
@@ -153,7 +187,7 @@ def create_approval(
 ) -> dict[str, Any]:
     """Record a human decision on call ``call`` (a hash or a unique pending prefix) of Run
     ``run``; ``approved_by`` defaults to the user the client authenticates as."""
-    hash_ = resolve_call(cluster.get_run(run), call)
+    hash_ = resolve_call(cluster.get_run(run), call, parse_all(cluster.list_approvals()))
     who = approved_by or cluster.whoami()
     if not who:
         raise ValueError("could not tell who you are; pass approved_by")

@@ -423,17 +423,20 @@ class AgentLoop:
             requested,
             expires,
         )
+        approve = approvals.command(
+            "approve", self.settings.namespace, self.settings.run_name, hash_
+        )
         self.report(
             pending=(pending,),
             reason="ApprovalRequested",
-            message=f"tool {call.call.name} needs approval: bosun approve "
-            f"{self.settings.run_name} {hash_[:12]}",
+            message=f"tool {call.call.name} needs approval: {approve}",
         )
         if previous is None:
             self.deps.reporter.event(
                 "ApprovalRequested",
                 f"Call of tool {call.call.name} at step {call.step} waits for approval: "
-                f"callHash {hash_} (policy {decision.policy or '-'}, rule {decision.rule or '-'})",
+                f"callHash {hash_} (policy {decision.policy or '-'}, rule {decision.rule or '-'});"
+                f" decide with: {approve}",
             )
 
         def ignored(other: approval_api.Approval) -> None:
