@@ -379,8 +379,19 @@ def test_run_created_before_its_agent_starts_when_the_agent_appears(
     status = _wait_phase(rest, namespace, "early", "Pending")
     assert _condition(status, "Queued")["reason"] == "AgentNotFound"
     assert "late-agent" in _condition(status, "Queued")["message"]
+    # A Run waiting for its Agent is in the queue the alert watches.
+    waiting = 'bosun_queue_depth{reason="AgentNotFound"} 1.0'
+    testing.until(
+        lambda: waiting in urllib.request.urlopen(operator.metrics_url, timeout=10).read().decode(),
+        what=waiting,
+    )
     _create(rest, namespace, _agent("late-agent"))
     _wait_phase(rest, namespace, "early", "Succeeded")
+    gone = 'bosun_queue_depth{reason="AgentNotFound"} 0.0'
+    testing.until(
+        lambda: gone in urllib.request.urlopen(operator.metrics_url, timeout=10).read().decode(),
+        what=gone,
+    )
 
 
 def test_idempotency_key_duplicate_never_executes(

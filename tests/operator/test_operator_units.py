@@ -294,3 +294,32 @@ def test_what_ended_the_pod_comes_before_what_the_runner_said() -> None:
     assert outcomes.failed_attempt(permanent, None, "BackoffLimitExceeded", None).reason == (
         "RunnerFailed"
     )
+
+
+@pytest.mark.parametrize(
+    ("phase", "reason", "spec", "expected"),
+    [
+        (None, None, {}, "Reconciling"),
+        ("Pending", "AgentNotFound", {}, "AgentNotFound"),
+        ("Queued", "WaitingForCapacity", {}, "WaitingForCapacity"),
+        ("Queued", "BudgetExceeded", {}, "BudgetExceeded"),
+        ("Retrying", "RetryScheduled", {}, "RetryScheduled"),
+        ("Pending", "Reconciling", {}, "Reconciling"),
+        ("Queued", "WaitingForCapacity", {"suspend": True}, None),
+        ("Queued", "WaitingForCapacity", {"cancel": True}, None),
+        ("Running", "Admitted", {}, None),
+        ("Suspended", "Suspended", {}, None),
+        ("Succeeded", "Admitted", {}, None),
+        ("DeadLettered", "RetriesExhausted", {}, None),
+        ("Duplicate", "DuplicateIdempotencyKey", {}, None),
+    ],
+)
+def test_queue_depth_counts_every_run_that_waits_by_why(
+    phase: str | None, reason: str | None, spec: dict[str, Any], expected: str | None
+) -> None:
+    status: dict[str, Any] = {}
+    if phase is not None:
+        status = {"phase": phase, "conditions": [{"type": "Queued", "reason": reason}]}
+    run = {"metadata": {"name": "r"}, "spec": spec, "status": status}
+    assert runstatus.waiting_reason(run) == expected
+    assert expected is None or expected in runstatus.WAITING_REASONS

@@ -240,10 +240,16 @@ class Controller:
         per_agent: dict[store_mod.Key, int] = collections.defaultdict(int)
         queued: list[tuple[tuple[int, str, str], store_mod.Key, store_mod.Key]] = []
         start_times: dict[store_mod.Key, list[str]] = collections.defaultdict(list)
+        waiting_by = collections.Counter[str]()
+        reason_of: dict[store_mod.Key, str] = {}
         for run in self.store.runs.values():
             meta = run["metadata"]
             spec = run.get("spec") or {}
             agent_key = store_mod.agent_key_of(run)
+            why = runstatus.waiting_reason(run)
+            if why is not None:
+                waiting_by[why] += 1
+                reason_of[store_mod.key_of(run)] = why
             started_at = (run.get("status") or {}).get("startTime")
             if started_at:
                 start_times[agent_key].append(started_at)
@@ -266,14 +272,12 @@ class Controller:
                 queued.append((order, store_mod.key_of(run), agent_key))
         queued.sort()
         started = 0
-        waiting = 0
         now = conditions.now()
         policies = self.store.policies.values()
         budgets: dict[store_mod.Key, tuple[usage.RunsBudget, list[datetime.datetime]] | None] = {}
         for _, key, agent_key in queued:
             agent = self.store.agents.get(agent_key)
             if agent is None:
-                waiting += 1
                 continue
             current = self.store.runs.get(key)
             first = current is not None and not (current.get("status") or {}).get("startTime")
@@ -287,7 +291,6 @@ class Controller:
             held = budgets.get(agent_key) if first else None
             if held is not None:
                 if len(held[1]) >= held[0].limit:
-                    waiting += 1
                     message, event = usage.over_budget(held[0], agent_key[1], held[1])
                     with self._lock(key):
                         self.runs.hold(key, constants.REASON_BUDGET_EXCEEDED, message, event)
@@ -299,7 +302,6 @@ class Controller:
             if active_total >= self.settings.max_concurrent_runs or (
                 limit is not None and per_agent[agent_key] >= limit
             ):
-                waiting += 1
                 held_for = conditions.find(
                     ((current or {}).get("status") or {}).get("conditions"),
                     constants.CONDITION_QUEUED,
@@ -313,11 +315,14 @@ class Controller:
             with self._lock(key):
                 begun = self.runs.start_attempt(key)
             if begun:
+                if key in reason_of:
+                    waiting_by[reason_of[key]] -= 1
                 started += 1
                 active_total += 1
                 per_agent[agent_key] += 1
                 self.queue.add(("runs", key))
-        metrics.QUEUE_DEPTH.set(waiting)
+        for why in runstatus.WAITING_REASONS:
+            metrics.QUEUE_DEPTH.labels(why).set(waiting_by[why])
         metrics.ACTIVE_RUNS.set(active_total)
         return started
 

@@ -40,7 +40,11 @@ RUN_DURATION = prometheus_client.Histogram(
     registry=REGISTRY,
 )
 QUEUE_DEPTH = prometheus_client.Gauge(
-    "bosun_queue_depth", "Runs waiting for admission.", registry=REGISTRY
+    "bosun_queue_depth",
+    "Runs waiting for their next attempt, by why they wait (AgentNotFound, WaitingForCapacity,"
+    " BudgetExceeded, RetryScheduled, Reconciling); suspended and cancelled Runs do not count.",
+    ["reason"],
+    registry=REGISTRY,
 )
 ACTIVE_RUNS = prometheus_client.Gauge(
     "bosun_active_runs", "Runs with an attempt in progress.", registry=REGISTRY

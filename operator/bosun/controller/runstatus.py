@@ -22,10 +22,12 @@ __all__ = [
     "OPERATOR_CONDITIONS",
     "OWNED_FIELDS",
     "TERMINAL_PHASES",
+    "WAITING_REASONS",
     "Obj",
     "RunStatus",
     "apply_body",
     "phase_of",
+    "waiting_reason",
 ]
 
 Obj = dict[str, Any]
@@ -229,3 +231,33 @@ def apply_body(run: Mapping[str, Any], status: Mapping[str, Any]) -> Obj:
         "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
         "status": dict(status),
     }
+
+
+WAITING_REASONS = (
+    constants.REASON_AGENT_NOT_FOUND,
+    constants.REASON_WAITING_FOR_CAPACITY,
+    constants.REASON_BUDGET_EXCEEDED,
+    constants.REASON_RETRY_SCHEDULED,
+    constants.REASON_RECONCILING,
+)
+"""Why a Run waits, as ``bosun_queue_depth`` counts it (a bounded set of label values)."""
+
+
+def waiting_reason(run: Mapping[str, Any]) -> str | None:
+    """Why a Run waits for its next attempt (one of ``WAITING_REASONS``), or None when it does
+    not wait: it runs, has finished, or is suspended, cancelled or a duplicate (nothing will
+    start it until a person acts)."""
+    spec = run.get("spec") or {}
+    if spec.get("suspend") or spec.get("cancel"):
+        return None
+    status = run.get("status") or {}
+    phase = status.get("phase")
+    if phase is None:
+        return constants.REASON_RECONCILING  # created, not yet seen by the operator
+    if phase not in (constants.PHASE_PENDING, constants.PHASE_QUEUED, constants.PHASE_RETRYING):
+        return None
+    queued = conditions.find(status.get("conditions"), constants.CONDITION_QUEUED) or {}
+    reason = str(queued.get("reason") or "")
+    if reason in WAITING_REASONS:
+        return reason
+    return constants.REASON_RECONCILING if phase == constants.PHASE_PENDING else None
