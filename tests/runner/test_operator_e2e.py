@@ -9,6 +9,7 @@ import pytest
 
 from bosun.dev import testing
 from bosun.dev.servers import tools
+from bosun.runner import approvals, kubeapi
 
 from . import harness
 
@@ -189,3 +190,54 @@ def test_hourly_budgets_hold_across_runs_of_an_agent(
     finally:
         operator.stop()
     assert len(toolbox.executions) == 2
+
+
+def test_a_run_waiting_for_approval_shows_phase_awaiting_approval_until_decided(
+    control_plane: testing.ControlPlaneHandle,
+    kube: harness.Harness,
+    servers: Callable[[Any], Any],
+) -> None:
+    toolbox = servers(tools.ToolServer({"refund": lambda a: {"refunded": a["amount"]}}))
+    script = [
+        {"toolCalls": [{"tool": "refund", "args": {"amount": 500}}]},
+        {"reply": "refunded"},
+    ]
+    kube.agent("clerk", {"provider": "scripted", "script": script}, ["refund"])
+    kube.http_tool("refund", toolbox.url_for("refund"))
+    kube.policy("ask", [{"name": "ask", "tools": ["refund"], "action": "RequireApproval"}])
+    kube.create(
+        {
+            "kind": "Run",
+            "metadata": {"name": "pay"},
+            "spec": {"agentRef": {"name": "clerk"}, "input": "refund 500"},
+        }
+    )
+    operator = testing.start_operator(
+        control_plane, kube.namespace, BOSUN_RUNNER_COMMAND='["python", "-m", "bosun.runner"]'
+    )
+    try:
+        waiting = testing.until(
+            lambda: (s := kube.status("pay")).get("phase") == "AwaitingApproval" and s,
+            120,
+            what="the Run to show AwaitingApproval",
+            explain=lambda: control_plane.explain_namespace(kube.namespace),
+        )
+        assert toolbox.executions == []
+        pending = waiting["pendingApprovals"][0]
+        condition = next(c for c in waiting["conditions"] if c["type"] == "AwaitingApproval")
+        assert (
+            f"bosun approve -n {kube.namespace} pay {pending['callHash'][:12]}"
+            in (condition["message"])
+        )
+        admin = kubeapi.Cluster(kube.namespace, control_plane.rest())
+        approvals.create_approval(admin, "pay", pending["callHash"][:12], "Approved")
+        status = testing.until(
+            lambda: (s := kube.status("pay")).get("phase") in ("Succeeded", "Failed") and s,
+            120,
+            what="the Run to finish",
+            explain=lambda: control_plane.explain_namespace(kube.namespace),
+        )
+    finally:
+        operator.stop()
+    assert status["phase"] == "Succeeded", status
+    assert toolbox.executions == [("refund", {"amount": 500})]

@@ -124,6 +124,7 @@ class RunStatus:
             c for c in status.get("conditions") or () if c.get("type") not in OPERATOR_CONDITIONS
         ]
         self._original = self.render()
+        self._stored_phase = status.get("phase")
 
     # --- conditions and phase -------------------------------------------------------------
 
@@ -216,7 +217,11 @@ class RunStatus:
         return status
 
     def changed(self) -> bool:
-        return self.render() != self._original
+        """Whether the operator must write: its fields changed, or the phase users see is not
+        the stored one (the runner's AwaitingApproval came or went; only the operator writes
+        ``phase``)."""
+        rendered = self.render()
+        return rendered != self._original or rendered.get("phase") != self._stored_phase
 
     def apply_body(self) -> Obj:
         return apply_body(self.run, self.render())
