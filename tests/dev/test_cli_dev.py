@@ -15,13 +15,17 @@ from bosun.dev import provision, testing
 pytestmark = pytest.mark.cluster
 
 
-def _bosun(*args: str) -> subprocess.CompletedProcess[str]:
+def _bosun(
+    *args: str, cwd: pathlib.Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bosun", *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -44,8 +48,13 @@ def _processes_under(folder: pathlib.Path) -> list[str]:
 
 def test_dev_up_twice_then_down_leaves_no_process(tmp_path: pathlib.Path) -> None:
     folder = tmp_path / "dev"
+    # A private cache (for the note of the last control plane), with the binaries already built.
+    binaries = provision.ensure(["kubectl"])["kubectl"].parent
+    env = {"BOSUN_CACHE_DIR": str(tmp_path / "cache"), "KUBEBUILDER_ASSETS": str(binaries)}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     try:
-        first = _bosun("dev", "up", "--dir", str(folder))
+        first = _bosun("dev", "up", "--dir", str(folder), env=env)
         assert first.returncode == 0, first.stderr + first.stdout
         kubeconfig = folder / "kubeconfig"
         assert f"export KUBECONFIG={kubeconfig}" in first.stdout
@@ -57,6 +66,10 @@ def test_dev_up_twice_then_down_leaves_no_process(tmp_path: pathlib.Path) -> Non
         for name in ("etcd", "kube-apiserver", "kube-controller-manager", "node-emulator"):
             assert name in status.stdout
         assert "EXITED" not in status.stdout
+        # From another directory, without --dir: the last background control plane is found.
+        found = _bosun("dev", "status", cwd=elsewhere, env=env)
+        assert found.returncode == 0, found.stdout + found.stderr
+        assert f"Kubeconfig: {kubeconfig}" in found.stdout
 
         # A pod's process counts too: down must take it with the emulator.
         kubectl = provision.ensure(["kubectl"])["kubectl"]
@@ -87,3 +100,7 @@ def test_dev_up_twice_then_down_leaves_no_process(tmp_path: pathlib.Path) -> Non
     after = _bosun("dev", "status", "--dir", str(folder))
     assert after.returncode == 3
     assert "No control plane running" in after.stdout
+    # Nothing runs: it says every place it looked.
+    lost = _bosun("dev", "status", cwd=elsewhere, env=env)
+    assert lost.returncode == 3
+    assert f"looked in {elsewhere / '.bosun' / 'dev'}, {folder}" in lost.stdout

@@ -53,18 +53,31 @@ def dev_down(folder: pathlib.Path) -> None:
 
 
 @dev.command("status")
-@_DIR_OPTION
-def dev_status(folder: pathlib.Path) -> None:
-    """Report whether the local control plane runs, and its processes."""
-    state = daemon.read_state(folder.resolve())
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help=f"Folder of the control plane (default: {daemon.DEFAULT_DIR} here, else the last"
+    " one `bosun dev up` started).",
+)
+def dev_status(folder: pathlib.Path | None) -> None:
+    """Report whether the local control plane runs, its processes and the demo's operator."""
+    state, looked = daemon.locate(folder)
     if state is None:
-        click.echo(f"No control plane running in {folder.resolve()}")
+        click.echo("No control plane running; looked in " + ", ".join(map(str, looked)))
         sys.exit(3)
     click.echo(f"Running: supervisor pid {state.pid}, API server {state.server}")
     click.echo(f"Kubeconfig: {state.kubeconfig}")
     for name, pid in state.components.items():
         alive = pathlib.Path(f"/proc/{pid}").exists()
         click.echo(f"  {name:<24} pid {pid:<8} {'running' if alive else 'EXITED'}")
+    operator = daemon.operator_info(state.folder)
+    if operator is not None:
+        click.echo(
+            f"  {'operator':<24} pid {operator['pid']:<8} running;"
+            f" metrics {operator['metrics']}/metrics, health {operator['health']}/healthz"
+        )
     click.echo(f"Logs: {state.logs}")
 
 

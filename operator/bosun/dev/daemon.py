@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from bosun.dev import cluster, provision
 
@@ -30,8 +31,10 @@ __all__ = [
     "Log",
     "State",
     "down",
+    "locate",
     "main",
     "operator_health",
+    "operator_info",
     "read_state",
     "start_operator",
     "up",
@@ -129,6 +132,8 @@ def up(
         state = read_state(folder)
         if state is not None:
             log(f"Control plane ready at {state.server}; kubeconfig: {state.kubeconfig}")
+            if not attached:
+                _remember(folder)
             return state
         if proc.poll() is not None:
             _STARTED.pop(folder, None)
@@ -180,11 +185,48 @@ def _operator_pid(folder: pathlib.Path) -> int | None:
     return pid if b"operator" in cmdline and b"bosun" in cmdline else None
 
 
-def operator_health(folder: pathlib.Path) -> str | None:
-    """The health URL of the background operator of ``folder``, or None when none runs."""
+def operator_info(folder: pathlib.Path) -> dict[str, Any] | None:
+    """The background operator of ``folder`` (``pid``, ``health`` and ``metrics`` URLs), or
+    None when none runs."""
     if _operator_pid(folder) is None:
         return None
-    return str(json.loads((folder / OPERATOR_FILE).read_text())["health"])
+    info: dict[str, Any] = json.loads((folder / OPERATOR_FILE).read_text())
+    return info
+
+
+def operator_health(folder: pathlib.Path) -> str | None:
+    """The health URL of the background operator of ``folder``, or None when none runs."""
+    info = operator_info(folder)
+    return None if info is None else str(info["health"])
+
+
+def _last_path() -> pathlib.Path:
+    return provision.cache_root() / "dev-last"
+
+
+def _remember(folder: pathlib.Path) -> None:
+    """Note ``folder`` as the last background control plane, so ``bosun dev status`` finds it
+    from any directory."""
+    with contextlib.suppress(OSError):
+        _last_path().parent.mkdir(parents=True, exist_ok=True)
+        _last_path().write_text(str(folder))
+
+
+def locate(folder: pathlib.Path | None) -> tuple[State | None, list[pathlib.Path]]:
+    """The running control plane of ``folder``; with no ``folder``, of ``DEFAULT_DIR`` under
+    the working directory, else of the last one ``up`` started in the background. Also
+    returns every folder it looked in."""
+    candidates = [folder.resolve()] if folder is not None else [DEFAULT_DIR.resolve()]
+    if folder is None:
+        with contextlib.suppress(OSError):
+            last = pathlib.Path(_last_path().read_text().strip())
+            if last not in candidates:
+                candidates.append(last)
+    for candidate in candidates:
+        state = read_state(candidate)
+        if state is not None:
+            return state, candidates
+    return None, candidates
 
 
 def start_operator(folder: pathlib.Path, state: State, log: Log = print) -> str:

@@ -8,7 +8,9 @@ once to completion through the real runner in an emulated Job pod, and prints th
 from __future__ import annotations
 
 import pathlib
+import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -106,8 +108,18 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
     cluster = kubeapi.Cluster(NAMESPACE, rest)
     log(runtrace.render(runtrace.records(cluster, name), name))
     log("")
-    log(f"Demo finished in {time.monotonic() - started:.0f}s. Try:")
+    operator = daemon.operator_info(folder.resolve()) or {}
+    bosun = "bosun" if shutil.which("bosun") else str(pathlib.Path(sys.executable).parent / "bosun")
+    log(f"Demo finished in {time.monotonic() - started:.0f}s.")
+    log(
+        f"Operator metrics: {operator.get('metrics', '?')}/metrics (bosun_* series),"
+        f" health {operator.get('health', '?')}/healthz; log {state.logs / 'operator.log'}"
+    )
+    log("Try:")
     log(f"  export KUBECONFIG={state.kubeconfig}")
-    log("  kubectl get bosun; bosun run demo --input 'Hello' --wait; bosun trace <run>")
-    log("  bosun dev down   # stops the control plane and the operator")
+    log(f"  kubectl get bosun -n {NAMESPACE}")
+    log(f"  {bosun} run demo -n {NAMESPACE} --input 'Hello' --wait")
+    log(f"  {bosun} trace -n {NAMESPACE} <run>")
+    log(f"  {bosun} dev status   # the control plane, the operator and where its metrics are")
+    log(f"  {bosun} dev down     # stops the control plane and the operator")
     return 0 if status.get("phase") == "Succeeded" else 1
