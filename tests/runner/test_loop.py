@@ -290,3 +290,16 @@ def test_a_permission_revoked_during_an_approval_wait_still_denies_the_call() ->
     assert world.executor.calls == []
     assert [d["outcome"] for d in world.decisions()] == ["approvalRequested", "denied"]
     assert world.decisions()[-1]["rule"] == "stop"
+
+
+def test_the_journal_records_the_idempotency_key_only_where_it_is_sent() -> None:
+    world = World(_charges(1))
+    world.execute()
+    started = [r for r in world.store.records if r["type"] == "toolStarted"]
+    assert [r["idempotencyKey"] for r in started] == [""]  # charge is not idempotent
+    sent = World(_charges(1))
+    sent.cluster.put(fakes.tool_obj("charge", inputSchema=CHARGE, idempotent=True))
+    sent.execute()
+    keys = [r["idempotencyKey"] for r in sent.store.records if r["type"] == "toolStarted"]
+    assert len(keys) == 1 and len(keys[0]) == 32
+    assert [c[2] for c in sent.executor.calls] == keys

@@ -185,3 +185,34 @@ def test_trace_renders_the_decision_path() -> None:
         lines[-1].endswith("charge called (Idempotency-Key k2)")
         or "Idempotency-Key k2" in (lines[-1])
     )
+
+
+def _stamped() -> list[records.Record]:
+    stamped = [
+        dataclasses.replace(r, seq=n + 1, epoch=1, attempt=1) for n, r in enumerate(_records())
+    ]
+    stamped[0] = dataclasses.replace(stamped[0], pod="p", replayed_records=0)
+    return stamped
+
+
+def test_trace_says_when_no_key_was_sent_and_how_an_unclosed_attempt_ended() -> None:
+    stamped = _stamped()
+    stamped[-1] = dataclasses.replace(stamped[-1], idempotency_key="")
+    status = {"attempts": [{"number": 1, "outcome": "Lost", "reason": "LeaseExpired"}]}
+    lines = runtrace.render(stamped, "r", status).splitlines()
+    assert lines[-2].endswith("charge called (not idempotent: no key sent)")
+    assert "attempt 1 ended Lost (LeaseExpired) without a journal record" in lines[-1]
+    # Without the Run's status nothing is guessed.
+    assert "ended Lost" not in runtrace.render(stamped, "r")
+
+
+def test_trace_of_a_run_that_never_started_says_why() -> None:
+    status = {
+        "phase": "Pending",
+        "conditions": [
+            {"type": "Queued", "reason": "AgentNotFound", "message": "Agent a does not exist"}
+        ],
+    }
+    lines = runtrace.render([], "r", status).splitlines()
+    assert lines[0].startswith("Run r: 0 model calls")
+    assert lines[1] == "  no attempt has started (phase Pending): Agent a does not exist"

@@ -246,17 +246,13 @@ def trace_command(run_name: str, namespace: str | None, kubeconfig: str | None) 
     except ops.OpsError as err:
         _fail(str(err))
     cluster = kubeapi.Cluster(ns, rest)
+    status = run.get("status") or {}
     try:
-        click.echo(runtrace.render(runtrace.records(cluster, run_name), run_name))
+        click.echo(runtrace.render(runtrace.records(cluster, run_name), run_name, status))
     except records.Unreadable as err:
         _fail(f"the journal of Run {run_name} cannot be read: {err}")
-    status = run.get("status") or {}
-    usage = status.get("usage") or {}
-    click.echo(
-        f"phase={status.get('phase')} attempts={len(status.get('attempts') or [])} "
-        f"tokens={usage.get('totalTokens', 0)} toolCalls={usage.get('toolCalls', 0)} "
-        f"denied={usage.get('deniedCalls', 0)}"
-    )
+    # The counts are the journal's (the first line); status.usage may lag it by one report.
+    click.echo(f"phase={status.get('phase')} attempts={len(status.get('attempts') or [])}")
 
 
 @app.command("crds")

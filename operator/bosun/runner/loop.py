@@ -331,7 +331,11 @@ class AgentLoop:
         self.audit(
             self.decision_record(call.step, call, decision, outcome, approval),
             records.ToolStarted(
-                step=call.step, call_id=call.call.id, tool=call.call.name, idempotency_key=key
+                step=call.step,
+                call_id=call.call.id,
+                tool=call.call.name,
+                # Only an idempotent Tool is sent the key; the journal says what was sent.
+                idempotency_key=key if tool.spec.idempotent else "",
             ),
         )
         self.run_tool(call, tool, key)

@@ -9,7 +9,7 @@ result, each attempt and how it ended.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 # Imported under another name: ``records`` is this module's reading function.
@@ -71,6 +71,8 @@ def _line(record: kinds.Record) -> str:
                 f"{micros}{detail}"
             )
         case kinds.ToolStarted():
+            if not record.idempotency_key:
+                return f"{_step(record.step)} {record.tool} called (not idempotent: no key sent)"
             return (
                 f"{_step(record.step)} {record.tool} called "
                 f"(Idempotency-Key {record.idempotency_key})"
@@ -87,9 +89,36 @@ def _line(record: kinds.Record) -> str:
             return f"attempt {record.attempt} ended: {record.reason} {record.message}"
 
 
-def render(entries: Iterable[kinds.Record], run: str = "") -> str:
-    """The decision path as text, one line per record, with a usage summary on top."""
+def _unclosed(listed: list[kinds.Record], attempts: Iterable[Mapping[str, Any]]) -> dict[int, str]:
+    """A closing line for each attempt whose journal stops without one (its runner was killed,
+    lost its pod or its Lease mid-step), from what the Run's ``status.attempts`` say of it."""
+    closed = {r.attempt for r in listed if isinstance(r, kinds.AttemptEnded | kinds.RunFinished)}
+    started = [r.attempt for r in listed if isinstance(r, kinds.AttemptStarted)]
+    said = {int(a.get("number", 0)): a for a in attempts}
+    lines = {}
+    for number in started:
+        if number in closed:
+            continue
+        ended = said.get(number) or {}
+        if ended.get("outcome"):
+            reason = f" ({ended['reason']})" if ended.get("reason") else ""
+            lines[number] = (
+                f"attempt {number} ended {ended['outcome']}{reason} without a journal record"
+                " (from the Run's status): a call it had started has an unknown outcome"
+            )
+    return lines
+
+
+def render(
+    entries: Iterable[kinds.Record],
+    run: str = "",
+    status: Mapping[str, Any] | None = None,
+) -> str:
+    """The decision path as text, one line per record, with a usage summary on top. With the
+    Run's ``status``, attempts that ended without a word get a closing line, and a Run that
+    never started says why."""
     listed = list(entries)
+    status = status or {}
     usage = replay.State.build(listed).usage()
     head = (
         f"Run {run}: {usage['modelCalls']} model calls, {usage['toolCalls']} tool calls, "
@@ -97,8 +126,17 @@ def render(entries: Iterable[kinds.Record], run: str = "") -> str:
         f"({usage['inputTokens']} in / {usage['outputTokens']} out)"
     )
     lines = [head.replace("Run : ", "")]
-    for record in listed:
+    if not listed:
+        found = [c for c in status.get("conditions") or () if c.get("type") == "Queued"]
+        queued: Mapping[str, Any] = found[0] if found else {}
+        why = queued.get("message") or queued.get("reason") or "the operator has not admitted it"
+        lines.append(f"  no attempt has started (phase {status.get('phase') or 'New'}): {why}")
+    endings = _unclosed(listed, status.get("attempts") or ())
+    for index, record in enumerate(listed):
         seq = record.seq or "?"
         moment = record.time.isoformat(timespec="milliseconds")[11:23] if record.time else ""
         lines.append(f"{seq:>4}  {moment}  {_line(record)}")
+        following = listed[index + 1] if index + 1 < len(listed) else None
+        if record.attempt in endings and (following is None or following.attempt != record.attempt):
+            lines.append(f"{'':>4}  {'':12}  {endings.pop(record.attempt)}")
     return "\n".join(lines)
