@@ -6,6 +6,7 @@ Every function takes a ``kube.Rest`` and raises ``OpsError`` with a message a us
 
 from __future__ import annotations
 
+import datetime
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -134,6 +135,18 @@ def redrive(rest: kube.Rest, namespace: str, name: str) -> str:
     phase = (run.get("status") or {}).get("phase")
     if phase not in ("DeadLettered", "Failed"):
         raise OpsError(f"Run {name} is {phase or 'new'}; only DeadLettered or Failed Runs redrive")
+    spec = run.get("spec") or {}
+    created = (run.get("metadata") or {}).get("creationTimestamp")
+    if spec.get("deadlineSeconds") and created:
+        deadline = datetime.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        deadline += datetime.timedelta(seconds=int(spec["deadlineSeconds"]))
+        if datetime.datetime.now(datetime.UTC) >= deadline:
+            raise OpsError(
+                f"Run {name} passed its deadline ({spec['deadlineSeconds']}s after creation, at"
+                f" {deadline.isoformat(timespec='seconds')}): a redrive would fail again at once."
+                f" Create a new Run instead, e.g. bosun run {spec.get('agentRef', {}).get('name')}"
+                f" -n {namespace} --input ..."
+            )
     token = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
     rest.merge_patch(
         constants.API_VERSION,

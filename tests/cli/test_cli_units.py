@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from bosun import cli
+from typing import Any
+
+import httpx
+import pytest
+
+from bosun import cli, kube, ops
 
 
 def test_a_waiting_run_names_the_pending_call_and_the_commands_that_decide_it() -> None:
@@ -37,3 +42,29 @@ def test_a_duplicate_run_names_the_run_it_duplicates() -> None:
         "status": {"phase": "Duplicate", "duplicateOf": "a"},
     }
     assert cli._describe(run) == "phase=Duplicate duplicateOf=a"
+
+
+def _rest_serving(run: dict[str, Any], patches: list[httpx.Request]) -> kube.Rest:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            patches.append(request)
+        return httpx.Response(200, json=run)
+
+    return kube.Rest(
+        kube.Credentials(server="https://api.test"), transport=httpx.MockTransport(answer)
+    )
+
+
+def test_redrive_refuses_a_run_whose_deadline_has_passed() -> None:
+    run = {
+        "metadata": {"name": "late", "namespace": "n", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"agentRef": {"name": "a"}, "deadlineSeconds": 60},
+        "status": {"phase": "Failed"},
+    }
+    patches: list[httpx.Request] = []
+    with pytest.raises(ops.OpsError, match="passed its deadline"):
+        ops.redrive(_rest_serving(run, patches), "n", "late")
+    assert patches == []
+    fresh = {**run, "spec": {"agentRef": {"name": "a"}, "deadlineSeconds": 10**9}}
+    assert ops.redrive(_rest_serving(fresh, patches), "n", "late")
+    assert len(patches) == 1
