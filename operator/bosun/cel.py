@@ -22,10 +22,23 @@ __all__ = ["CELError", "Evaluator", "activation"]
 class CELError(ValueError):
     """An expression did not compile, failed to evaluate, or did not yield a boolean."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(
+        self, message: str, detail: str = "", *, line: int | None = None, column: int | None = None
+    ) -> None:
         super().__init__(message)
         self.detail = detail or message
         """The CEL library's own words (for a compile error, the parser's message)."""
+        self.line, self.column = line, column
+        """Where a compile error is in the expression (1-based), when the parser said."""
+
+    def where(self, source: str) -> str:
+        """``at line L, column C (near '...')`` for a compile error, else an empty string."""
+        if self.line is None or self.column is None:
+            return ""
+        lines = source.splitlines() or [""]
+        text = lines[min(self.line, len(lines)) - 1]
+        near = text[max(0, self.column - 1) : self.column + 11] or "the end"
+        return f" at line {self.line}, column {self.column} (near {near!r})"
 
 
 def activation(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,7 +73,13 @@ class Evaluator:
         try:
             program = env.program(env.compile(source))
         except Exception as err:  # celpy raises several parser exception types
-            raise CELError(f"does not compile: {err}", str(err)) from err
+            line, column = getattr(err, "line", None), getattr(err, "column", None)
+            raise CELError(
+                f"does not compile: {err}",
+                str(err),
+                line=line if isinstance(line, int) else None,
+                column=column if isinstance(column, int) else None,
+            ) from err
         with self._lock:
             self._programs[source] = program
         return program

@@ -521,6 +521,8 @@ def test_readiness_of_agents_tools_and_policies(
     ready = _condition(status, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidCEL")
     assert "bad" in ready["message"]
+    # The parser's position, so the author can find the mistake without reading source.
+    assert "at line 1, column 13 (near '>')" in ready["message"], ready["message"]
     assert status["ruleCount"] == 1
 
 

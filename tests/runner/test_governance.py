@@ -239,3 +239,10 @@ def test_model_calls_respect_allowed_models_steps_tokens_and_hourly_tokens() -> 
         counters=governance.Counters(model_calls=20),
     )
     assert default_steps.denied
+
+
+def test_a_compile_error_says_where_it_is() -> None:
+    with pytest.raises(cel.CELError) as caught:
+        cel.Evaluator().program("double(args.amount) > > 1")
+    assert caught.value.where("double(args.amount) > > 1") == " at line 1, column 23 (near '> 1')"
+    assert cel.CELError("x").where("anything") == ""

@@ -100,9 +100,13 @@ class ResourceReconciler:
                 label = rule.get("name") or f"rules[{index}]"
                 detail = err.detail.strip()
                 first_line = detail.splitlines()[0] if detail else repr(err)
-                return Readiness(
-                    False, "InvalidCEL", f"{label}: when does not compile: {first_line}", extra
+                where = err.where(when)
+                message = (
+                    f"{label}: when does not compile{where}: {first_line}"
+                    if not where
+                    else f"{label}: when does not compile{where}: {when!r}"
                 )
+                return Readiness(False, "InvalidCEL", message, extra)
         return Readiness(True, "Ready", f"{len(rules)} rules compile", extra)
 
     def _write(self, plural: str, obj: Obj, readiness: Readiness) -> None:
