@@ -16,6 +16,7 @@ __all__ = [
     "CONDITION_DEAD_LETTERED",
     "CONDITION_FAILED",
     "CONDITION_QUEUED",
+    "CONDITION_READY",
     "CONDITION_RUNNING",
     "CONDITION_SUCCEEDED",
     "EMULATOR_NODE_NAME",
@@ -48,6 +49,7 @@ __all__ = [
     "PHASE_SUSPENDED",
     "REASON_ADMITTED",
     "REASON_AGENT_NOT_FOUND",
+    "REASON_AGENT_NOT_READY",
     "REASON_ATTEMPT_RUNNING",
     "REASON_BUDGET_EXCEEDED",
     "REASON_CANCELLED",
@@ -90,6 +92,8 @@ EMULATOR_TERMINATION_LOG_ENV = "BOSUN_TERMINATION_LOG"
 
 # Run condition types (metav1.Condition ``type``). The runner owns AwaitingApproval; the
 # operator owns the others.
+CONDITION_READY = "Ready"
+"""Of Agents, Tools and Policies: whether the operator found them usable."""
 CONDITION_QUEUED = "Queued"
 CONDITION_RUNNING = "Running"
 CONDITION_AWAITING_APPROVAL = "AwaitingApproval"
@@ -100,6 +104,7 @@ CONDITION_DEAD_LETTERED = "DeadLettered"
 # Reasons of the Run's conditions (CamelCase, API conventions).
 REASON_RECONCILING = "Reconciling"
 REASON_AGENT_NOT_FOUND = "AgentNotFound"
+REASON_AGENT_NOT_READY = "AgentNotReady"
 REASON_WAITING_FOR_CAPACITY = "WaitingForCapacity"
 REASON_BUDGET_EXCEEDED = "BudgetExceeded"
 REASON_ADMITTED = "Admitted"

@@ -481,6 +481,17 @@ def test_readiness_of_agents_tools_and_policies(
     )
     ready = _condition(agent["status"], "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "ToolNotFound")
+    # A Run of an Agent that is not Ready waits, saying why, and starts once the Agent is.
+    _create(rest, namespace, _run("patient", "needs-tool"))
+
+    def queued() -> dict[str, Any] | None:
+        status = (rest.get(API, "runs", namespace, "patient") or {}).get("status") or {}
+        found = [c for c in status.get("conditions") or () if c["type"] == "Queued"]
+        return found[0] if found and found[0].get("reason") == "AgentNotReady" else None
+
+    waiting = testing.until(queued, what="the Run to wait for its Agent to be Ready")
+    assert "ToolNotFound" in waiting["message"], waiting
+    assert rest.list("batch/v1", "jobs", namespace) == []
     tool = {
         "apiVersion": API,
         "kind": "Tool",
@@ -502,6 +513,7 @@ def test_readiness_of_agents_tools_and_policies(
         ),
         what="the Agent to become Ready once its Tool exists",
     )
+    _wait_phase(rest, namespace, "patient", "Succeeded")
     policy = {
         "apiVersion": API,
         "kind": "Policy",

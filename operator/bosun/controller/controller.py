@@ -279,6 +279,12 @@ class Controller:
             agent = self.store.agents.get(agent_key)
             if agent is None:
                 continue
+            unready = _not_ready(agent)
+            if unready is not None:
+                # A Run of an Agent the operator found unusable waits, saying why.
+                with self._lock(key):
+                    self.runs.hold(key, constants.REASON_AGENT_NOT_READY, unready)
+                continue
             current = self.store.runs.get(key)
             first = current is not None and not (current.get("status") or {}).get("startTime")
             if first and agent_key not in budgets:
@@ -306,7 +312,10 @@ class Controller:
                     ((current or {}).get("status") or {}).get("conditions"),
                     constants.CONDITION_QUEUED,
                 )
-                if (held_for or {}).get("reason") == constants.REASON_BUDGET_EXCEEDED:
+                if (held_for or {}).get("reason") in (
+                    constants.REASON_BUDGET_EXCEEDED,
+                    constants.REASON_AGENT_NOT_READY,
+                ):
                     with self._lock(key):
                         self.runs.hold(
                             key, constants.REASON_WAITING_FOR_CAPACITY, lifecycle.WAITING_MESSAGE
@@ -325,6 +334,20 @@ class Controller:
             metrics.QUEUE_DEPTH.labels(why).set(waiting_by[why])
         metrics.ACTIVE_RUNS.set(active_total)
         return started
+
+
+def _not_ready(agent: Mapping[str, Any]) -> str | None:
+    """Why an Agent's Runs must wait (its Ready condition is False), or None."""
+    ready = conditions.find(
+        (agent.get("status") or {}).get("conditions"), constants.CONDITION_READY
+    )
+    if ready is None or ready.get("status") != "False":
+        return None
+    name = agent["metadata"]["name"]
+    return (
+        f"Agent {name} is not Ready ({ready.get('reason')}: {ready.get('message')});"
+        " the Run starts when it is"
+    )
 
 
 def _acted_on(obj: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -240,6 +240,7 @@ def apply_body(run: Mapping[str, Any], status: Mapping[str, Any]) -> Obj:
 
 WAITING_REASONS = (
     constants.REASON_AGENT_NOT_FOUND,
+    constants.REASON_AGENT_NOT_READY,
     constants.REASON_WAITING_FOR_CAPACITY,
     constants.REASON_BUDGET_EXCEEDED,
     constants.REASON_RETRY_SCHEDULED,
