@@ -17,9 +17,12 @@ How a runner ends (its process exit code, read by the operator from the pod's st
 
 from __future__ import annotations
 
+import datetime
 import enum
 import hashlib
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from bosun import constants
 
@@ -44,6 +47,7 @@ __all__ = [
     "journal_name",
     "lease_name",
     "pod_labels",
+    "run_deadline",
     "runner_account_name",
     "runner_rules",
     "secret_env_name",
@@ -180,3 +184,15 @@ def runner_rules(run: str) -> list[dict[str, object]]:
         },
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
+
+
+def run_deadline(run: Mapping[str, Any]) -> datetime.datetime | None:
+    """When Run ``run`` must have finished: ``spec.deadlineSeconds`` after its creation, across
+    every attempt (None without a deadline). The operator enforces it; ``bosun redrive`` refuses
+    a Run past it."""
+    seconds = (run.get("spec") or {}).get("deadlineSeconds")
+    created = (run.get("metadata") or {}).get("creationTimestamp")
+    if not seconds or not created:
+        return None
+    start = datetime.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    return start.astimezone(datetime.UTC) + datetime.timedelta(seconds=int(seconds))

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bosun import constants, kube
+from bosun import constants, contract, kube
 from bosun.api import crdgen
 
 Obj = dict[str, Any]
@@ -136,17 +136,14 @@ def redrive(rest: kube.Rest, namespace: str, name: str) -> str:
     if phase not in ("DeadLettered", "Failed"):
         raise OpsError(f"Run {name} is {phase or 'new'}; only DeadLettered or Failed Runs redrive")
     spec = run.get("spec") or {}
-    created = (run.get("metadata") or {}).get("creationTimestamp")
-    if spec.get("deadlineSeconds") and created:
-        deadline = datetime.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-        deadline += datetime.timedelta(seconds=int(spec["deadlineSeconds"]))
-        if datetime.datetime.now(datetime.UTC) >= deadline:
-            raise OpsError(
-                f"Run {name} passed its deadline ({spec['deadlineSeconds']}s after creation, at"
-                f" {deadline.isoformat(timespec='seconds')}): a redrive would fail again at once."
-                f" Create a new Run instead, e.g. bosun run {spec.get('agentRef', {}).get('name')}"
-                f" -n {namespace} --input ..."
-            )
+    deadline = contract.run_deadline(run)
+    if deadline is not None and datetime.datetime.now(datetime.UTC) >= deadline:
+        raise OpsError(
+            f"Run {name} passed its deadline ({spec['deadlineSeconds']}s after creation, at"
+            f" {deadline.isoformat(timespec='seconds')}): a redrive would fail again at once."
+            f" Create a new Run instead, e.g. bosun run {spec.get('agentRef', {}).get('name')}"
+            f" -n {namespace} --input ..."
+        )
     token = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
     rest.merge_patch(
         constants.API_VERSION,

@@ -16,6 +16,19 @@ from . import harness
 pytestmark = pytest.mark.cluster
 
 
+def _until_phase(
+    control_plane: testing.ControlPlaneHandle, kube: harness.Harness, run: str, *phases: str
+) -> dict[str, Any]:
+    """The Run's status once its phase is one of ``phases`` (explaining the namespace if not)."""
+    status: dict[str, Any] = testing.until(
+        lambda: (s := kube.status(run)).get("phase") in phases and s,
+        120,
+        what=f"Run {run} to reach {' or '.join(phases)}",
+        explain=lambda: control_plane.explain_namespace(kube.namespace),
+    )
+    return status
+
+
 def test_operator_job_runs_the_runner_to_success_with_least_privilege(
     control_plane: testing.ControlPlaneHandle,
     kube: harness.Harness,
@@ -44,15 +57,7 @@ def test_operator_job_runs_the_runner_to_success_with_least_privilege(
         BOSUN_LEASE_DURATION_SECONDS="6",
     )
     try:
-        status = testing.until(
-            lambda: (
-                (s := kube.status("hello")).get("phase") in ("Succeeded", "Failed", "DeadLettered")
-                and s
-            ),
-            120,
-            what="the Run to finish",
-            explain=lambda: control_plane.explain_namespace(kube.namespace),
-        )
+        status = _until_phase(control_plane, kube, "hello", "Succeeded", "Failed", "DeadLettered")
     finally:
         operator.stop()
 
@@ -216,12 +221,7 @@ def test_a_run_waiting_for_approval_shows_phase_awaiting_approval_until_decided(
         control_plane, kube.namespace, BOSUN_RUNNER_COMMAND='["python", "-m", "bosun.runner"]'
     )
     try:
-        waiting = testing.until(
-            lambda: (s := kube.status("pay")).get("phase") == "AwaitingApproval" and s,
-            120,
-            what="the Run to show AwaitingApproval",
-            explain=lambda: control_plane.explain_namespace(kube.namespace),
-        )
+        waiting = _until_phase(control_plane, kube, "pay", "AwaitingApproval")
         assert toolbox.executions == []
         pending = waiting["pendingApprovals"][0]
         condition = next(c for c in waiting["conditions"] if c["type"] == "AwaitingApproval")
@@ -231,12 +231,7 @@ def test_a_run_waiting_for_approval_shows_phase_awaiting_approval_until_decided(
         )
         admin = kubeapi.Cluster(kube.namespace, control_plane.rest())
         approvals.create_approval(admin, "pay", pending["callHash"][:12], "Approved")
-        status = testing.until(
-            lambda: (s := kube.status("pay")).get("phase") in ("Succeeded", "Failed") and s,
-            120,
-            what="the Run to finish",
-            explain=lambda: control_plane.explain_namespace(kube.namespace),
-        )
+        status = _until_phase(control_plane, kube, "pay", "Succeeded", "Failed")
     finally:
         operator.stop()
     assert status["phase"] == "Succeeded", status

@@ -52,7 +52,7 @@ def decide(world: plans.World, now: datetime.datetime) -> plans.Plan:
         )
         attempts.finish(d, constants.REASON_CANCELLED, "The Run was cancelled")
         return d.plan()
-    deadline = _deadline(world.run)
+    deadline = contract.run_deadline(world.run)
     if deadline is not None and now >= deadline:
         why = "the Run's deadline passed"
         attempts.stop_active(
@@ -116,14 +116,6 @@ def _wait_suspended(d: plans.Draft) -> plans.Plan:
     d.set(_QUEUED, False, constants.REASON_SUSPENDED, "spec.suspend is true; no attempt starts")
     d.set(_RUNNING, False, constants.REASON_SUSPENDED, "The Run is suspended")
     return d.plan()
-
-
-def _deadline(run: Mapping[str, Any]) -> datetime.datetime | None:
-    seconds = (run.get("spec") or {}).get("deadlineSeconds")
-    created = conditions.parse(run["metadata"].get("creationTimestamp"))
-    if not seconds or created is None:
-        return None
-    return created + datetime.timedelta(seconds=int(seconds))
 
 
 def _duplicate_of(run: Mapping[str, Any], peers: Iterable[Mapping[str, Any]]) -> str | None:
