@@ -63,6 +63,10 @@ class RunnerProcess:
     def resume(self) -> None:
         os.killpg(self.proc.pid, signal.SIGCONT)
 
+    def terminate(self) -> None:
+        """What the kubelet does first when the pod is deleted."""
+        os.killpg(self.proc.pid, signal.SIGTERM)
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGCONT)

@@ -33,13 +33,27 @@ def _setup(
     start: Callable[[Any], Any],
     script: list[dict[str, Any]],
     idempotent: bool = True,
+    timeout: int = 30,
 ) -> tuple[models.OpenAIServer, tools.ToolServer]:
     model = start(models.OpenAIServer(script))
     toolbox = start(tools.ToolServer({"charge": lambda a: {"charged": a["amount"]}}))
     kube.agent(
-        "biller", {"provider": "openai", "name": "m", "baseURL": f"{model.url}/v1"}, ["charge"]
+        "biller",
+        {
+            "provider": "openai",
+            "name": "m",
+            "baseURL": f"{model.url}/v1",
+            "timeoutSeconds": timeout,
+        },
+        ["charge"],
     )
-    kube.http_tool("charge", toolbox.url_for("charge"), AMOUNT, idempotent=idempotent)
+    kube.http_tool(
+        "charge",
+        toolbox.url_for("charge"),
+        AMOUNT,
+        idempotent=idempotent,
+        http={"timeoutSeconds": timeout},
+    )
     kube.allow_all()
     kube.run("bill", "biller", lease_seconds=LEASE_SECONDS)
     return model, toolbox
@@ -164,3 +178,28 @@ def test_a_paused_runner_that_lost_its_lease_neither_calls_tools_nor_writes_afte
     ]
     assert "LeaseLost" in [e.reason for e in kube.events("bill")]
     assert kube.lease("bill")["transitions"] == 2
+
+
+@pytest.mark.parametrize("held", ["tool", "model"])
+def test_sigterm_during_a_request_in_flight_ends_the_attempt_at_once(
+    kube: harness.Harness, servers: Callable[[Any], Any], held: str
+) -> None:
+    # Held far longer than the test waits: only abandoning the request lets the runner exit.
+    model, toolbox = _setup(kube, servers, THREE_CHARGES, timeout=3600)
+    arrived, release = toolbox.gate(1) if held == "tool" else model.gate(2)
+    runner = _start(kube, 1)
+    try:
+        assert arrived.wait(60), kube.explain(runner)
+        runner.terminate()
+        assert runner.wait(60) == contract.ExitCode.CANCELLED, kube.explain(runner)
+    finally:
+        release.set()
+    ended = [r for r in kube.journal("bill") if r["type"] == "attemptEnded"]
+    what = "the call to tool charge" if held == "tool" else "the request to model m"
+    assert len(ended) == 1 and ended[0]["reason"] == "Terminated", ended
+    assert what in ended[0]["message"]
+    # The Lease was released for the next attempt, which resumes from the journal.
+    assert kube.lease("bill").get("holder") in (None, ""), kube.lease("bill")
+    second = _start(kube, 2)
+    assert second.wait(120) == contract.ExitCode.SUCCEEDED, kube.explain(second)
+    assert [args for _, args in toolbox.executions] == [{"amount": 1}, {"amount": 2}, {"amount": 3}]

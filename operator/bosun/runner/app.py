@@ -2,7 +2,8 @@
 
 ``main`` acquires the Run's Lease (its epoch fences the journal), opens and replays the
 journal, runs the loop and maps how the attempt ended to ``contract.ExitCode``. SIGTERM (the
-Job being deleted, the Run suspended) stops the attempt at its next checkpoint. Whatever
+Job being deleted, the Run suspended) stops the attempt at its next checkpoint, or at once
+while a model request or tool call is in flight (``interrupt``). Whatever
 happens, renewal stops and the Lease is released unless it was lost.
 """
 
@@ -26,6 +27,7 @@ from bosun.api import agent as agent_api
 from bosun.runner import (
     config,
     errors,
+    interrupt,
     journal,
     journal_configmap,
     kubeapi,
@@ -160,7 +162,7 @@ def _attempt(
     code = contract.ExitCode.FAILED_RETRYABLE
     reporter: status.Reporter | None = None
     the_journal: journal.Journal | None = None
-    executor: tools.Executor | None = None
+    executor: tools.Caller | None = None
     reason, message = "Failed", ""
     try:
         epoch = keeper.acquire(settings.lease_duration_seconds + settings.lease_renew_seconds)
@@ -191,10 +193,16 @@ def _attempt(
             sleep=sleep,
         )
 
-        def build_provider(spec: agent_api.ModelSpec) -> providers.Provider:
-            return providers.build(spec, settings.model_api_key, policy)
+        # A request in flight when the pod is stopped is abandoned, not waited out.
+        interrupter = interrupt.Interrupter(stop)
 
-        executor = tools.Executor(env, settings.tool_result_max_chars, sleep=sleep)
+        def build_provider(spec: agent_api.ModelSpec) -> providers.Provider:
+            built = providers.build(spec, settings.model_api_key, policy)
+            return interrupt.InterruptibleProvider(built, interrupter)
+
+        executor = interrupt.InterruptibleTools(
+            tools.Executor(env, settings.tool_result_max_chars, sleep=sleep), interrupter
+        )
         deps = loop.Deps(
             settings=settings,
             cluster=cluster,
