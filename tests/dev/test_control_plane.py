@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import exceptions
 
-from bosun import constants
+from bosun import constants, kube
 from bosun.dev import testing
 
 pytestmark = pytest.mark.cluster
@@ -400,3 +400,35 @@ def test_crd_validation_rule_rejects_a_bad_object_with_its_message(
     assert proc.returncode != 0
     assert "spec: Invalid value" in proc.stderr
     assert "min must not exceed max" in proc.stderr
+
+
+def test_a_test_user_is_authenticated_as_itself_and_holds_only_what_it_is_granted(
+    control_plane: testing.ControlPlaneHandle, namespace: str
+) -> None:
+    rest = control_plane.user_rest("alice@example.com", ("team-a", "testers"))
+    try:
+        review = rest.request(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+        user = review["status"]["userInfo"]
+        assert user["username"] == "alice@example.com"
+        assert {"team-a", "testers", "system:authenticated"} <= set(user["groups"])
+        with pytest.raises(kube.Forbidden):
+            rest.list("v1", "configmaps", namespace)
+        control_plane.kubectl(
+            "create", "rolebinding", "alice-view", "--clusterrole=view",
+            "--user=alice@example.com", "-n", namespace,
+        )  # fmt: skip
+
+        def may_list() -> bool:
+            try:
+                rest.list("v1", "configmaps", namespace)
+            except kube.Forbidden:
+                return False
+            return True
+
+        testing.until(may_list, 30, what="the view binding to take effect")
+    finally:
+        rest.close()

@@ -56,6 +56,8 @@ CONTROLLERS = (
     "cronjob-controller",
     "endpoints-controller",
     "endpointslice-controller",
+    # Fills the built-in view, edit and admin roles (and the chart's roles aggregated into them).
+    "clusterrole-aggregation-controller",
 )
 SERVICE_CIDR = "10.0.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import oid
 
-__all__ = ["Key", "Pki", "create"]
+__all__ = ["Key", "Pki", "create", "issue_client"]
 
 _VALIDITY = datetime.timedelta(days=365)
 
@@ -80,10 +80,9 @@ def _write_cert(path: pathlib.Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
+def _name(common_name: str, *organizations: str | None) -> x509.Name:
     attrs = [x509.NameAttribute(oid.NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attrs.append(x509.NameAttribute(oid.NameOID.ORGANIZATION_NAME, organization))
+    attrs += [x509.NameAttribute(oid.NameOID.ORGANIZATION_NAME, o) for o in organizations if o]
     return x509.Name(attrs)
 
 
@@ -98,6 +97,28 @@ def _builder(subject: x509.Name, issuer: x509.Name, key: Key) -> x509.Certificat
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + _VALIDITY)
     )
+
+
+def _client(pki: Pki, stem: str, subject: x509.Name, ca_name: x509.Name, ca_key: Key) -> None:
+    key = _new_key()
+    cert = (
+        _builder(subject, ca_name, key)
+        .add_extension(x509.ExtendedKeyUsage([oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_key(pki.client_key(stem), key)
+    _write_cert(pki.client_cert(stem), cert)
+
+
+def issue_client(pki: Pki, stem: str, user: str, groups: tuple[str, ...] = ()) -> None:
+    """Sign a client certificate for ``user`` in ``groups`` with the existing CA: a real
+    identity the API server authenticates (the common name is the user, each organization a
+    group), for tests that act as a tenant rather than the admin."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError("the local CA key is not an EC key")
+    _client(pki, stem, _name(user, *groups), ca_cert.subject, ca_key)
 
 
 def create(folder: pathlib.Path, client_users: dict[str, tuple[str, str | None]]) -> Pki:
@@ -155,14 +176,7 @@ def create(folder: pathlib.Path, client_users: dict[str, tuple[str, str | None]]
     _write_cert(pki.serving_cert, serving)
 
     for stem, (common_name, organization) in client_users.items():
-        key = _new_key()
-        cert = (
-            _builder(_name(common_name, organization), ca_name, key)
-            .add_extension(x509.ExtendedKeyUsage([oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write_key(pki.client_key(stem), key)
-        _write_cert(pki.client_cert(stem), cert)
+        _client(pki, stem, _name(common_name, organization), ca_name, ca_key)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(pki.sa_key, sa_key)

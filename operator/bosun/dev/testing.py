@@ -23,10 +23,12 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from kubernetes import client
 
 from bosun import kube, ops
 from bosun.dev import cluster, daemon, kubeclient, provision
+from bosun.dev import pki as pki_mod
 
 __all__ = [
     "ControlPlaneHandle",
@@ -114,6 +116,32 @@ class ControlPlaneHandle:
     def close(self) -> None:
         if self._rest is not None:
             self._rest.close()
+
+    def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> pathlib.Path:
+        """A kubeconfig for ``user`` (in ``groups``) with a client certificate signed by the
+        cluster's CA: requests made with it are authenticated and authorized as that user,
+        not the admin. Only for the local control plane, whose CA key is at hand."""
+        if self.folder is None:
+            raise RuntimeError("an external cluster's CA does not sign our test users")
+        pki = pki_mod.Pki(self.folder / "pki")
+        stem = "user-" + re.sub(r"[^A-Za-z0-9_.-]", "_", user)
+        path = self.folder / f"{stem}.kubeconfig"
+        if not path.exists():
+            pki_mod.issue_client(pki, stem, user, groups)
+            server = yaml.safe_load(self.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+            cluster.write_kubeconfig(
+                path,
+                server,
+                ca=pki.ca_cert,
+                cert=pki.client_cert(stem),
+                key=pki.client_key(stem),
+                user=user,
+            )
+        return path
+
+    def user_rest(self, user: str, groups: tuple[str, ...] = ()) -> kube.Rest:
+        """Bosun's API access as ``user``; the caller closes it."""
+        return kube.connect(self.user_kubeconfig(user, groups))
 
     @property
     def minor(self) -> int:

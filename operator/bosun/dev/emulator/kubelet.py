@@ -274,7 +274,8 @@ class Emulator:
             "KUBERNETES_SERVICE_PORT_HTTPS": self.api_port,
             "KUBERNETES_PORT": f"tcp://{self.api_host}:{self.api_port}",
         }
-        for name in ("LANG", "LC_ALL", "TZ", "VIRTUAL_ENV"):
+        # PYTHONPATH: a pod runs the checkout the emulator itself was started from.
+        for name in ("LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH"):
             if name in os.environ:
                 env[name] = os.environ[name]
         if (run.folder / "serviceaccount" / "token").exists():
