@@ -55,6 +55,7 @@ __all__ = [
     "REASON_CANCELLED",
     "REASON_DEADLINE_EXCEEDED",
     "REASON_DUPLICATE",
+    "REASON_JOB_NOT_OWNED",
     "REASON_LEASE_EXPIRED",
     "REASON_RECONCILING",
     "REASON_REDRIVEN",
@@ -120,6 +121,7 @@ REASON_REDRIVEN = "Redriven"
 
 # Reasons the operator gives an attempt it ends itself (the runner's exit gives the others).
 REASON_LEASE_EXPIRED = "LeaseExpired"
+REASON_JOB_NOT_OWNED = "JobNotOwned"
 REASON_RUNNER_NEVER_STARTED = "RunnerNeverStarted"
 
 # Event reasons that are not condition reasons.

@@ -89,12 +89,24 @@ def annotated(run: Obj, **annotations: str) -> Obj:
     return {**run, "metadata": {**run["metadata"], "annotations": annotations}}
 
 
-def job(done: str | None = None, reason: str | None = None, number: int = 1) -> Obj:
+def job(
+    done: str | None = None,
+    reason: str | None = None,
+    number: int = 1,
+    controller: Obj | None = None,
+) -> Obj:
+    """The attempt's Job; controlled by Run r unless ``controller`` says otherwise."""
     status: Obj = {}
     if done:
         status["conditions"] = [{"type": done, "status": "True", "reason": reason}]
+    owner = controller or {"apiVersion": "bosun.dev/v1alpha1", "kind": "Run", "name": "r",
+                           "uid": "u-r", "controller": True}  # fmt: skip
     return {
-        "metadata": {"name": contract.job_name("r", number), "namespace": "ns"},
+        "metadata": {
+            "name": contract.job_name("r", number),
+            "namespace": "ns",
+            "ownerReferences": [owner],
+        },
         "status": status,
     }
 

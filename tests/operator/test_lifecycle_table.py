@@ -255,6 +255,28 @@ ROWS: list[Any] = [
         id="the runner has not taken the Lease: wait for the start timeout",
     ),
     pytest.param(
+        w.world(
+            w.RUNNING,
+            job=w.job(
+                "Complete",
+                controller={"kind": "Run", "name": "r", "uid": "u-other", "controller": True},
+            ),
+        ),
+        w.NOW,
+        Expect(
+            C.PHASE_RETRYING,
+            {
+                C.CONDITION_QUEUED: (T, C.REASON_RETRY_SCHEDULED),
+                C.CONDITION_RUNNING: (F, C.REASON_RETRY_SCHEDULED),
+            },
+            ("warn JobNotOwned", "event RetryScheduled"),
+            requeue=...,
+            admission=True,
+            facts={"ended": C.OUTCOME_FAILED},
+        ),
+        id="a Job of the attempt's name controlled by another Run: not adopted, never deleted",
+    ),
+    pytest.param(
         w.world(w.STALE, job=w.job(), lease=w.lease("r-a0-old")),
         w.NOW,
         Expect(

@@ -203,6 +203,18 @@ class Harness:
         )
         return uid
 
+    def recreate_run(self, name: str, agent: str, text: str = "do the task") -> str:
+        """A new Run under the name of a deleted one, reusing its runner identity and Lease."""
+        created = self.create(
+            {
+                "kind": "Run",
+                "metadata": {"name": name},
+                "spec": {"agentRef": {"name": agent}, "input": text},
+            }
+        )
+        self.uids[name] = created["metadata"]["uid"]
+        return self.uids[name]
+
     def kubeconfig(self, run: str) -> pathlib.Path:
         """A kubeconfig authenticating as the Run's runner ServiceAccount (TokenRequest)."""
         account = contract.runner_account_name(run)
@@ -274,7 +286,8 @@ class Harness:
 
     def journal(self, run: str) -> list[dict[str, Any]]:
         cluster = kubeapi.Cluster(self.namespace, self.rest)
-        return journal_configmap.ConfigMapBackend(cluster, run, self.uids.get(run, "")).read()
+        uid = self.uids.get(run) or self.get("Run", run)["metadata"]["uid"]
+        return journal_configmap.ConfigMapBackend(cluster, run, uid).read()
 
     def decisions(self, run: str) -> list[dict[str, Any]]:
         return [r for r in self.journal(run) if r["type"] == "decision"]

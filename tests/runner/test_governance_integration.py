@@ -162,7 +162,12 @@ def test_approval_pauses_the_run_and_only_the_matching_call_hash_resumes_it(
         "refunds",
         "big-refunds",
     )
-    assert "ApprovalRequested" in [e.reason for e in kube.events("big")]
+    testing.until(
+        lambda: "ApprovalRequested" in [e.reason for e in kube.events("big")],
+        30,
+        what="the ApprovalRequested Event",
+        explain=kube.explain,
+    )
 
     # Approving a different call (a refund of 10) must not resume this one.
     admin = kubeapi.Cluster(kube.namespace, control_plane.rest())
@@ -243,3 +248,121 @@ def test_small_refund_needs_no_approval(
     assert kube.start_runner("small").wait(60) == contract.ExitCode.SUCCEEDED, kube.explain()
     assert toolbox.executions == [("refund", {"amount": 50})]
     assert kube.condition("small", "AwaitingApproval")["status"] == "False"
+
+
+def _repeat_setup(kube: harness.Harness, toolbox: tools.ToolServer) -> None:
+    _approval_setup(kube, toolbox, 500)
+    same = {"toolCalls": [{"tool": "refund", "args": {"amount": 500}}]}
+    kube.delete("Agent", "support")
+    kube.agent(
+        "support", {"provider": "scripted", "script": [same, same, {"reply": "done"}]}, ["refund"]
+    )
+
+
+def _pending_at(kube: harness.Harness, run: str, step: int) -> dict[str, Any] | None:
+    status = _awaiting(kube, run)
+    pending = (status or {}).get("pendingApprovals") or []
+    return pending[0] if pending and pending[0].get("step") == step else None
+
+
+def test_one_approval_decides_one_call_and_an_identical_repeat_asks_again(
+    kube: harness.Harness,
+    servers: Callable[[Any], Any],
+    control_plane: testing.ControlPlaneHandle,
+    chart_user_roles: dict[str, str],
+) -> None:
+    toolbox = _payments(servers)
+    _repeat_setup(kube, toolbox)
+    # A real approver: a user bound to the chart's approver role in this namespace only.
+    control_plane.bind(kube.namespace, "carol@example.com", chart_user_roles["approver"])
+    carol = kubeapi.Cluster(kube.namespace, control_plane.user_rest("carol@example.com"))
+    kube.run("twice", "support")
+    proc = kube.start_runner("twice")
+    try:
+        first = testing.until(
+            lambda: _pending_at(kube, "twice", 1), 60, what="step 1 paused", explain=kube.explain
+        )
+        approvals.create_approval(carol, "twice", first["callHash"][:12], "Approved")
+        # The model repeats the identical refund: the first Approval does not cover it.
+        second = testing.until(
+            lambda: _pending_at(kube, "twice", 2), 60, what="step 2 paused", explain=kube.explain
+        )
+        assert second["callHash"] == first["callHash"]
+        assert toolbox.executions == [("refund", {"amount": 500})]
+        assert proc.proc.poll() is None
+        approvals.create_approval(carol, "twice", second["callHash"][:12], "Approved")
+        assert proc.wait(60) == contract.ExitCode.SUCCEEDED, kube.explain()
+    finally:
+        carol.close()
+    assert toolbox.executions == [("refund", {"amount": 500})] * 2
+    granted = [d for d in kube.decisions("twice") if d["outcome"] == "approvalGranted"]
+    assert [d["step"] for d in granted] == [1, 2]
+    assert len({d["approval"] for d in granted}) == 2
+    for name in {d["approval"] for d in granted}:
+        approval = kube.get("Approval", name)
+        assert approval["spec"]["runUID"] == kube.uids["twice"]
+        assert approval["spec"]["approvedBy"] == "carol@example.com"
+        assert [o["uid"] for o in approval["metadata"]["ownerReferences"]] == [kube.uids["twice"]]
+
+
+def test_a_run_recreated_under_the_same_name_inherits_no_approval(
+    kube: harness.Harness, servers: Callable[[Any], Any]
+) -> None:
+    toolbox = _payments(servers)
+    _approval_setup(kube, toolbox, 500)
+    hash_ = approval_api.call_hash("refund", {"amount": 500})
+    kube.run("again", "support")
+    old_uid = kube.uids["again"]
+    # What a deleted predecessor left: a legacy Approval (no runUID) and one bound to its UID.
+    for name, extra in (("legacy", {}), ("bound-old", {"runUID": old_uid})):
+        kube.create(
+            {
+                "kind": "Approval",
+                "metadata": {"name": name},
+                "spec": {
+                    "runName": "again",
+                    "callHash": hash_,
+                    "decision": "Approved",
+                    "approvedBy": "someone",
+                    **extra,
+                },
+            }
+        )
+    kube.delete("Run", "again")
+    testing.until(lambda: _gone(kube, "again"), 60, what="the old Run to be deleted")
+    kube.recreate_run("again", "support")
+    assert kube.uids["again"] != old_uid
+    proc = kube.start_runner("again")
+    try:
+        testing.until(
+            lambda: (
+                {"legacy", "bound-old"}
+                <= {
+                    d.get("approval")
+                    for d in kube.decisions("again")
+                    if d["outcome"] == "approvalIgnored"
+                }
+            ),
+            60,
+            what="both inherited Approvals to be ignored",
+            explain=kube.explain,
+        )
+        assert _awaiting(kube, "again") is not None
+        assert toolbox.executions == []
+        ignored = {
+            d["approval"]: d["message"]
+            for d in kube.decisions("again")
+            if d["outcome"] == "approvalIgnored"
+        }
+        assert "older than this Run" in ignored["legacy"]
+        assert "runUID differs" in ignored["bound-old"]
+    finally:
+        proc.kill()
+
+
+def _gone(kube: harness.Harness, run: str) -> bool:
+    try:
+        kube.get("Run", run)
+    except Exception:
+        return True
+    return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import Any
 
 import pytest
 
@@ -133,10 +134,79 @@ def test_an_approval_binds_to_run_and_call_hash_and_a_denial_wins() -> None:
         _approval("x", approvals.call_hash("refund", {"amount": 10000}), "Approved"),
         _approval("y", mine, "Approved", run="other"),
     ]
-    assert approvals.decision_for(others, "r", mine) is None
+    binding = approvals.Binding("r", "aaaa-0001", None, 1, "c1", mine)
+    assert approvals.decision_for(others, binding) is None
     both = [*others, _approval("ok", mine, "Approved"), _approval("no", mine, "Denied")]
-    found = approvals.decision_for(both, "r", mine)
+    found = approvals.decision_for(both, binding)
     assert found is not None and found.metadata.name == "no"
+
+
+RUN_CREATED = datetime.datetime(2026, 1, 1, 12, tzinfo=datetime.UTC)
+HASH = "ab" * 32
+
+
+def _bound(name: str = "a", created: str = "2026-01-01T12:00:05Z", **spec: Any) -> Any:
+    owners = spec.pop("owners", None)
+    metadata: dict[str, Any] = {"name": name, "creationTimestamp": created}
+    if owners is not None:
+        metadata["ownerReferences"] = [
+            {"apiVersion": "bosun.dev/v1alpha1", "kind": "Run", "name": "r", "uid": uid}
+            for uid in owners
+        ]
+    body = {"runName": "r", "callHash": HASH, "decision": "Approved", "approvedBy": "u", **spec}
+    return approval_api.Approval.from_dict({"kind": "Approval", "metadata": metadata, "spec": body})
+
+
+@pytest.mark.parametrize(
+    ("approval", "refused"),
+    [
+        (_bound(runUID="aaaa-0001", step=3, callID="c1", owners=["aaaa-0001"]), None),
+        (_bound(runUID="aaaa-0001", step=2, callID="c0"), "decides another call"),
+        (_bound(runUID="aaaa-0001", step=3, callID="c9"), "decides another call"),
+        (_bound(runUID="bbbb-0002", step=3, callID="c1"), "runUID differs"),
+        (_bound(runUID="aaaa-0001", step=3, callID="c1", owners=["bbbb-0002"]), "owned by another"),
+        (_bound(runName="other"), "for Run other"),
+        (_bound(callHash="cd" * 32), "callHash does not match"),
+        # Legacy Approvals (no runUID): once each, and never one older than the Run.
+        (_bound(), None),
+        (_bound(created="2026-01-01T11:59:00Z"), "older than this Run"),
+        (_bound(created="2026-01-01T12:00:00Z"), "older than this Run"),
+        (_bound(name="used"), "already used by another call"),
+    ],
+)
+def test_an_approval_decides_one_call_of_one_run(approval: Any, refused: str | None) -> None:
+    binding = approvals.Binding("r", "aaaa-0001", RUN_CREATED, 3, "c1", HASH, frozenset({"used"}))
+    why = binding.refuses(approval)
+    if refused is None:
+        assert why is None
+    else:
+        assert why is not None and refused in why
+
+
+def test_the_journal_says_which_approvals_other_calls_used() -> None:
+    same = {"amount": 5}
+    calls = (
+        conversation.ToolCall("c1", "refund", same),
+        conversation.ToolCall("c2", "refund", same),
+    )
+    turn = conversation.AssistantTurn("", calls)
+    granted = [
+        records.Decision(
+            step=1,
+            kind="tool",
+            tool="refund",
+            call_id=call_id,
+            action="RequireApproval",
+            reason="r",
+            message="",
+            outcome=records.Outcome.APPROVAL_GRANTED,
+            approval=name,
+        )
+        for call_id, name in (("c1", "first"),)
+    ]
+    state = replay.State.build([records.ModelResponse(step=1, turn=turn), *granted])
+    assert state.approvals_used(besides=state.calls["1:c2"]) == {"first"}
+    assert state.approvals_used(besides=state.calls["1:c1"]) == frozenset()
 
 
 def test_a_call_is_named_by_its_hash_or_a_unique_pending_prefix() -> None:

@@ -1,8 +1,13 @@
 """The Approval Kind: a human decision on one paused tool call, bound to its arguments.
 
 An Approval names a Run and the hash of the call (tool plus canonical arguments), so approving
-one refund of 100 does not approve a refund of 10000. Its spec is immutable: a decision is
-changed by deleting the record and creating a new one. `call_hash` defines the hash.
+one refund of 100 does not approve a refund of 10000. It also names the Run's UID and the call
+itself (step and call id), and is owned by the Run: it decides that one call of that one Run
+and nothing else, so a model repeating the call is asked about again and a Run re-created under
+the same name inherits nothing. Approvals written before these fields existed (no `runUID`)
+still decide a call, once each (the journal records which Approval a call used) and only for a
+Run created before them. Its spec is immutable: a decision is changed by deleting the record
+and creating a new one. `call_hash` defines the hash.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from bosun.api import common
 __all__ = [
     "CALL_HASH_PATTERN",
     "KIND",
+    "UID_PATTERN",
     "Approval",
     "ApprovalSpec",
     "ApprovalStatus",
@@ -26,6 +32,7 @@ __all__ = [
 ]
 
 CALL_HASH_PATTERN = r"^[0-9a-f]{64}$"
+UID_PATTERN = r"^[0-9a-fA-F-]{1,64}$"
 
 Decision = Literal["Approved", "Denied"]
 
@@ -49,6 +56,16 @@ class ApprovalSpec(common.Model):
 
     run_name: common.DNSSubdomain
     """Name of the Run, in this namespace, whose paused call is decided."""
+    run_uid: str | None = pydantic.Field(
+        default=None, alias="runUID", pattern=UID_PATTERN, max_length=64
+    )
+    """UID of that Run: a Run deleted and re-created under the same name is another Run.
+    `bosun approve` sets it; an Approval without it is a legacy record (see the Kind)."""
+    step: int | None = pydantic.Field(default=None, ge=1, le=1_000_000)
+    """Model step of the paused call, as in the Run's status.pendingApprovals."""
+    call_id: str | None = pydantic.Field(default=None, alias="callID", min_length=1, max_length=256)
+    """Id the model gave the paused call, as in the Run's status.pendingApprovals. With
+    `step`, it binds the Approval to that one call: an identical call later asks again."""
     call_hash: str = pydantic.Field(pattern=CALL_HASH_PATTERN, max_length=64)
     """Hash of the tool and its canonical arguments, as shown in the Run's
     status.pendingApprovals; 64 lowercase hex digits."""

@@ -144,6 +144,10 @@ class PendingApproval(common.Model):
 
     call_hash: str
     """Hash of the tool and its canonical arguments; name it in `bosun approve RUN CALL`."""
+    step: int | None = None
+    """Model step of the call (an Approval names it)."""
+    call_id: str | None = pydantic.Field(default=None, alias="callID")
+    """Id the model gave the call (an Approval names it)."""
     tool: str
     """Tool the model wants to call."""
     args: common.FreeForm = pydantic.Field(default_factory=dict)

@@ -15,7 +15,7 @@ import click
 from bosun import kube, ops
 from bosun.api import crdgen
 from bosun.cli import _common
-from bosun.runner import approvals, kubeapi, records, runtrace
+from bosun.runner import approvals, errors, kubeapi, records, runtrace
 
 __all__ = [
     "app",
@@ -249,7 +249,7 @@ def trace_command(run_name: str, namespace: str | None, kubeconfig: str | None) 
     status = run.get("status") or {}
     try:
         click.echo(runtrace.render(runtrace.records(cluster, run_name), run_name, status))
-    except records.Unreadable as err:
+    except (records.Unreadable, errors.JournalUntrusted) as err:
         _fail(f"the journal of Run {run_name} cannot be read: {err}")
     # The counts are the journal's (the first line); status.usage may lag it by one report.
     click.echo(f"phase={status.get('phase')} attempts={len(status.get('attempts') or [])}")

@@ -31,6 +31,16 @@ def supervise(
     world, st, now = d.world, d.st, d.now
     if world.job is None:
         return _create_children(d, attempt, deadline)
+    foreign = _not_ours(world.run, world.job)
+    if foreign is not None:
+        # Someone else's Job under the attempt's name decides nothing about this Run, and is
+        # not ours to delete: the attempt fails and the next one gets another name.
+        d.emit(constants.REASON_JOB_NOT_OWNED, foreign, warning=True)
+        verdict = outcomes.Verdict(
+            constants.OUTCOME_FAILED, constants.REASON_JOB_NOT_OWNED, True, foreign
+        )
+        _conclude(d, verdict)
+        return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
     ended = _job_finished(world.job)
     if ended is not None:
         if world.pod is None:
@@ -63,6 +73,20 @@ def supervise(
     if deadline is not None:
         wait = min(wait, (deadline - now).total_seconds() + 0.5)
     return d.plan(requeue_after=wait)
+
+
+def _not_ours(run: Mapping[str, Any], job: Mapping[str, Any]) -> str | None:
+    """Why ``job`` is not a child of ``run`` (its controller must be the Run, by UID)."""
+    uid = run["metadata"].get("uid")
+    owners = (job.get("metadata") or {}).get("ownerReferences") or ()
+    controller = next((o for o in owners if o.get("controller")), None)
+    if controller is not None and controller.get("kind") == "Run" and controller.get("uid") == uid:
+        return None
+    who = f"{controller.get('kind')} {controller.get('name')}" if controller else "nothing"
+    return (
+        f"Job {job['metadata'].get('name')} has the name of this attempt's Job but is controlled"
+        f" by {who}, not by this Run; it was not adopted (delete it if it is not needed)"
+    )
 
 
 def _create_children(

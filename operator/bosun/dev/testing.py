@@ -139,6 +139,14 @@ class ControlPlaneHandle:
             )
         return path
 
+    def bind(self, namespace: str, user: str, cluster_role: str) -> None:
+        """Bind ``user`` to ``cluster_role`` in ``namespace``, as a tenant is bound."""
+        name = re.sub(r"[^a-z0-9-]", "-", f"{cluster_role}-{user}".lower())[:63].strip("-")
+        self.kubectl(
+            "create", "rolebinding", name, f"--clusterrole={cluster_role}", f"--user={user}",
+            "-n", namespace,
+        )  # fmt: skip
+
     def user_rest(self, user: str, groups: tuple[str, ...] = ()) -> kube.Rest:
         """Bosun's API access as ``user``; the caller closes it."""
         return kube.connect(self.user_kubeconfig(user, groups))

@@ -168,12 +168,6 @@ def _attempt(
         epoch = keeper.acquire(settings.lease_duration_seconds + settings.lease_renew_seconds)
         keeper.start()
         identity["epoch"] = epoch
-        backend = journal_configmap.ConfigMapBackend(
-            cluster, settings.run_name, settings.run_uid, settings.journal_chunk_bytes
-        )
-        the_journal = journal.Journal(backend, epoch, settings.attempt, guard=keeper.ensure_held)
-        journaled = the_journal.open()
-        bound.info("Opened journal", fields={"records": len(journaled), "epoch": epoch})
         try:
             awaiting = _awaiting(cluster.get_run(settings.run_name))
         except kube.NotFound as err:
@@ -186,6 +180,12 @@ def _attempt(
             awaiting=awaiting,
             may_write=keeper.held,
         )
+        backend = journal_configmap.ConfigMapBackend(
+            cluster, settings.run_name, settings.run_uid, settings.journal_chunk_bytes
+        )
+        the_journal = journal.Journal(backend, epoch, settings.attempt, guard=keeper.ensure_held)
+        journaled = the_journal.open()
+        bound.info("Opened journal", fields={"records": len(journaled), "epoch": epoch})
         sleep = interruptible_sleep(stop, keeper.ensure_held)
         policy = providers.RetryPolicy(
             pacing=settings.model_pacing,
@@ -227,6 +227,10 @@ def _attempt(
                     f"Runner {settings.pod_name} lost the lease: {err.reason}",
                     warning=True,
                 )
+        elif isinstance(err, errors.JournalUntrusted):
+            # Not a journal of this Run: nothing is added to it, and a human is told.
+            if reporter is not None:
+                reporter.event(err.reason, message, warning=True)
         elif (
             the_journal is not None
             and keeper.held()

@@ -12,6 +12,7 @@ __all__ = [
     "AttemptEnded",
     "Cancelled",
     "Fenced",
+    "JournalUntrusted",
     "LeaseLost",
     "NeedsHuman",
     "PermanentFailure",
@@ -34,6 +35,12 @@ class PermanentFailure(AttemptEnded):
     """Retrying cannot help: an invalid spec, a rejected model request, a limit reached."""
 
     exit_code = contract.ExitCode.FAILED_PERMANENT
+
+
+class JournalUntrusted(PermanentFailure):
+    """An object named like a chunk of this Run's journal was not written for this Run by
+    Bosun (forged, or copied from another Run). It is never read; the attempt ends so a human
+    can remove it, rather than act on records nobody vouches for."""
 
 
 class RetryableFailure(AttemptEnded):

@@ -9,8 +9,11 @@ as it is and the next write starts a new one (few keys keep the API server's fie
 cheap); a chunk that would outgrow ``chunk_bytes`` is sealed (also version-checked) and the
 next chunk created. Each chunk records the epoch of its last writer in an annotation; opening
 the journal stamps the newest chunk with the opener's epoch, after which any runner with an
-older epoch fails every write (``errors.Fenced``). Chunks carry an owner reference to the Run,
-so the garbage collector deletes the journal with it.
+older epoch fails every write (``errors.Fenced``). Chunks carry a controller owner reference
+to the Run's UID, so the garbage collector deletes the journal with it; a ConfigMap named like
+a chunk without one (forged, or copied from another Run) is never read
+(``errors.JournalUntrusted``). Chunks written before the reference was marked controller
+carry it unmarked, which is accepted: the UID is what binds a chunk to its Run.
 """
 
 from __future__ import annotations
@@ -111,6 +114,33 @@ class ConfigMapBackend:
 
     # --- reading -------------------------------------------------------------------------------
 
+    def _trusted(self, name: str, meta: dict[str, Any]) -> None:
+        """Fail unless the chunk was written for this Run by Bosun."""
+        labels = meta.get("labels") or {}
+        owners = [o for o in meta.get("ownerReferences") or () if isinstance(o, dict)]
+        ours = [
+            o
+            for o in owners
+            if o.get("kind") == "Run"
+            and o.get("apiVersion") == constants.API_VERSION
+            and o.get("uid") == self.run_uid
+            and o.get("name") == self.run_name
+        ]
+        controllers = [o for o in owners if o.get("controller")]
+        if (
+            not ours
+            or any(o not in ours for o in controllers)
+            or labels.get(LABEL_COMPONENT) != "journal"
+            or labels.get(constants.LABEL_MANAGED_BY) != "bosun"
+        ):
+            named = ", ".join(f"{o.get('kind')} {o.get('name')} ({o.get('uid')})" for o in owners)
+            raise errors.JournalUntrusted(
+                "JournalUntrusted",
+                f"ConfigMap {name} is named like this Run's journal but was not written for it"
+                f" (owners: {named or 'none'}); it was not read. Delete it, then"
+                f" `bosun redrive {self.run_name}`",
+            )
+
     def _read(self, index: int) -> _Chunk | None:
         name = contract.journal_name(self.run_name, index)
         try:
@@ -118,6 +148,7 @@ class ConfigMapBackend:
         except kube.NotFound:
             return None
         meta = body.get("metadata") or {}
+        self._trusted(name, meta)
         annotations = meta.get("annotations") or {}
         entries = body.get("binaryData") or {}
         keys = sorted(k for k in entries if k.startswith(ENTRY_PREFIX))
@@ -193,6 +224,7 @@ class ConfigMapBackend:
                         "kind": "Run",
                         "name": self.run_name,
                         "uid": self.run_uid,
+                        "controller": True,
                     }
                 ],
             },

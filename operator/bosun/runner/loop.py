@@ -24,7 +24,6 @@ from bosun.api import approval as approval_api
 from bosun.api import run as run_api
 from bosun.api import tool as tool_api
 from bosun.runner import (
-    approvals,
     audit,
     config,
     conversation,
@@ -34,6 +33,7 @@ from bosun.runner import (
     kubeapi,
     lease,
     logs,
+    pausing,
     providers,
     records,
     replay,
@@ -372,16 +372,25 @@ class AgentLoop:
         )
 
     def resend(self, call: replay.CallState) -> None:
-        """A call whose outcome is unknown: re-send it only when its Tool is idempotent."""
-        tool = world.read_tool(self.deps.cluster, call.call.name)
+        """A call whose outcome is unknown: re-send it only when its Tool is idempotent, and
+        only if governance allows it now. The journal is no authority to call anything."""
+        decision, tool = self.decide(call)
+        if decision.denied:
+            self.deny(call, decision)
+            return
+        approval = None
+        if decision.action == "RequireApproval":
+            approval = self.await_approval(call, decision)
+            if approval is None:
+                return
         recorded = call.started.idempotency_key if call.started is not None else ""
         key = recorded or self.idempotency_key(call)
-        decision = governance.Decision(
+        unknown = governance.Decision(
             "Allow", "OutcomeUnknown", "the previous attempt ended during this call"
         )
         if tool is None or not tool.spec.idempotent:
             self.audit(
-                self.decision_record(call.step, call, decision, records.Outcome.OUTCOME_UNKNOWN)
+                self.decision_record(call.step, call, unknown, records.Outcome.OUTCOME_UNKNOWN)
             )
             self.deps.reporter.event(
                 "NeedsHuman",
@@ -393,7 +402,7 @@ class AgentLoop:
                 "OutcomeUnknown",
                 f"call {call.call.id} of tool {call.call.name} at step {call.step}",
             )
-        resent = self.decision_record(call.step, call, decision, records.Outcome.RESENT)
+        resent = self.decision_record(call.step, call, unknown, records.Outcome.RESENT, approval)
         self.audit(dataclasses.replace(resent, idempotency_key=key))
         self.run_tool(call, tool, key)
 
@@ -402,98 +411,21 @@ class AgentLoop:
     def await_approval(
         self, call: replay.CallState, decision: governance.Decision
     ) -> approval_api.Approval | None:
-        """Pause until a human decides; the Approval that approved it, or None when it was not
-        approved."""
-        hash_ = approvals.call_hash(call.call.name, call.call.args)
-        previous = call.approval_requested
-        if previous is not None:
-            # records.read ensures an approvalRequested record carries both times.
-            assert previous.requested_time is not None and previous.expiry_time is not None
-            requested, expires = previous.requested_time, previous.expiry_time
-        else:
-            requested = self.deps.now()
-            timeout = decision.approval_timeout_seconds or approvals.DEFAULT_TIMEOUT_SECONDS
-            expires = requested + datetime.timedelta(seconds=timeout)
-            asked = self.decision_record(
-                call.step, call, decision, records.Outcome.APPROVAL_REQUESTED
-            )
-            self.audit(dataclasses.replace(asked, requested_time=requested, expiry_time=expires))
-        pending = status.Pending(
-            hash_,
-            call.call.name,
-            call.call.args,
-            decision.policy,
-            decision.rule,
-            requested,
-            expires,
-        )
-        approve = approvals.command(
-            "approve", self.settings.namespace, self.settings.run_name, hash_
-        )
-        self.report(
-            pending=(pending,),
-            reason="ApprovalRequested",
-            message=f"tool {call.call.name} needs approval: {approve}",
-        )
-        if previous is None:
-            self.deps.reporter.event(
-                "ApprovalRequested",
-                f"Call of tool {call.call.name} at step {call.step} waits for approval: "
-                f"callHash {hash_} (policy {decision.policy or '-'}, rule {decision.rule or '-'});"
-                f" decide with: {approve}",
-            )
-
-        def ignored(other: approval_api.Approval) -> None:
-            record = self.decision_record(
-                call.step, call, decision, records.Outcome.APPROVAL_IGNORED
-            )
-            self.audit(
-                dataclasses.replace(
-                    record,
-                    approval=other.metadata.name,
-                    approval_call_hash=other.spec.call_hash,
-                    message="the Approval's callHash does not match this call",
-                )
-            )
+        """Pause until a human decides; the Approval that approved it, or None when not."""
 
         def check() -> None:
             self.checkpoint()
             self._refresh_run()
 
-        waiter = approvals.Waiter(
-            self.deps.cluster,
-            self.settings.run_name,
-            poll_seconds=self.settings.approval_poll_seconds,
+        gate = pausing.Gate(
+            cluster=self.deps.cluster,
+            reporter=self.deps.reporter,
+            settings=self.settings,
+            audit=self.audit,
+            record=self.decision_record,
+            report=self.report,
             check=check,
-            on_ignored=ignored,
             sleep=self.deps.sleep,
             now=self.deps.now,
         )
-        verdict, found = waiter.wait(hash_, expires)
-        approved_by = found.spec.approved_by if found else None
-        if verdict == "Approved":
-            self.report(reason="ApprovalGranted", message=f"approved by {approved_by}")
-            self.deps.reporter.event(
-                "ApprovalGranted",
-                f"Call of tool {call.call.name} at step {call.step} was approved by {approved_by}",
-            )
-            return found
-        outcome, message = approvals.refusal(verdict, found)
-        self.audit(
-            self.decision_record(
-                call.step,
-                call,
-                dataclasses.replace(
-                    decision, action="Deny", reason=f"Approval{verdict}", message=message
-                ),
-                outcome,
-                found,
-            )
-        )
-        self.report(reason=f"Approval{verdict}", message=message)
-        self.deps.reporter.event(
-            f"Approval{verdict}",
-            f"Call of tool {call.call.name} at step {call.step}: {message}",
-            warning=True,
-        )
-        return None
+        return pausing.await_approval(gate, self.state, self.run_obj, call, decision)

@@ -120,6 +120,20 @@ class State:
     def last_turn(self) -> tuple[int, conversation.AssistantTurn] | None:
         return self.turns[-1] if self.turns else None
 
+    def approvals_used(self, besides: CallState) -> frozenset[str]:
+        """Approvals that calls other than ``besides`` were granted by: an Approval decides
+        one call, so none of these may decide another."""
+        used = set()
+        for record in self.history:
+            if (
+                isinstance(record, records.Decision)
+                and record.approval
+                and record.outcome in (records.Outcome.APPROVAL_GRANTED, records.Outcome.RESENT)
+                and (record.step, record.call_id) != (besides.step, besides.call.id)
+            ):
+                used.add(record.approval)
+        return frozenset(used)
+
     def open_calls(self) -> list[CallState]:
         """The unresolved calls of the latest turn, in the model's order."""
         last = self.last_turn()

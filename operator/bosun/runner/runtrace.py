@@ -22,9 +22,11 @@ PREVIEW = 120
 
 
 def records(cluster: kubeapi.Cluster, run: str) -> list[kinds.Record]:
-    """Every journal record of Run ``run``, oldest first; the Run's uid is not needed to read.
-    ``records.Unreadable`` names the first record this version of Bosun cannot read."""
-    stored = journal_configmap.ConfigMapBackend(cluster, run, run_uid="").read()
+    """Every journal record of Run ``run``, oldest first. ``records.Unreadable`` names the
+    first record this version of Bosun cannot read; ``errors.JournalUntrusted`` a chunk that
+    was not written for this Run (its UID), which is never shown as if it were."""
+    uid = str((cluster.get_run(run).get("metadata") or {}).get("uid") or "")
+    stored = journal_configmap.ConfigMapBackend(cluster, run, run_uid=uid).read()
     return kinds.read_all(stored)
 
 

@@ -50,6 +50,8 @@ class Pending:
     rule: str | None
     requested: datetime.datetime
     expires: datetime.datetime
+    step: int | None = None
+    call_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -59,6 +61,10 @@ class Pending:
             "requestedTime": _stamp(self.requested),
             "expiryTime": _stamp(self.expires),
         }
+        if self.step is not None:
+            entry["step"] = self.step
+        if self.call_id:
+            entry["callID"] = self.call_id
         if self.policy:
             entry["policy"] = self.policy
         if self.rule:
