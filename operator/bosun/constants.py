@@ -61,6 +61,7 @@ __all__ = [
     "REASON_RETRIES_EXHAUSTED",
     "REASON_RETRY_SCHEDULED",
     "REASON_RUNNER_NEVER_STARTED",
+    "REASON_RUNNER_NOT_STARTING",
     "REASON_SUCCEEDED",
     "REASON_SUSPENDED",
     "REASON_WAITING_FOR_CAPACITY",
@@ -121,6 +122,9 @@ REASON_REDRIVEN = "Redriven"
 # Reasons the operator gives an attempt it ends itself (the runner's exit gives the others).
 REASON_LEASE_EXPIRED = "LeaseExpired"
 REASON_RUNNER_NEVER_STARTED = "RunnerNeverStarted"
+# The Running condition while the attempt's pod says it cannot start its runner (a Secret it
+# references is missing, its image cannot be pulled): the kubelet keeps trying.
+REASON_RUNNER_NOT_STARTING = "RunnerNotStarting"
 
 # Event reasons that are not condition reasons.
 EVENT_LEASE_LOST = "LeaseLost"
