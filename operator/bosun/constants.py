@@ -62,6 +62,7 @@ __all__ = [
     "REASON_RETRIES_EXHAUSTED",
     "REASON_RETRY_SCHEDULED",
     "REASON_RUNNER_NEVER_STARTED",
+    "REASON_RUNNER_NOT_STARTING",
     "REASON_SUCCEEDED",
     "REASON_SUSPENDED",
     "REASON_WAITING_FOR_CAPACITY",
@@ -123,6 +124,9 @@ REASON_REDRIVEN = "Redriven"
 REASON_LEASE_EXPIRED = "LeaseExpired"
 REASON_JOB_NOT_OWNED = "JobNotOwned"
 REASON_RUNNER_NEVER_STARTED = "RunnerNeverStarted"
+# The Running condition while the attempt's pod says it cannot start its runner (a Secret it
+# references is missing, its image cannot be pulled): the kubelet keeps trying.
+REASON_RUNNER_NOT_STARTING = "RunnerNotStarting"
 
 # Event reasons that are not condition reasons.
 EVENT_LEASE_LOST = "LeaseLost"

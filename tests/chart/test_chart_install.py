@@ -280,6 +280,72 @@ def _check_approval_policy(
     )
 
 
+def _check_missing_secret_shows_on_the_run(
+    control_plane: testing.ControlPlaneHandle, rest: kube.Rest, namespace: str, release: Release
+) -> None:
+    """The operator cannot read Secrets, so a missing one is told by the runner pod's
+    CreateContainerConfigError, on the Run; once the Secret exists, the Run goes on."""
+    agent = {
+        "apiVersion": API,
+        "kind": "Agent",
+        "metadata": {"name": "keyed", "namespace": namespace},
+        "spec": {
+            "model": {
+                "provider": "scripted",
+                "script": [{"reply": "done"}],
+                "apiKeySecretRef": {"name": "llm", "key": "token"},
+            }
+        },
+    }
+    rest.create(agent)
+    testing.until(
+        lambda: _ready_condition(rest, namespace, "keyed") == "True",
+        timeout=60,
+        what="Agent keyed to be Ready (its Secret is not looked up)",
+    )
+    rest.create(
+        {
+            "apiVersion": API,
+            "kind": "Run",
+            "metadata": {"name": "keyed", "namespace": namespace},
+            "spec": {
+                "agentRef": {"name": "keyed"},
+                "input": json.dumps({"standin": {"sleepSeconds": 0.2}}),
+            },
+        }
+    )
+
+    def not_starting() -> dict[str, Any] | None:
+        run = rest.get(API, "runs", namespace, "keyed") or {}
+        for condition in (run.get("status") or {}).get("conditions") or ():
+            if condition["type"] == "Running" and condition["reason"] == "RunnerNotStarting":
+                return dict(condition)
+        return None
+
+    condition = testing.until(
+        not_starting, timeout=60, interval=0.5, what="Run keyed to say its runner cannot start"
+    )
+    assert "CreateContainerConfigError" in condition["message"]
+    assert "llm" in condition["message"]
+    events = rest.list("v1", "events", namespace)
+    assert any(
+        e.get("reason") == "RunnerNotStarting" and e["involvedObject"]["name"] == "keyed"
+        for e in events
+    )
+    control_plane.kubectl(
+        "create", "secret", "generic", "llm", "--from-literal=token=t", "-n", namespace
+    )
+    _succeeds(rest, namespace, "keyed", release)
+
+
+def _ready_condition(rest: kube.Rest, namespace: str, agent: str) -> str | None:
+    obj = rest.get(API, "agents", namespace, agent) or {}
+    for condition in (obj.get("status") or {}).get("conditions") or ():
+        if condition["type"] == "Ready":
+            return str(condition["status"])
+    return None
+
+
 def test_cluster_wide_install_runs_a_run_and_upgrades_and_uninstalls(
     control_plane: testing.ControlPlaneHandle, namespace: str
 ) -> None:
@@ -288,7 +354,7 @@ def test_cluster_wide_install_runs_a_run_and_upgrades_and_uninstalls(
     release = Release(control_plane, f"bosun-{uuid.uuid4().hex[:6]}")
     # CRDs that other tests applied with kubectl are adopted, as the chart README describes.
     _adopt_crds(control_plane, release.name, release.namespace)
-    with installed(release):
+    with installed(release, "operator.clusterWide=true"):
         account = _check_operator_identity(release)
         _ready(release)
 
@@ -303,6 +369,8 @@ def test_cluster_wide_install_runs_a_run_and_upgrades_and_uninstalls(
         assert _can(control_plane, account, namespace, "create", "jobs.batch")
         assert _can(control_plane, account, namespace, "patch", "runs.bosun.dev/status")
         assert not _can(control_plane, account, namespace, "list", "secrets")
+        assert not _can(control_plane, account, namespace, "get", "secrets")
+        assert not _can(control_plane, account, namespace, "delete", "leases.coordination.k8s.io")
         assert not _can(control_plane, account, namespace, "create", "pods")
         assert not _can(control_plane, account, namespace, "update", "runs.bosun.dev")
         assert not _can(control_plane, account, None, "create", "clusterroles")
@@ -389,6 +457,34 @@ def test_namespaced_install_watches_only_its_namespaces(
             assert _can(control_plane, account, namespace, "create", "jobs.batch")
             assert not _can(control_plane, account, elsewhere, "create", "jobs.batch")
             assert not _can(control_plane, account, elsewhere, "get", "secrets")
+            assert not _can(control_plane, account, namespace, "get", "secrets")
+            assert not _can(control_plane, account, release.namespace, "get", "secrets")
+            _check_missing_secret_shows_on_the_run(control_plane, rest, namespace, release)
             assert not release.denials(), release.operator_log()
     finally:
         control_plane.kubectl("delete", "namespace", elsewhere, "--wait=false", check=False)
+
+
+def test_default_install_watches_the_release_namespace_alone(
+    control_plane: testing.ControlPlaneHandle,
+    namespace: str,
+    bosun_crds: testing.ControlPlaneHandle,
+) -> None:
+    """With default values the operator is namespaced: Roles in its own namespace only."""
+    rest = control_plane.rest()
+    with installed(
+        Release(control_plane, f"bosun-{uuid.uuid4().hex[:6]}"), "crds.install=false"
+    ) as release:
+        account = _check_operator_identity(release)
+        _ready(release)
+        gone = control_plane.kubectl("get", "clusterrole", f"{release.name}-operator", check=False)
+        assert gone.returncode != 0
+        _agent_and_run(rest, namespace, "ignored")
+        _agent_and_run(rest, release.namespace, "home")
+        _succeeds(rest, release.namespace, "home", release)
+        assert _phase(rest, namespace, "ignored") is None
+        assert _can(control_plane, account, release.namespace, "create", "jobs.batch")
+        assert not _can(control_plane, account, namespace, "create", "jobs.batch")
+        for where in (release.namespace, namespace):
+            assert not _can(control_plane, account, where, "get", "secrets")
+        assert not release.denials(), release.operator_log()

@@ -166,7 +166,8 @@ def test_operator_deployment_defaults(default: list[chartkit.Obj]) -> None:
         "BOSUN_MAX_CONCURRENT_RUNS": "100",
         "BOSUN_WORKERS": "4",
         "BOSUN_USAGE_INTERVAL_SECONDS": "5",
-        "BOSUN_NAMESPACES": "",
+        # Namespaced by default: the release namespace alone.
+        "BOSUN_NAMESPACES": chartkit.NAMESPACE,
         "BOSUN_LEADER_ELECTION": "true",
         "BOSUN_LEADER_NAMESPACE": chartkit.NAMESPACE,
         "BOSUN_LEADER_LEASE_SECONDS": "15",
@@ -210,7 +211,7 @@ def test_operator_env_parses_as_the_operator_settings(nondefault: list[chartkit.
             if isinstance(v, str)
         }
     )
-    assert defaults.namespaces == ()
+    assert defaults.namespaces == (chartkit.NAMESPACE,)
     assert defaults.runner_command == ()
     assert defaults.runner_env == ()
 
@@ -291,9 +292,8 @@ OPERATOR_NEEDS = [
     (constants.GROUP, "tools/status", ("get", "patch")),
     (constants.GROUP, "policies/status", ("get", "patch")),
     ("batch", "jobs", ("get", "list", "watch", "create", "delete")),
-    ("coordination.k8s.io", "leases", ("get", "list", "watch", "create", "update", "delete")),
+    ("coordination.k8s.io", "leases", ("get", "list", "watch", "create", "update")),
     ("", "pods", ("get", "list")),
-    ("", "secrets", ("get",)),
     ("", "events", ("create", "patch")),
     ("", "serviceaccounts", ("get", "create")),
     ("rbac.authorization.k8s.io", "roles", ("get", "create")),
@@ -327,7 +327,8 @@ def _assert_least_privilege(rules: list[chartkit.Obj], allowed: set[tuple[str, s
     assert not extra, f"permissions nobody needs: {sorted(extra)}"
 
 
-def test_cluster_wide_rbac_is_sufficient_and_least(default: list[chartkit.Obj]) -> None:
+def test_cluster_wide_rbac_is_sufficient_and_least() -> None:
+    default = chartkit.render(sets=["operator.clusterWide=true"])
     rules = _operator_rules(default, "ClusterRole", "bosun-operator")
     for group, resource, verb in _needed(OPERATOR_NEEDS + DISCOVERY):
         assert chartkit.allows(rules, group, resource, verb), f"missing {verb} {group}/{resource}"
@@ -337,13 +338,64 @@ def test_cluster_wide_rbac_is_sufficient_and_least(default: list[chartkit.Obj]) 
             f"cannot grant the runner {verb} {group}/{resource} {name or ''}"
         )
     _assert_least_privilege(rules, _needed(OPERATOR_NEEDS + DISCOVERY))
-    assert not chartkit.allows(rules, "", "secrets", "list")
+    for verb in ("get", "list", "watch"):
+        assert not chartkit.allows(rules, "", "secrets", verb)
+    assert not chartkit.allows(rules, "coordination.k8s.io", "leases", "delete")
     binding = chartkit.one(default, "ClusterRoleBinding", "bosun-operator")
     assert binding["roleRef"]["name"] == "bosun-operator"
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "bosun", "namespace": chartkit.NAMESPACE}
     ]
     assert chartkit.of_kind(default, "Role") == []
+    env = chartkit.env_of(chartkit.container(default))
+    assert env["BOSUN_NAMESPACES"] == ""
+
+
+def test_namespaced_is_the_default_and_watches_the_release_namespace(
+    default: list[chartkit.Obj],
+) -> None:
+    roles = chartkit.of_kind(default, "Role")
+    assert {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in roles} == {
+        (chartkit.NAMESPACE, "bosun-operator"),
+        (chartkit.NAMESPACE, "bosun-leader-election"),
+    }
+    assert "bosun-operator" not in {
+        c["metadata"]["name"] for c in chartkit.of_kind(default, "ClusterRole")
+    }
+    role = chartkit.one(roles, "Role", "bosun-operator")
+    _assert_least_privilege(role["rules"], _needed(OPERATOR_NEEDS))
+    for group, resource, verb, name in _runner_permissions():
+        assert chartkit.allows(role["rules"], group, resource, verb, name)
+
+
+@pytest.mark.parametrize("values", [[], [NONDEFAULT]], ids=["default", "nondefault"])
+@pytest.mark.parametrize("cluster_wide", [False, True], ids=["namespaced", "cluster-wide"])
+def test_the_operator_reads_no_secrets(values: list[pathlib.Path], cluster_wide: bool) -> None:
+    sets = ["operator.watchNamespaces=null", "operator.clusterWide=true"] if cluster_wide else []
+    objs = chartkit.render(values, sets)
+    roles = chartkit.of_kind(objs, "Role") + chartkit.of_kind(objs, "ClusterRole")
+    operator = [r for r in roles if "-operator" in r["metadata"]["name"]]
+    assert operator
+    for role in operator:
+        for verb in ("get", "list", "watch"):
+            assert not chartkit.allows(role["rules"], "", "secrets", verb), role["metadata"]
+
+
+def test_cluster_wide_and_a_namespace_list_do_not_mix() -> None:
+    proc = chartkit.helm(
+        "template",
+        "bosun",
+        str(chartkit.CHART),
+        "--kube-version",
+        chartkit.KUBE_VERSION,
+        "--set",
+        "operator.clusterWide=true",
+        "--set",
+        "operator.watchNamespaces={team-a}",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "leave operator.watchNamespaces empty" in proc.stderr
 
 
 def test_namespaced_rbac_is_sufficient_and_least(nondefault: list[chartkit.Obj]) -> None:
@@ -458,8 +510,8 @@ def test_optional_parts_are_off_by_default(default: list[chartkit.Obj]) -> None:
 def test_approval_admission_policy(
     default: list[chartkit.Obj], nondefault: list[chartkit.Obj]
 ) -> None:
-    policy = chartkit.one(default, "ValidatingAdmissionPolicy")
-    binding = chartkit.one(default, "ValidatingAdmissionPolicyBinding")
+    policy = chartkit.one(default, "ValidatingAdmissionPolicy", "bosun-approval-identity")
+    binding = chartkit.one(default, "ValidatingAdmissionPolicyBinding", "bosun-approval-identity")
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert policy["spec"]["failurePolicy"] == "Fail"
@@ -468,10 +520,41 @@ def test_approval_admission_policy(
     assert rule["resources"] == ["approvals"]
     (validation,) = policy["spec"]["validations"]
     assert "object.spec.approvedBy == request.userInfo.username" in validation["expression"]
-    warn = chartkit.one(nondefault, "ValidatingAdmissionPolicyBinding")
+    warn = chartkit.one(
+        nondefault, "ValidatingAdmissionPolicyBinding", "bosun-team-approval-identity"
+    )
     assert warn["spec"]["validationActions"] == ["Warn", "Audit"]
     off = chartkit.render(sets=["admissionPolicy.approvals.enabled=false"])
-    assert not chartkit.of_kind(off, "ValidatingAdmissionPolicy")
+    names = {p["metadata"]["name"] for p in chartkit.of_kind(off, "ValidatingAdmissionPolicy")}
+    assert "bosun-approval-identity" not in names
+
+
+SECRET_POLICIES = ("bosun-agent-secret-references", "bosun-tool-secret-references")
+
+
+def test_secret_reference_admission_policies(
+    default: list[chartkit.Obj], nondefault: list[chartkit.Obj]
+) -> None:
+    """On by default; the requester's authorizer decides (the install tests try real users)."""
+    for name, resource in zip(SECRET_POLICIES, ("agents", "tools"), strict=True):
+        policy = chartkit.one(default, "ValidatingAdmissionPolicy", name)
+        binding = chartkit.one(default, "ValidatingAdmissionPolicyBinding", name)
+        assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+        assert policy["spec"]["failurePolicy"] == "Fail"
+        (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+        assert rule["resources"] == [resource]
+        assert rule["operations"] == ["CREATE", "UPDATE"]
+        (validation,) = policy["spec"]["validations"]
+        assert "authorizer.group('').resource('secrets')" in validation["expression"]
+        assert ".check('get').allowed()" in validation["expression"]
+        assert "you may not read Secret" in validation["messageExpression"]
+        warn = chartkit.one(
+            nondefault, "ValidatingAdmissionPolicyBinding", name.replace("bosun", "bosun-team")
+        )
+        assert warn["spec"]["validationActions"] == ["Warn", "Audit"]
+    off = chartkit.render(sets=["admissionPolicy.secretReferences.enabled=false"])
+    names = {p["metadata"]["name"] for p in chartkit.of_kind(off, "ValidatingAdmissionPolicy")}
+    assert names == {"bosun-approval-identity"}
 
 
 @pytest.mark.parametrize("values", [[], [NONDEFAULT]], ids=["default", "nondefault"])

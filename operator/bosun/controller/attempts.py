@@ -1,7 +1,9 @@
 """The Run lifecycle's rules about attempts: supervise the active one, end it, conclude.
 
-``supervise`` creates the attempt's children, mirrors its Lease and ends it as Lost when its
-runner never takes the Lease or lets it expire; when its Job has ended it reads the verdict
+``supervise`` creates the attempt's children, mirrors its Lease, says on the Running condition
+why the attempt's pod cannot start its runner (a missing Secret: the operator never reads
+Secrets, the kubelet reports it) and ends it as Lost when its runner never takes the Lease or
+lets it expire; when its Job has ended it reads the verdict
 (``retry``) and concludes the Run's next step: finished, a retry after a backoff, or
 dead-lettered. ``stop_active`` and ``finish`` serve the Run-level rules too. Pure, like all of
 the lifecycle: these functions edit a ``plans.Draft``.
@@ -17,11 +19,25 @@ from typing import Any
 from bosun import constants, contract, retry
 from bosun.controller import builders, conditions, outcomes, plans, runstatus
 
-__all__ = ["finish", "stop_active", "supervise", "until"]
+__all__ = ["POD_CHECK_SECONDS", "finish", "stop_active", "supervise", "until"]
 
 _QUEUED = constants.CONDITION_QUEUED
 _RUNNING = constants.CONDITION_RUNNING
 _JOB_DONE = ("Complete", "Failed")
+# The kubelet's waiting reasons that mean a runner container will not start until someone fixes
+# something: a Secret (or key) it references is missing, or its image cannot be pulled.
+_STUCK = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+    }
+)
+# While no runner holds the Lease, how often to look at the attempt's pod again.
+POD_CHECK_SECONDS = 5.0
 
 
 def supervise(
@@ -59,9 +75,19 @@ def supervise(
         limit = started + datetime.timedelta(seconds=timeout)
         if now >= limit:
             message = f"No runner of attempt {attempt['number']} took the Lease within {timeout}s"
+            running = st.condition(_RUNNING) or {}
+            if running.get("reason") == constants.REASON_RUNNER_NOT_STARTING:
+                message += f"; {running.get('message')}"
             _abandon(d, constants.REASON_RUNNER_NEVER_STARTED, message)
             return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
         expiry = limit
+        if world.pod is None:
+            d.facts["look_at_pods"] = True
+        else:
+            _say_why_not_started(d, attempt, world.pod)
+            expiry = min(limit, now + datetime.timedelta(seconds=POD_CHECK_SECONDS))
+    else:
+        _say_why_not_started(d, attempt, None)
     left = (expiry - now).total_seconds()
     if left < 0:
         assert lease is not None
@@ -87,6 +113,33 @@ def _not_ours(run: Mapping[str, Any], job: Mapping[str, Any]) -> str | None:
         f"Job {job['metadata'].get('name')} has the name of this attempt's Job but is controlled"
         f" by {who}, not by this Run; it was not adopted (delete it if it is not needed)"
     )
+
+
+def _say_why_not_started(
+    d: plans.Draft, attempt: Mapping[str, Any], pod: plans.PodFacts | None
+) -> None:
+    """Running says RunnerNotStarting (with a warning Event when it starts saying so) while the
+    attempt's pod cannot start its runner, and AttemptRunning again once that passed."""
+    current = d.st.condition(_RUNNING) or {}
+    stuck = pod is not None and pod.waiting_reason in _STUCK
+    if not stuck:
+        if current.get("reason") == constants.REASON_RUNNER_NOT_STARTING:
+            message = f"Attempt {attempt['number']} runs as Job {attempt['job']}"
+            d.set(_RUNNING, True, constants.REASON_ATTEMPT_RUNNING, message)
+        return
+    assert pod is not None
+    detail = f"{pod.waiting_reason}: {pod.waiting_message}" if pod.waiting_message else ""
+    message = (
+        f"The pod {pod.name} of attempt {attempt['number']} cannot start the runner "
+        f"({detail or pod.waiting_reason}); it starts once that is fixed, or the attempt ends "
+        f"as Lost after {d.world.settings.start_timeout_seconds}s"
+    )
+    if current.get("reason") != constants.REASON_RUNNER_NOT_STARTING:
+        d.emit(constants.REASON_RUNNER_NOT_STARTING, message, warning=True)
+    d.set(_RUNNING, True, constants.REASON_RUNNER_NOT_STARTING, message)
+    active = d.st.active_attempt()
+    if active is not None and pod.name:
+        active["pod"] = pod.name
 
 
 def _create_children(

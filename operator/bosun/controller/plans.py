@@ -39,13 +39,18 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class PodFacts:
-    """What the last pod of an ended attempt's Job left behind (all None: it left no pod)."""
+    """What the newest pod of an attempt's Job says or left behind (all None: it has no pod)."""
 
     exit_code: int | None = None
     reason: str | None = None
     name: str | None = None
     message: str | None = None
     """The runner's termination message."""
+    waiting_reason: str | None = None
+    """Why the runner container is not running yet (the kubelet's waiting reason, such as
+    CreateContainerConfigError for a missing Secret); None once it runs or ended."""
+    waiting_message: str | None = None
+    """The kubelet's message with ``waiting_reason``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +80,8 @@ class World:
     job: Mapping[str, Any] | None = None
     """The Job of the Run's latest attempt; None while it does not exist."""
     pod: PodFacts | None = None
-    """The latest attempt's pod; None when not looked at (``Plan.look_at_pods`` asks)."""
+    """The latest attempt's pod; None when not looked at (``Plan.look_at_pods`` asks: once its
+    Job ended, and while its runner has not taken the Lease)."""
     lease: Mapping[str, Any] | None = None
     sighting: LeaseSighting | None = None
     """The sighting of ``lease`` last returned in a Plan for this Run."""
@@ -143,7 +149,8 @@ class Plan:
     """Seconds until the Run should be decided again; None: on the next event only."""
     wants_admission: bool = False
     look_at_pods: bool = False
-    """The latest attempt's Job has ended: decide again with ``World.pod`` observed."""
+    """Decide again with ``World.pod`` observed: the latest attempt's Job has ended, or its
+    runner has not taken the Lease yet (the pod may say why)."""
     ended: str | None = None
     """The outcome of the attempt this plan ends."""
     finished: Finish | None = None
@@ -207,5 +214,17 @@ def pod_facts(pods: Iterable[Mapping[str, Any]]) -> PodFacts:
             if terminated is not None:
                 code = int(terminated["exitCode"])
                 return PodFacts(code, status.get("reason"), name, terminated.get("message"))
-        return PodFacts(None, status.get("reason"), name, None)
+        waiting: Mapping[str, Any] = {}
+        for container in status.get("containerStatuses") or ():
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting:
+                break
+        return PodFacts(
+            None,
+            status.get("reason"),
+            name,
+            None,
+            waiting_reason=waiting.get("reason"),
+            waiting_message=waiting.get("message"),
+        )
     return PodFacts()

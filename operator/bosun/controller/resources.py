@@ -1,8 +1,10 @@
 """Readiness of Agents, Tools and Policies: a Ready condition with a reason to act on.
 
-An Agent is not Ready while a Tool it lists or a Secret it references is missing; a Tool while a
-header Secret is missing; a Policy while a rule's ``when`` does not compile as CEL. Status is
-written only when it changes, so a resync costs no API write.
+An Agent is not Ready while a Tool it lists is missing; a Tool while it has no transport; a
+Policy while a rule's ``when`` does not compile as CEL. Secrets are not looked at: the operator
+may not read them (admission checks that an author may read what they reference, and a missing
+Secret shows on the Run, from its runner pod's CreateContainerConfigError). Status is written
+only when it changes, so a resync costs no API write.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bosun import cel, contract, kube
-from bosun.controller import builders, conditions, events
+from bosun.controller import conditions, events
 from bosun.controller import store as store_mod
 
 __all__ = ["RECHECK_SECONDS", "Obj", "Readiness", "ResourceReconciler"]
@@ -51,25 +53,12 @@ class ResourceReconciler:
         self._write(plural, obj, readiness)
         return None if readiness.ready else RECHECK_SECONDS
 
-    def _missing_secrets(self, namespace: str, refs: list[Mapping[str, Any]]) -> list[str]:
-        missing = []
-        for ref in refs:
-            secret = self.rest.get("v1", "secrets", namespace, ref["name"])
-            if secret is None:
-                missing.append(f"Secret {ref['name']}")
-            elif ref["key"] not in (secret.get("data") or {}):
-                missing.append(f"key {ref['key']} in Secret {ref['name']}")
-        return missing
-
     def _agent(self, agent: Obj) -> Readiness:
         ns = agent["metadata"]["namespace"]
         spec = agent.get("spec") or {}
         absent = [t for t in spec.get("tools") or () if self.store.tools.get((ns, t)) is None]
         if absent:
             return Readiness(False, "ToolNotFound", f"Tools not found: {', '.join(absent)}")
-        missing = self._missing_secrets(ns, builders.secret_refs(agent, []))
-        if missing:
-            return Readiness(False, "SecretNotFound", f"Missing: {', '.join(missing)}")
         model = spec.get("model") or {}
         described = "/".join(str(p) for p in (model.get("provider"), model.get("name")) if p)
         return Readiness(True, "Ready", f"Model {described}")
@@ -80,11 +69,6 @@ class ResourceReconciler:
         extra = {"transport": transport} if transport else {}
         if transport is None:
             return Readiness(False, "NoTransport", "Set exactly one of http or mcp", extra)
-        missing = self._missing_secrets(
-            tool["metadata"]["namespace"], builders.secret_refs({}, [tool])
-        )
-        if missing:
-            return Readiness(False, "SecretNotFound", f"Missing: {', '.join(missing)}", extra)
         return Readiness(True, "Ready", f"{transport} transport", extra)
 
     def _policy(self, policy: Obj) -> Readiness:
