@@ -458,8 +458,8 @@ def test_optional_parts_are_off_by_default(default: list[chartkit.Obj]) -> None:
 def test_approval_admission_policy(
     default: list[chartkit.Obj], nondefault: list[chartkit.Obj]
 ) -> None:
-    policy = chartkit.one(default, "ValidatingAdmissionPolicy")
-    binding = chartkit.one(default, "ValidatingAdmissionPolicyBinding")
+    policy = chartkit.one(default, "ValidatingAdmissionPolicy", "bosun-approval-identity")
+    binding = chartkit.one(default, "ValidatingAdmissionPolicyBinding", "bosun-approval-identity")
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert policy["spec"]["failurePolicy"] == "Fail"
@@ -468,10 +468,16 @@ def test_approval_admission_policy(
     assert rule["resources"] == ["approvals"]
     (validation,) = policy["spec"]["validations"]
     assert "object.spec.approvedBy == request.userInfo.username" in validation["expression"]
-    warn = chartkit.one(nondefault, "ValidatingAdmissionPolicyBinding")
+    warn = chartkit.one(
+        nondefault, "ValidatingAdmissionPolicyBinding", "bosun-team-approval-identity"
+    )
     assert warn["spec"]["validationActions"] == ["Warn", "Audit"]
     off = chartkit.render(sets=["admissionPolicy.approvals.enabled=false"])
-    assert not chartkit.of_kind(off, "ValidatingAdmissionPolicy")
+    assert not [
+        policy
+        for policy in chartkit.of_kind(off, "ValidatingAdmissionPolicy")
+        if policy["metadata"]["name"] == "bosun-approval-identity"
+    ]
 
 
 @pytest.mark.parametrize("values", [[], [NONDEFAULT]], ids=["default", "nondefault"])
@@ -483,6 +489,7 @@ def test_namespaced_objects_land_in_the_release_namespace(values: list[pathlib.P
         "ClusterRoleBinding",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
+        "RunnerClass",
     }
     for obj in chartkit.render(values):
         namespace = obj["metadata"].get("namespace")
