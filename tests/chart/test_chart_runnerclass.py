@@ -24,7 +24,7 @@ def test_the_default_class_comes_from_the_runner_values_and_is_a_hook() -> None:
     assert found["spec"]["maxResources"] == {"memory": "1Gi"}
     runnerclass.RunnerClass.from_dict(found)  # valid against the model
     env = chartkit.env_of(chartkit.container(objs))
-    assert env["BOSUN_RUNNER_IMAGE"]["value"] == "registry.example.com/runner:v7"
+    assert env["BOSUN_RUNNER_IMAGE"] == "registry.example.com/runner:v7"
     none = chartkit.render(sets=["runner.defaultClass.create=false"])
     assert not chartkit.of_kind(none, "RunnerClass")
 
