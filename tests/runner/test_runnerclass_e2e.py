@@ -139,7 +139,9 @@ def test_an_old_agent_with_moved_runner_fields_still_runs_and_is_told_they_are_i
         operator.stop()
     assert status["phase"] == "Succeeded", status
     pod = _pod(rest, ns, "old")
-    assert pod["containers"][0]["image"] == "bosun-runner"
+    # The default class's image (the chart's, if a test left one) or the built-in one.
+    image = pod["containers"][0]["image"]
+    assert image != MOVED["image"] and image.rsplit("/", 1)[-1].startswith("bosun-runner")
     assert pod["serviceAccountName"] == contract.runner_account_name("old")
     assert "nodeSelector" not in pod and "tolerations" not in pod
     ignored = next(
