@@ -8,6 +8,7 @@ the runner, the chart and the dev tooling never drift apart.
 from __future__ import annotations
 
 __all__ = [
+    "ANNOTATION_DEFAULT_RUNNER_CLASS",
     "ANNOTATION_EMULATOR_FAULT",
     "ANNOTATION_REDRIVE",
     "API_VERSION",
@@ -17,6 +18,7 @@ __all__ = [
     "CONDITION_FAILED",
     "CONDITION_QUEUED",
     "CONDITION_READY",
+    "CONDITION_RUNNER_FIELDS_IGNORED",
     "CONDITION_RUNNING",
     "CONDITION_SUCCEEDED",
     "EMULATOR_NODE_NAME",
@@ -55,12 +57,16 @@ __all__ = [
     "REASON_CANCELLED",
     "REASON_DEADLINE_EXCEEDED",
     "REASON_DUPLICATE",
+    "REASON_INVALID_RESOURCES",
     "REASON_JOB_NOT_OWNED",
     "REASON_LEASE_EXPIRED",
+    "REASON_MOVED_TO_RUNNER_CLASS",
     "REASON_RECONCILING",
     "REASON_REDRIVEN",
+    "REASON_RESOURCES_EXCEED_CLASS",
     "REASON_RETRIES_EXHAUSTED",
     "REASON_RETRY_SCHEDULED",
+    "REASON_RUNNER_CLASS_NOT_FOUND",
     "REASON_RUNNER_NEVER_STARTED",
     "REASON_RUNNER_NOT_STARTING",
     "REASON_SUCCEEDED",
@@ -73,7 +79,7 @@ GROUP = "bosun.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-KINDS = ("Agent", "Tool", "Policy", "Run", "Approval")
+KINDS = ("Agent", "Tool", "Policy", "Run", "Approval", "RunnerClass")
 CATEGORY = "bosun"
 
 # Labels and annotations.
@@ -83,6 +89,8 @@ LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 ANNOTATION_REDRIVE = f"{GROUP}/redrive"
 """Set by ``bosun redrive``: a new value starts a DeadLettered or Failed Run again."""
+ANNOTATION_DEFAULT_RUNNER_CLASS = f"runnerclass.{GROUP}/is-default-class"
+"""``"true"`` on the RunnerClass serving Agents that name none (IngressClass's convention)."""
 
 # The node emulator (dev tooling) reads this annotation on pods as its fault hook.
 ANNOTATION_EMULATOR_FAULT = f"emulator.{GROUP}/fault"
@@ -102,6 +110,8 @@ CONDITION_AWAITING_APPROVAL = "AwaitingApproval"
 CONDITION_SUCCEEDED = "Succeeded"
 CONDITION_FAILED = "Failed"
 CONDITION_DEAD_LETTERED = "DeadLettered"
+CONDITION_RUNNER_FIELDS_IGNORED = "RunnerFieldsIgnored"
+"""Of Agents: True while a stored Agent still sets runner fields that moved to RunnerClass."""
 
 # Reasons of the Run's conditions (CamelCase, API conventions).
 REASON_RECONCILING = "Reconciling"
@@ -127,6 +137,12 @@ REASON_RUNNER_NEVER_STARTED = "RunnerNeverStarted"
 # The Running condition while the attempt's pod says it cannot start its runner (a Secret it
 # references is missing, its image cannot be pulled): the kubelet keeps trying.
 REASON_RUNNER_NOT_STARTING = "RunnerNotStarting"
+
+# Reasons of an Agent's Ready condition about its RunnerClass, and of RunnerClass readiness.
+REASON_RUNNER_CLASS_NOT_FOUND = "RunnerClassNotFound"
+REASON_RESOURCES_EXCEED_CLASS = "ResourcesExceedRunnerClass"
+REASON_INVALID_RESOURCES = "InvalidResources"
+REASON_MOVED_TO_RUNNER_CLASS = "MovedToRunnerClass"
 
 # Event reasons that are not condition reasons.
 EVENT_LEASE_LOST = "LeaseLost"

@@ -51,9 +51,8 @@ def agent() -> Manifest:
             "retry": {"maxAttempts": 4, "initialBackoffSeconds": 2, "maxBackoffSeconds": 60},
             "concurrency": {"maxConcurrentRuns": 2},
             "runner": {
+                "className": "general",
                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": 1}},
-                "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                "nodeSelector": {"pool": "agents"},
             },
         },
     )
@@ -313,8 +312,29 @@ INVALID: list[Invalid] = [
     ),
     Invalid(
         "agent-toleration-unknown-operator",
-        put(agent(), "spec.runner.tolerations[0].operator", "Sometimes"),
+        put(agent(), "spec.runner.tolerations", [{"key": "gpu", "operator": "Sometimes"}]),
         "spec.runner.tolerations[0].operator",
+    ),
+    Invalid(
+        "agent-runner-image-moved-to-runnerclass",
+        put(agent(), "spec.runner.image", "example.com/any:latest"),
+        "runner.image moved to RunnerClass",
+        python=False,
+        cel=True,
+    ),
+    Invalid(
+        "agent-runner-service-account-moved-to-runnerclass",
+        put(agent(), "spec.runner.serviceAccountName", "default"),
+        "runner.serviceAccountName moved to RunnerClass",
+        python=False,
+        cel=True,
+    ),
+    _update(
+        "agent-runner-node-selector-added-on-update",
+        agent(),
+        "spec.runner.nodeSelector",
+        {"node-role.kubernetes.io/control-plane": ""},
+        "runner.nodeSelector moved to RunnerClass",
     ),
     Invalid(
         "agent-quantity-invalid",

@@ -210,6 +210,9 @@ def _root(kind: str) -> dict[str, Any]:
 
 
 KINDS = sorted(CRD_DOCS)
+# Admin-owned classes are cluster-scoped and stay out of the `bosun` category.
+CLUSTER_KINDS = ("RunnerClass",)
+NAMESPACED_KINDS = [kind for kind in KINDS if kind not in CLUSTER_KINDS]
 
 
 def test_every_kind_is_generated() -> None:
@@ -252,7 +255,7 @@ def test_spec_strings_and_lists_are_bounded_for_cel_cost(kind: str) -> None:
     assert unbounded == []
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", NAMESPACED_KINDS)
 def test_names_status_subresource_and_category(kind: str) -> None:
     crd = CRD_DOCS[kind]
     spec = crd["spec"]
@@ -388,3 +391,12 @@ def test_generator_cli_writes_and_checks(
     capsys.readouterr()
     assert crdgen.main([]) == 0
     assert capsys.readouterr().out == crdgen.render_stream()
+
+
+@pytest.mark.parametrize("kind", CLUSTER_KINDS)
+def test_cluster_kinds_are_cluster_scoped_with_status_and_no_category(kind: str) -> None:
+    spec = CRD_DOCS[kind]["spec"]
+    assert spec["scope"] == "Cluster"
+    assert "categories" not in spec["names"]
+    assert spec["names"]["shortNames"]
+    assert _version(kind)["subresources"] == {"status": {}}

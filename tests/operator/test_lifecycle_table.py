@@ -223,11 +223,12 @@ ROWS: list[Any] = [
                 f"create ServiceAccount {w.ACCOUNT}",
                 f"create Role {w.ACCOUNT}",
                 f"create RoleBinding {w.ACCOUNT}",
+                f"create NetworkPolicy {w.ACCOUNT}",
                 f"create Lease {w.LEASE}",
                 "create Job r-a1",
             ),
         ),
-        id="admitted, no Job yet: RBAC, Lease (last) and Job created",
+        id="admitted, no Job yet: RBAC, NetworkPolicy, Lease (last) and Job created",
     ),
     pytest.param(
         w.world(w.RUNNING, lease=w.lease(None)),

@@ -1,4 +1,4 @@
-"""The Bosun API: typed models of Agent, Tool, Policy, Run and Approval (bosun.dev/v1alpha1).
+"""The Bosun API: typed models of Agent, Tool, Policy, Run, Approval and RunnerClass.
 
 The models are the single source of the CRD schemas (see `bosun.api.crdgen`) and what the
 operator, the runner and the CLI use to read and write these objects.
@@ -20,6 +20,7 @@ from bosun.api.common import (
 )
 from bosun.api.policy import Policy, PolicyRule, PolicySpec, PolicyStatus
 from bosun.api.run import Attempt, Run, RunPhase, RunSpec, RunStatus, Usage
+from bosun.api.runnerclass import RunnerClass, RunnerClassSpec, RunnerClassStatus
 from bosun.api.tool import HTTPTransport, MCPTransport, Tool, ToolSpec, ToolStatus
 
 __all__ = [
@@ -47,6 +48,9 @@ __all__ = [
     "RunPhase",
     "RunSpec",
     "RunStatus",
+    "RunnerClass",
+    "RunnerClassSpec",
+    "RunnerClassStatus",
     "ScriptToolCall",
     "ScriptTurn",
     "SecretKeySelector",
@@ -60,7 +64,7 @@ __all__ = [
 ]
 
 _MODELS: dict[str, type[Resource]] = {
-    model.__name__: model for model in (Agent, Tool, Policy, Run, Approval)
+    model.__name__: model for model in (Agent, Tool, Policy, Run, Approval, RunnerClass)
 }
 
 

@@ -7,7 +7,7 @@ a reason while a listed Tool or a referenced Secret is missing.
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import pydantic
 
@@ -16,6 +16,7 @@ from bosun.api import common
 __all__ = [
     "DEFAULT_MAX_STEPS",
     "KIND",
+    "MOVED_RUNNER_FIELDS",
     "USAGE_WINDOW_SECONDS",
     "ActiveRunUsage",
     "Agent",
@@ -179,23 +180,61 @@ class Toleration(common.Model):
     """How long a NoExecute taint is tolerated before eviction, in seconds."""
 
 
-class RunnerSpec(common.Model):
-    """Each attempt of a Run executes in one runner pod, created by a Job the operator owns."""
+MOVED_RUNNER_FIELDS = (
+    "image",
+    "imagePullPolicy",
+    "serviceAccountName",
+    "nodeSelector",
+    "tolerations",
+)
+"""Runner fields that change privilege: they moved to RunnerClass. Stored Agents may still
+carry them; the operator ignores them and says so in the Agent's status."""
 
-    image: str | None = pydantic.Field(default=None, min_length=1, max_length=1024)
-    """Runner image. Unset: the image the operator is configured with."""
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
-    """When the kubelet pulls the runner image."""
+
+def _moved(field: str) -> dict[str, Any]:
+    """The rule that rejects a moved field on create and on any change, while an old object
+    that keeps its value unchanged still passes (so stored Agents stay writable). With
+    optionalOldSelf the rule runs on create too, where oldSelf has no value."""
+    rule = common.cel(
+        f"!has(self.{field}) || (oldSelf.hasValue() && has(oldSelf.value().{field})"
+        f" && oldSelf.value().{field} == self.{field})",
+        f"runner.{field} moved to RunnerClass: an administrator sets it in a RunnerClass and"
+        " the Agent names the class in runner.className (an unchanged old value is kept but"
+        " ignored)",
+        field_path=f".{field}",
+        reason="FieldValueForbidden",
+    )
+    rule["optionalOldSelf"] = True
+    return rule
+
+
+class RunnerSpec(common.Model):
+    """Each attempt of a Run executes in one runner pod, created by a Job the operator owns,
+    as the RunnerClass `className` defines it. What changes a runner's privileges (image,
+    ServiceAccount, placement, security context) belongs to the class, never to the Agent."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=common.validations(*(_moved(field) for field in MOVED_RUNNER_FIELDS))
+    )
+
+    class_name: common.DNSSubdomain | None = None
+    """Name of the RunnerClass of this Agent's runner pods; its author needs verb `use` on
+    it. Unset: the default class (annotated `runnerclass.bosun.dev/is-default-class`)."""
     resources: ResourceRequirements | None = None
-    """CPU and memory of the runner container."""
+    """CPU and memory of the runner container. Unset: the class's defaultResources. Each
+    request and limit must stay within the class's maxResources."""
+    image: str | None = pydantic.Field(default=None, min_length=1, max_length=1024)
+    """Deprecated, ignored: moved to RunnerClass.spec.image. Rejected unless unchanged."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """Deprecated, ignored: moved to RunnerClass.spec.imagePullPolicy."""
     service_account_name: common.DNSSubdomain | None = None
-    """ServiceAccount of the runner pod. Unset: the least-privilege account the operator makes."""
+    """Deprecated, ignored: moved to RunnerClass.spec.serviceAccountName."""
     node_selector: dict[str, Annotated[str, pydantic.Field(max_length=63)]] = pydantic.Field(
         default_factory=dict, max_length=32
     )
-    """Node labels the runner pod must be scheduled onto."""
+    """Deprecated, ignored: moved to RunnerClass.spec.nodeSelector."""
     tolerations: list[Toleration] = pydantic.Field(default_factory=list, max_length=32)
-    """Taints the runner pod tolerates."""
+    """Deprecated, ignored: moved to RunnerClass.spec.tolerations."""
 
 
 class AgentSpec(common.Model):
@@ -218,7 +257,7 @@ class AgentSpec(common.Model):
     concurrency: Concurrency | None = None
     """Limit on simultaneous Runs of this Agent. Unset: only the operator-wide limit."""
     runner: RunnerSpec | None = None
-    """Pod overrides for the runner: image, resources, ServiceAccount, scheduling."""
+    """The runner pods: which RunnerClass they are and their resources within its bounds."""
 
     @pydantic.field_validator("tools")
     @classmethod

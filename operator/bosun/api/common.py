@@ -121,9 +121,9 @@ def cel(
     *,
     field_path: str | None = None,
     reason: ValidationReason | None = None,
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """One `x-kubernetes-validations` entry: a CEL rule the API server enforces."""
-    entry = {"rule": rule, "message": message}
+    entry: dict[str, Any] = {"rule": rule, "message": message}
     if field_path is not None:
         entry["fieldPath"] = field_path
     if reason is not None:
@@ -131,7 +131,7 @@ def cel(
     return entry
 
 
-def validations(*rules: dict[str, str]) -> dict[str, Any]:
+def validations(*rules: dict[str, Any]) -> dict[str, Any]:
     """`json_schema_extra` for a model or field that carries CEL rules."""
     return {"x-kubernetes-validations": list(rules)}
 
@@ -146,7 +146,7 @@ LIST_SET: dict[str, Any] = {"x-kubernetes-list-type": "set"}
 
 
 def immutable_fields(
-    *mutable: str, rules: Sequence[dict[str, str]] = ()
+    *mutable: str, rules: Sequence[dict[str, Any]] = ()
 ) -> Callable[[dict[str, Any], type[Any]], None]:
     """`json_schema_extra` adding `rules` and one transition rule per field but `mutable`.
 
@@ -488,6 +488,7 @@ class KindInfo:
     plural: str
     short_names: Sequence[str]
     columns: Sequence[PrinterColumn]
+    scope: Literal["Namespaced", "Cluster"] = "Namespaced"  # Cluster: not in the category
 
     @property
     def kind(self) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bosun import constants, contract, retry
-from bosun.controller import builders, conditions, outcomes, plans, runstatus
+from bosun.controller import builders, conditions, outcomes, plans, runnerclasses, runstatus
 
 __all__ = ["POD_CHECK_SECONDS", "finish", "stop_active", "supervise", "until"]
 
@@ -150,6 +150,11 @@ def _create_children(
     if world.agent is None:
         d.set(_RUNNING, False, constants.REASON_AGENT_NOT_FOUND, "The Agent disappeared")
         return d.plan(requeue_after=5.0)
+    chosen = world.runner_class or runnerclasses.Resolved(None, None, False)
+    if chosen.missing:
+        message = f"RunnerClass {chosen.name} not found; the attempt starts when it exists"
+        d.set(_RUNNING, False, constants.REASON_RUNNER_CLASS_NOT_FOUND, message)
+        return d.plan(requeue_after=5.0)
     run, settings = world.run, world.settings
     # The Lease is created last, so once the store has it the runner's RBAC exists too and a
     # retried attempt needs only its Job.
@@ -158,10 +163,13 @@ def _create_children(
             builders.service_account(run),
             builders.role(run),
             builders.role_binding(run),
+            builders.network_policy(run, chosen),
         ):
             d.actions.append(plans.Create(child))
         d.actions.append(plans.Create(builders.lease(run, settings.lease_duration_seconds)))
-    job = builders.job(run, world.agent, world.tools, int(attempt["number"]), settings)
+    job = builders.job(
+        run, world.agent, world.tools, int(attempt["number"]), settings, runner_class=chosen
+    )
     d.actions.append(plans.Create(job))
     return d.plan(requeue_after=until(deadline, d.now))
 

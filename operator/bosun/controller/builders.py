@@ -1,4 +1,5 @@
-"""Pure functions that render the children of a Run: Job, Lease and the runner's RBAC.
+"""Pure functions that render the children of a Run: Job, Lease, the runner's RBAC and its
+NetworkPolicy.
 
 Every child carries an owner reference to its Run (so deleting the Run deletes them) and a
 deterministic name from ``bosun.contract`` (so a replayed reconcile creates nothing twice).
@@ -11,12 +12,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bosun import constants, contract
+from bosun.controller import runnerclasses
 from bosun.controller import settings as settings_mod
 
 __all__ = [
     "Obj",
     "job",
     "lease",
+    "network_policy",
     "owner_reference",
     "role",
     "role_binding",
@@ -140,10 +143,21 @@ def runner_env(
     return env
 
 
-_DEFAULT_RESOURCES = {
-    "requests": {"cpu": "50m", "memory": "128Mi"},
-    "limits": {"memory": "512Mi"},
-}
+def network_policy(run: Obj, runner_class: runnerclasses.Resolved) -> dict[str, Any]:
+    """The Run's runner pods may send traffic only where their class allows, and never to a
+    cloud metadata address (created with the Run's first attempt, owned by the Run)."""
+    labels = contract.pod_labels(run["metadata"]["name"], 1)
+    selector = {k: labels[k] for k in (constants.LABEL_RUN, constants.LABEL_MANAGED_BY)}
+    return _runner_object(
+        run,
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        spec={
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Egress"],
+            "egress": runnerclasses.egress(runner_class),
+        },
+    )
 
 
 def job(
@@ -152,44 +166,45 @@ def job(
     tools: Iterable[Obj],
     attempt: int,
     settings: settings_mod.Settings,
+    *,
+    runner_class: runnerclasses.Resolved | None = None,
 ) -> dict[str, Any]:
-    """The Job of one attempt: ``backoffLimit: 0`` (Bosun owns retries), owned by the Run."""
+    """The Job of one attempt: ``backoffLimit: 0`` (Bosun owns retries), owned by the Run.
+
+    Its pod is what ``runner_class`` defines (None: the operator's built-in class, the
+    configured runner image); of the Agent's runner only the resources count, within the
+    class's bounds. The runner fields that moved to RunnerClass are ignored.
+    """
     name = run["metadata"]["name"]
-    agent_spec = agent.get("spec", {})
-    runner = agent_spec.get("runner") or {}
-    limits = agent_spec.get("limits") or {}
+    chosen = runner_class or runnerclasses.Resolved(None, None, False)
+    spec = chosen.spec
+    limits = agent.get("spec", {}).get("limits") or {}
     container: dict[str, Any] = {
         "name": "runner",
-        "image": runner.get("image") or settings.runner_image,
+        "image": spec.get("image") or settings.runner_image,
         "env": runner_env(run, agent, tools, attempt, settings.lease_duration_seconds),
-        "resources": runner.get("resources") or _DEFAULT_RESOURCES,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "resources": runnerclasses.resources(chosen, agent),
+        "securityContext": runnerclasses.container_security(chosen),
     }
     container["env"] += [{"name": k, "value": v} for k, v in settings.runner_env]
-    if runner.get("imagePullPolicy"):
-        container["imagePullPolicy"] = runner["imagePullPolicy"]
+    if spec.get("imagePullPolicy"):
+        container["imagePullPolicy"] = spec["imagePullPolicy"]
     if settings.runner_command:
         container["command"] = list(settings.runner_command)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "serviceAccountName": runner.get("serviceAccountName")
-        or contract.runner_account_name(name),
+        "serviceAccountName": spec.get("serviceAccountName") or contract.runner_account_name(name),
         "automountServiceAccountToken": True,
         "terminationGracePeriodSeconds": 30,
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": runnerclasses.pod_security(chosen),
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
     }
     container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
-    if runner.get("nodeSelector"):
-        pod_spec["nodeSelector"] = dict(runner["nodeSelector"])
-    if runner.get("tolerations"):
-        pod_spec["tolerations"] = list(runner["tolerations"])
+    if spec.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(spec["nodeSelector"])
+    if spec.get("tolerations"):
+        pod_spec["tolerations"] = [dict(t) for t in spec["tolerations"]]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -33,7 +33,7 @@ from bosun.controller import (
 from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
-__all__ = ["WATCHED", "Controller", "Item", "Obj"]
+__all__ = ["CLUSTER_SCOPED", "WATCHED", "Controller", "Item", "Obj"]
 
 log = logging.getLogger("bosun.operator")
 
@@ -45,10 +45,13 @@ WATCHED: dict[str, tuple[str, str | None]] = {
     "agents": (constants.API_VERSION, None),
     "tools": (constants.API_VERSION, None),
     "policies": (constants.API_VERSION, None),
+    "runnerclasses": (constants.API_VERSION, None),
     "runs": (constants.API_VERSION, None),
     "jobs": ("batch/v1", f"{constants.LABEL_MANAGED_BY}=bosun"),
     "leases": ("coordination.k8s.io/v1", f"{constants.LABEL_MANAGED_BY}=bosun"),
 }
+CLUSTER_SCOPED = frozenset({"runnerclasses"})
+"""Watched kinds listed cluster-wide even when the operator watches some namespaces."""
 
 
 class Controller:
@@ -78,7 +81,8 @@ class Controller:
     def prime(self) -> None:
         """List everything once, so the first decisions see the whole state."""
         for plural, (api_version, selector) in WATCHED.items():
-            for namespace in self.settings.namespaces or (None,):
+            scopes = (None,) if plural in CLUSTER_SCOPED else self.settings.namespaces or (None,)
+            for namespace in scopes:
                 for obj in self.rest.list(api_version, plural, namespace, label_selector=selector):
                     obj.setdefault("apiVersion", api_version)
                     self.observe(plural, "ADDED", obj)
@@ -156,6 +160,14 @@ class Controller:
                     agent.get("spec") or {}
                 ).get("tools", []):
                     self.queue.add(("agents", store_mod.key_of(agent)))
+        elif plural == "runnerclasses":
+            # Which class is the default, and every class's bounds, decide Agents' readiness.
+            self.queue.add(("runnerclasses", key))
+            for other in self.store.runnerclasses.values():
+                if other["metadata"]["name"] != key[1]:
+                    self.queue.add(("runnerclasses", store_mod.key_of(other)))
+            for agent in self.store.agents.values():
+                self.queue.add(("agents", store_mod.key_of(agent)))
         elif plural == "policies":
             self.queue.add(("policies", key))
             self._admission.set()  # a changed runsPerHour may let Runs start

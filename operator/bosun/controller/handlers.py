@@ -29,6 +29,7 @@ __all__ = [
     "memo_for",
     "policy_event",
     "run_event",
+    "runnerclass_event",
     "tool_event",
 ]
 
@@ -87,6 +88,11 @@ async def tool_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(constants.GROUP, constants.VERSION, "policies")
 async def policy_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
     _observe(memo, "policies", event)
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, "runnerclasses")
+async def runnerclass_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "runnerclasses", event)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)

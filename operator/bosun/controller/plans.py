@@ -15,7 +15,7 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bosun.controller import conditions, runstatus
+from bosun.controller import conditions, runnerclasses, runstatus
 from bosun.controller import settings as settings_mod
 
 __all__ = [
@@ -77,6 +77,8 @@ class World:
     """The Agent of spec.agentRef; None while it does not exist."""
     tools: tuple[Mapping[str, Any], ...] = ()
     """The Agent's Tools that exist."""
+    runner_class: runnerclasses.Resolved | None = None
+    """The RunnerClass serving the Agent; None: the operator's built-in class."""
     job: Mapping[str, Any] | None = None
     """The Job of the Run's latest attempt; None while it does not exist."""
     pod: PodFacts | None = None

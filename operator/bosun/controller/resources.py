@@ -1,10 +1,13 @@
-"""Readiness of Agents, Tools and Policies: a Ready condition with a reason to act on.
+"""Readiness of Agents, Tools, Policies and RunnerClasses: a Ready condition with a reason.
 
-An Agent is not Ready while a Tool it lists is missing; a Tool while it has no transport; a
-Policy while a rule's ``when`` does not compile as CEL. Secrets are not looked at: the operator
-may not read them (admission checks that an author may read what they reference, and a missing
-Secret shows on the Run, from its runner pod's CreateContainerConfigError). Status is written
-only when it changes, so a resync costs no API write.
+An Agent is not Ready while a Tool it lists or its RunnerClass is missing, or its runner
+resources break the class's bounds; a stored Agent that still sets runner fields that moved to
+RunnerClass also gets a RunnerFieldsIgnored condition. A Tool is not Ready while it has no
+transport; a Policy while a rule's ``when`` does not compile as CEL; a RunnerClass while its
+default resources exceed its maximum. Secrets are not looked at: the operator may not read them
+(admission checks that an author may read what they reference, and a missing Secret shows on
+the Run, from its runner pod's CreateContainerConfigError). Status is written only when it
+changes, so a resync costs no API write.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from bosun import cel, contract, kube
-from bosun.controller import conditions, events
+from bosun import cel, constants, contract, kube
+from bosun.controller import conditions, events, runnerclasses
 from bosun.controller import store as store_mod
 
 __all__ = ["RECHECK_SECONDS", "Obj", "Readiness", "ResourceReconciler"]
@@ -32,6 +35,12 @@ class Readiness:
     reason: str
     message: str
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    notes: tuple[tuple[str, str, str], ...] = ()
+    """Other True conditions to show, as (type, reason, message)."""
+
+
+# Condition types this reconciler writes besides Ready; absent from ``notes``, they are removed.
+_NOTE_TYPES = (constants.CONDITION_RUNNER_FIELDS_IGNORED,)
 
 
 class ResourceReconciler:
@@ -49,6 +58,7 @@ class ResourceReconciler:
             "agents": self._agent,
             "tools": self._tool,
             "policies": self._policy,
+            "runnerclasses": self._runnerclass,
         }[plural](obj)
         self._write(plural, obj, readiness)
         return None if readiness.ready else RECHECK_SECONDS
@@ -57,11 +67,47 @@ class ResourceReconciler:
         ns = agent["metadata"]["namespace"]
         spec = agent.get("spec") or {}
         absent = [t for t in spec.get("tools") or () if self.store.tools.get((ns, t)) is None]
+        notes = _moved_note(agent)
         if absent:
-            return Readiness(False, "ToolNotFound", f"Tools not found: {', '.join(absent)}")
+            message = f"Tools not found: {', '.join(absent)}"
+            return Readiness(False, "ToolNotFound", message, notes=notes)
+        unusable = self._runner_class_problem(agent)
+        if unusable is not None:
+            return Readiness(False, unusable[0], unusable[1], notes=notes)
         model = spec.get("model") or {}
         described = "/".join(str(p) for p in (model.get("provider"), model.get("name")) if p)
-        return Readiness(True, "Ready", f"Model {described}")
+        return Readiness(True, "Ready", f"Model {described}", notes=notes)
+
+    def _runner_class_problem(self, agent: Obj) -> tuple[str, str] | None:
+        """(reason, message) when the Agent's RunnerClass is missing or its runner resources
+        break the class's bounds."""
+        chosen = runnerclasses.resolve(agent, self.store.runnerclasses.values())
+        if chosen.missing:
+            return constants.REASON_RUNNER_CLASS_NOT_FOUND, (
+                f"RunnerClass {chosen.name} (runner.className) not found"
+            )
+        return runnerclasses.resource_problem(chosen, agent)
+
+    def _runnerclass(self, runner_class: Obj) -> Readiness:
+        name = runner_class["metadata"]["name"]
+        chosen = runnerclasses.default_class(self.store.runnerclasses.values())
+        serves = chosen is not None and chosen["metadata"]["name"] == name
+        extra = {"default": serves}
+        problem = runnerclasses.resource_problem(
+            runnerclasses.Resolved(name, runner_class, True), {}
+        )
+        if problem is not None:
+            message = problem[1].replace("runner.resources", "defaultResources", 1)
+            return Readiness(False, problem[0], message, extra)
+        if serves:
+            return Readiness(
+                True, "Ready", "The default class: serves Agents that name none", extra
+            )
+        if runnerclasses.is_default(runner_class) and chosen is not None:
+            newer = chosen["metadata"]["name"]
+            message = f"Marked default, but {newer} is newer and is the default class"
+            return Readiness(True, "Ready", message, extra)
+        return Readiness(True, "Ready", "Usable by Agents whose author may use it", extra)
 
     def _tool(self, tool: Obj) -> Readiness:
         spec = tool.get("spec") or {}
@@ -106,9 +152,19 @@ class ResourceReconciler:
             readiness.message,
             generation=generation,
         )
-        desired: Obj = {"observedGeneration": generation, "conditions": [ready], **readiness.extra}
+        notes = [
+            conditions.make(previous, kind, True, reason, message, generation=generation)
+            for kind, reason, message in readiness.notes
+        ]
+        desired: Obj = {
+            "observedGeneration": generation,
+            "conditions": [ready, *notes],
+            **readiness.extra,
+        }
         current = {k: status.get(k) for k in desired}
-        current["conditions"] = [c for c in previous if c.get("type") == "Ready"]
+        current["conditions"] = [c for c in previous if c.get("type") == "Ready"] + [
+            c for c in previous if c.get("type") in _NOTE_TYPES
+        ]
         if current == desired:
             return
         manager = contract.FIELD_MANAGER_OPERATOR
@@ -116,16 +172,41 @@ class ResourceReconciler:
         if updated is None:
             return
         self.store.kind(plural).put(updated)
+        # Cluster-scoped objects (RunnerClasses) get no Events: an Event lives in a namespace.
+        namespaced = bool(meta.get("namespace"))
         was = conditions.find(previous, "Ready")
-        if was is None or was.get("status") != ready["status"]:
+        if namespaced and (was is None or was.get("status") != ready["status"]):
             events.emit(
                 self.rest, obj, readiness.reason, readiness.message, warning=not readiness.ready
             )
+        for note in notes:
+            if namespaced and conditions.find(previous, note["type"]) is None:
+                events.emit(self.rest, obj, note["reason"], note["message"], warning=True)
         log.info(
             "Updated readiness kind=%s object=%s/%s ready=%s reason=%s",
             obj["kind"],
-            meta["namespace"],
+            meta.get("namespace", ""),
             meta["name"],
             readiness.ready,
             readiness.reason,
         )
+
+
+def _moved_note(agent: Obj) -> tuple[tuple[str, str, str], ...]:
+    """The RunnerFieldsIgnored condition of a stored Agent that still sets moved fields."""
+    moved = runnerclasses.moved_fields(agent)
+    if not moved:
+        return ()
+    fields = ", ".join(f"runner.{f}" for f in moved)
+    message = (
+        f"Ignored: {fields} moved to RunnerClass; the runner pod is what the Agent's RunnerClass"
+        " defines (runner.className, or the default class). Remove the fields; they cannot be"
+        " changed, only removed."
+    )
+    return (
+        (
+            constants.CONDITION_RUNNER_FIELDS_IGNORED,
+            constants.REASON_MOVED_TO_RUNNER_CLASS,
+            message,
+        ),
+    )

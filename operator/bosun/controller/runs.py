@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bosun import constants, contract, kube
-from bosun.controller import conditions, events, lifecycle, metrics, plans, runstatus
+from bosun.controller import conditions, events, lifecycle, metrics, plans, runnerclasses, runstatus
 from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
@@ -123,6 +123,11 @@ class RunReconciler:
             run=run,
             agent=agent,
             tools=tools,
+            runner_class=(
+                None
+                if agent is None
+                else runnerclasses.resolve(agent, self.store.runnerclasses.values())
+            ),
             job=job,
             lease=self.store.leases.get(lease_key),
             sighting=self._lease_seen.get(lease_key),

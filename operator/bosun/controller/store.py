@@ -99,6 +99,7 @@ class Store:
         self.agents = Kind()
         self.tools = Kind()
         self.policies = Kind()
+        self.runnerclasses = Kind()  # cluster-scoped: keyed by ("", name)
         self.jobs = Kind()
         self.leases = Kind()
 
@@ -112,6 +113,7 @@ class Store:
             "agents": self.agents,
             "tools": self.tools,
             "policies": self.policies,
+            "runnerclasses": self.runnerclasses,
             "jobs": self.jobs,
             "leases": self.leases,
         }

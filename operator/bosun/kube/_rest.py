@@ -46,6 +46,7 @@ _PLURALS = {
     "Job": "jobs",
     "Lease": "leases",
     "Namespace": "namespaces",
+    "NetworkPolicy": "networkpolicies",
     "Pod": "pods",
     "Role": "roles",
     "RoleBinding": "rolebindings",
@@ -55,6 +56,7 @@ _PLURALS = {
     "Approval": "approvals",
     "Policy": "policies",
     "Run": "runs",
+    "RunnerClass": "runnerclasses",
     "Tool": "tools",
     "CustomResourceDefinition": "customresourcedefinitions",
 }
@@ -273,10 +275,13 @@ class Rest:
         """Server-side apply ``status`` to the status of ``obj`` as ``manager``; None when the
         object is gone."""
         meta = obj["metadata"]
+        metadata: Obj = {"name": meta["name"]}
+        if meta.get("namespace"):  # cluster-scoped objects have none
+            metadata["namespace"] = meta["namespace"]
         body = {
             "apiVersion": obj["apiVersion"],
             "kind": obj["kind"],
-            "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+            "metadata": metadata,
             "status": status,
         }
         try:
