@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import tracemalloc
 import zlib
 from collections.abc import Iterator
 
@@ -54,8 +55,14 @@ def test_a_compression_bomb_is_decoded_only_up_to_the_cap(encoding: str) -> None
         packed = squeeze.compress(plain) + squeeze.flush()
     assert len(packed) < 64 * 1024
     header = "deflate" if encoding == "raw-deflate" else encoding
-    got = bodies.read(_streamed([packed], **{"content-encoding": header}), 1000)
+    tracemalloc.start()
+    try:
+        got = bodies.read(_streamed([packed], **{"content-encoding": header}), 1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert got.truncated and got.data == b"\0" * 1000
+    assert peak < 1024 * 1024  # the 16 MiB it expands to were never held
     small = bodies.read(_streamed([gzip.compress(b"hello")], **{"content-encoding": "gzip"}), 10)
     assert (small.data, small.truncated) == (b"hello", False)
 

@@ -85,6 +85,9 @@ def configure(
     # Libraries' request-level chatter is not the runner's story.
     for noisy in ("httpx", "httpx2", "httpcore", "mcp", "urllib3", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # celpy logs a function's arguments (model-written, possibly large) when a CEL bound stops
+    # it; the stop itself is reported as the decision it causes.
+    logging.getLogger("celpy").setLevel(logging.CRITICAL)
 
 
 class RunLogger(logging.LoggerAdapter[logging.Logger]):
