@@ -1,18 +1,22 @@
-"""Capped reads against a real HTTP server that never stops sending, compresses a bomb or drips."""
+"""Capped reads against real servers: HTTP that never stops, compresses a bomb or drips; MCP."""
 
 from __future__ import annotations
 
 import gzip
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+import uvicorn
+from mcp.server import MCPServer
 
 from bosun import retry
 from bosun.api import agent as agent_api
-from bosun.runner import conversation, providers, tools
+from bosun.api import tool as tool_api
+from bosun.runner import conversation, providers, tool_mcp, tools
 
 from . import fakes
 
@@ -146,3 +150,65 @@ def test_a_tool_that_drips_its_body_times_out_within_its_timeout(hostile: _Hosti
     # Each byte arrives well within the read timeout; only the body's total budget stops it.
     assert time.monotonic() - started < 10
     assert result.is_error and "ReadTimeout" in result.content
+
+
+@pytest.mark.timeout(60)
+def test_an_mcp_result_over_the_cap_is_a_tool_error_that_says_so() -> None:
+    server = _BigMCP().start()
+    try:
+        tool = tool_api.Tool.from_dict(
+            {
+                "apiVersion": "bosun.dev/v1alpha1",
+                "kind": "Tool",
+                "metadata": {"name": "big"},
+                "spec": {
+                    "description": "big",
+                    "mcp": {"url": server.url, "toolName": "big", "timeoutSeconds": 20},
+                },
+            }
+        )
+        small = tool_mcp.send(tool, {"size": 100}, {}, 64 * 1024)
+        big = tool_mcp.send(tool, {"size": 500_000}, {}, 64 * 1024)
+    finally:
+        server.stop()
+    assert small.result is not None and small.result.content == "y" * 100
+    assert big.result is not None and big.result.is_error
+    assert "longer than 65536 bytes" in big.result.content
+
+
+class _BigMCP:
+    """An MCP server whose ``big`` tool answers ``size`` characters."""
+
+    def __init__(self) -> None:
+        self.app = MCPServer("bosun-test-big")
+
+        @self.app.tool()
+        def big(size: int) -> str:
+            """Answer size characters."""
+            return "y" * size
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        config = uvicorn.Config(self.app.streamable_http_app(), log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self) -> _BigMCP:
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("the MCP test server did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
