@@ -54,17 +54,17 @@ def _matches(pattern: str, text: str) -> bool:
     return _regex(pattern).search(text) is not None
 
 
-Errors = Iterator[exceptions.ValidationError]
+_Errors = Iterator[exceptions.ValidationError]
 
 
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Errors:
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> _Errors:
     if validator.is_type(instance, "string") and not _matches(pattern, instance):
         yield exceptions.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def _pattern_properties(
     validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Any
-) -> Errors:
+) -> _Errors:
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in patterns.items():
@@ -73,7 +73,7 @@ def _pattern_properties(
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
-def _additional_properties(validator: Any, additional: Any, instance: Any, schema: Any) -> Errors:
+def _additional_properties(validator: Any, additional: Any, instance: Any, schema: Any) -> _Errors:
     if not validator.is_type(instance, "object"):
         return
     properties = schema.get("properties") or {}
@@ -109,7 +109,7 @@ def _canonical(value: Any) -> Any:
     return ("other", repr(value))
 
 
-def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Errors:
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> _Errors:
     if not unique or not validator.is_type(instance, "array"):
         return
     if len({_canonical(item) for item in instance}) != len(instance):

@@ -63,10 +63,10 @@ class _Inflater:
         return out
 
 
-Decode = Callable[[bytes, int], bytes]
+_Decode = Callable[[bytes, int], bytes]
 
 
-def _decoder(content_encoding: str) -> Decode:
+def _decoder(content_encoding: str) -> _Decode:
     encoding = content_encoding.strip().lower()
     if encoding in ("", "identity"):
         return lambda data, most: data

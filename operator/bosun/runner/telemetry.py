@@ -76,9 +76,11 @@ def span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
 
 
 def _failed(current: Any, kind: str) -> None:
-    from opentelemetry import trace  # noqa: PLC0415 - present whenever a tracer is
-
     current.set_attribute("error.type", kind)
+    try:
+        from opentelemetry import trace  # noqa: PLC0415 - optional dependency, tried at run time
+    except ImportError:
+        return
     current.set_status(trace.Status(trace.StatusCode.ERROR, kind))
 
 
