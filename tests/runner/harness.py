@@ -253,6 +253,7 @@ class Harness:
         pod = f"{run}-a{attempt}-pod"
         variables = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
             "KUBECONFIG": str(self.kubeconfig(run)),
             contract.ENV_RUN_NAME: run,
             contract.ENV_RUN_NAMESPACE: self.namespace,

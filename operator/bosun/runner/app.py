@@ -36,12 +36,13 @@ from bosun.runner import (
     loop,
     providers,
     records,
+    redaction,
     status,
     telemetry,
     tools,
 )
 
-__all__ = ["TERMINATION_LOG", "interruptible_sleep", "main", "redact"]
+__all__ = ["MESSAGE_MAX_CHARS", "TERMINATION_LOG", "interruptible_sleep", "main", "redact"]
 
 log = logging.getLogger("bosun.runner")
 
@@ -80,21 +81,21 @@ def _awaiting(run: dict[str, Any]) -> tuple[str, datetime.datetime] | None:
 
 _URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/\s@]*@)?(?P<rest>[^\s?#]*)[^\s]*")
 
+MESSAGE_MAX_CHARS = 2000
+"""The longest attempt-ending message kept (journal, termination message), after redaction."""
+
 
 def redact(text: str, env: Mapping[str, str]) -> str:
     """``text`` fit to leave the pod (the termination message ends up in Run status and Events):
-    every Secret value the runner holds blanked out, and URLs without credentials, query or
-    fragment."""
-    for name, value in env.items():
-        secret = name == contract.ENV_MODEL_API_KEY or name.startswith(contract.SECRET_ENV_PREFIX)
-        if secret and len(value) >= 4:
-            text = text.replace(value, "[redacted]")
+    every Secret value the runner holds blanked out in every form (``redaction.blank``), and
+    URLs without credentials, query or fragment. Shorten only what this returned."""
+    text = redaction.blank(text, redaction.secrets(env))
     return _URL.sub(lambda m: m.group("scheme") + m.group("rest"), text)
 
 
 def _terminate_message(reason: str, message: str) -> None:
     # Only where the file was provided: the kubelet mounts it in a container, the node
-    # emulator names its own.
+    # emulator names its own. ``message`` arrives redacted: shortening it cannot expose a secret.
     path = pathlib.Path(os.environ.get(constants.EMULATOR_TERMINATION_LOG_ENV) or TERMINATION_LOG)
     if path.exists() and os.access(path, os.W_OK):
         # The kubelet keeps at most 4096 bytes of it: shorten the message until it fits.
@@ -121,7 +122,8 @@ def main(env: Mapping[str, str] | None = None) -> int:
         "attempt": settings.attempt,
         "pod": settings.pod_name,
     }
-    logs.configure(settings.log_level, identity=identity)
+    source = os.environ if env is None else env
+    logs.configure(settings.log_level, identity=identity, secrets=redaction.secrets(source))
     # Load the trust store for model and tool calls while the Lease and journal are fetched.
     threading.Thread(target=httpclients.prepare, name="tls", daemon=True).start()
     telemetry.configure(settings.otlp_endpoint)
@@ -197,11 +199,22 @@ def _attempt(
         interrupter = interrupt.Interrupter(stop)
 
         def build_provider(spec: agent_api.ModelSpec) -> providers.Provider:
-            built = providers.build(spec, settings.model_api_key, policy)
+            built = providers.build(
+                spec,
+                settings.model_api_key,
+                policy,
+                max_response_bytes=settings.model_response_max_bytes,
+            )
             return interrupt.InterruptibleProvider(built, interrupter)
 
         executor = interrupt.InterruptibleTools(
-            tools.Executor(env, settings.tool_result_max_chars, sleep=sleep), interrupter
+            tools.Executor(
+                env,
+                settings.tool_result_max_chars,
+                sleep=sleep,
+                max_response_bytes=settings.tool_response_max_bytes,
+            ),
+            interrupter,
         )
         deps = loop.Deps(
             settings=settings,
@@ -215,9 +228,12 @@ def _attempt(
             stopping=stop.is_set,
         )
         output = loop.AgentLoop(deps).execute(journaled)
-        code, reason, message = contract.ExitCode.SUCCEEDED, "Succeeded", output[:200]
+        succeeded = redaction.shorten(output, 200, redaction.secrets(env))
+        code, reason, message = contract.ExitCode.SUCCEEDED, "Succeeded", succeeded
     except errors.AttemptEnded as err:
-        code, reason, message = err.exit_code, err.reason, redact(err.message, env)
+        # Redacted whole, then shortened: a secret cut by the shortening is blanked already.
+        message = redact(err.message, env)[:MESSAGE_MAX_CHARS]
+        code, reason = err.exit_code, err.reason
         level = logging.WARNING if isinstance(err, errors.LeaseLost) else logging.ERROR
         bound.log(level, "Ended attempt", fields={"reason": err.reason, "detail": message})
         if isinstance(err, errors.LeaseLost):
@@ -245,7 +261,7 @@ def _attempt(
                 bound.warning("Failed to journal the end", fields={"error": repr(write_err)})
     except kube.ApiError as err:
         code, reason = contract.ExitCode.FAILED_RETRYABLE, "APIError"
-        message = redact(str(err)[:500], env)
+        message = redact(str(err), env)[:500]
         bound.error("Ended attempt", fields={"reason": reason, "detail": message})
     finally:
         keeper.stop(release=code != contract.ExitCode.LEASE_LOST)

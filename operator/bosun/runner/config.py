@@ -21,8 +21,14 @@ __all__ = [
     "ENV_MAX_RETRY_AFTER",
     "ENV_MODEL_BACKOFF",
     "ENV_MODEL_MAX_BACKOFF",
+    "ENV_MODEL_RESPONSE_MAX_BYTES",
     "ENV_MODEL_RETRIES",
     "ENV_OTLP_ENDPOINT",
+    "ENV_TOOL_RESPONSE_MAX_BYTES",
+    "JOURNAL_RECORD_HEADROOM_BYTES",
+    "JOURNAL_WRITE_MAX_BYTES",
+    "MODEL_TURN_MAX_BYTES",
+    "RESPONSE_MAX_BYTES",
     "ConfigError",
     "Settings",
 ]
@@ -36,6 +42,8 @@ ENV_MODEL_MAX_BACKOFF = "BOSUN_RUNNER_MODEL_MAX_BACKOFF_SECONDS"
 ENV_MAX_RETRY_AFTER = "BOSUN_RUNNER_MAX_RETRY_AFTER_SECONDS"
 ENV_JOURNAL_CHUNK_BYTES = "BOSUN_RUNNER_JOURNAL_CHUNK_BYTES"
 ENV_LOG_LEVEL = "BOSUN_RUNNER_LOG_LEVEL"
+ENV_MODEL_RESPONSE_MAX_BYTES = "BOSUN_RUNNER_MODEL_RESPONSE_MAX_BYTES"
+ENV_TOOL_RESPONSE_MAX_BYTES = "BOSUN_RUNNER_TOOL_RESPONSE_MAX_BYTES"
 ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
@@ -44,6 +52,25 @@ class ConfigError(ValueError):
 
 
 _MODEL = retry.MODEL_CALL_DEFAULTS
+
+JOURNAL_WRITE_MAX_BYTES = 512 * 1024
+"""The largest single journal write (its records as compressed JSON lines) that one chunk is
+sure to hold. A write that does not fit the newest chunk starts a chunk of its own, so this is
+what bounds a chunk's size: half of the API server's 1 MiB limit on a ConfigMap's data, which
+leaves room for the base64 form a custom resource would store and for the metadata."""
+
+JOURNAL_RECORD_HEADROOM_BYTES = 4 * 1024
+"""What a record adds around the payload it holds: type, stamp, step, duration and zlib's
+framing (at most 5 bytes per 16 KiB block of stored, incompressible data, plus 6)."""
+
+RESPONSE_MAX_BYTES = 1024 * 1024
+"""The default cap on the bytes of a model's or a tool's response body."""
+
+MODEL_TURN_MAX_BYTES = JOURNAL_WRITE_MAX_BYTES - JOURNAL_RECORD_HEADROOM_BYTES
+"""The largest model turn (its ``AssistantTurn.to_json`` as compact UTF-8 JSON, the form the
+journal stores) a provider returns: its ``modelResponse`` record, written alone, then always
+fits in one chunk. Compressing never grows data by more than the headroom above, so the bound
+holds for any text, including text that does not compress."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +93,12 @@ class Settings:
     journal_chunk_bytes: int = 128 * 1024
     output_max_chars: int = 16 * 1024
     tool_result_max_chars: int = 32 * 1024
+    model_response_max_bytes: int = RESPONSE_MAX_BYTES
+    """Bytes of a model's HTTP response body read at most (after content decoding); a longer
+    response fails the call (``providers.ModelResponseInvalid``) without being read further."""
+    tool_response_max_bytes: int = RESPONSE_MAX_BYTES
+    """Bytes of an HTTP or MCP tool's response read at most; the rest is not read and the
+    result says it was truncated."""
     log_level: str = "INFO"
     otlp_endpoint: str | None = None
 
@@ -126,6 +159,14 @@ class Settings:
             ),
             max_retry_after_seconds=_number(source, ENV_MAX_RETRY_AFTER, float, 300.0),
             journal_chunk_bytes=_number(source, ENV_JOURNAL_CHUNK_BYTES, int, 128 * 1024),
+            model_response_max_bytes=_positive(
+                _number(source, ENV_MODEL_RESPONSE_MAX_BYTES, int, RESPONSE_MAX_BYTES),
+                ENV_MODEL_RESPONSE_MAX_BYTES,
+            ),
+            tool_response_max_bytes=_positive(
+                _number(source, ENV_TOOL_RESPONSE_MAX_BYTES, int, RESPONSE_MAX_BYTES),
+                ENV_TOOL_RESPONSE_MAX_BYTES,
+            ),
             log_level=source.get(ENV_LOG_LEVEL, "INFO").upper(),
             otlp_endpoint=source.get(ENV_OTLP_ENDPOINT) or None,
         )
@@ -141,4 +182,10 @@ def _number(source: Mapping[str, str], name: str, kind: type[_N], default: _N) -
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from err
     if value < 0:
         raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _positive(value: int, name: str) -> int:
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be positive")
     return value

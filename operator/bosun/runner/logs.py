@@ -3,6 +3,8 @@
 ``configure`` installs the formatter on the root logger; ``bind`` gives a logger adapter that
 stamps the run's identity on every line. Extra keys passed with ``extra={"fields": {...}}``
 become top-level keys, so an audit line reads ``{"msg": "Denied tool call", "tool": ...}``.
+Given the Secret values the runner holds, the formatter blanks them from every rendered line
+(``redaction.blank``, which also catches their JSON-escaped form), whatever logged them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import datetime
 import json
 import logging
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, TextIO
+
+from bosun.runner import redaction
 
 __all__ = ["IdentityFilter", "JSONFormatter", "RunLogger", "bind", "configure", "record"]
 
@@ -20,7 +24,12 @@ _RESERVED = {"time", "level", "logger", "msg"}
 
 
 class JSONFormatter(logging.Formatter):
-    """Render a record as one JSON object; exceptions go under ``error``."""
+    """Render a record as one JSON object; exceptions go under ``error``; ``secrets`` are
+    blanked from the whole line."""
+
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -38,7 +47,7 @@ class JSONFormatter(logging.Formatter):
                     line[key] = value
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return redaction.blank(json.dumps(line, default=str, ensure_ascii=False), self.secrets)
 
 
 class IdentityFilter(logging.Filter):
@@ -62,10 +71,12 @@ def configure(
     level: str = "INFO",
     stream: TextIO | None = None,
     identity: Mapping[str, Any] | None = None,
+    secrets: Sequence[str] = (),
 ) -> None:
-    """Send every log line of the process as JSON to ``stream`` (stdout by default)."""
+    """Send every log line of the process as JSON to ``stream`` (stdout by default), with
+    ``secrets`` blanked."""
     handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JSONFormatter())
+    handler.setFormatter(JSONFormatter(secrets))
     if identity is not None:
         handler.addFilter(IdentityFilter(identity))
     root = logging.getLogger()
@@ -74,6 +85,9 @@ def configure(
     # Libraries' request-level chatter is not the runner's story.
     for noisy in ("httpx", "httpx2", "httpcore", "mcp", "urllib3", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # celpy logs a function's arguments (model-written, possibly large) when a CEL bound stops
+    # it; the stop itself is reported as the decision it causes.
+    logging.getLogger("celpy").setLevel(logging.CRITICAL)
 
 
 class RunLogger(logging.LoggerAdapter[logging.Logger]):

@@ -3,6 +3,9 @@
 ``configure`` sets up OTLP export when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set and the SDK and
 exporter packages are installed; otherwise spans go to OpenTelemetry's no-op tracer (when only
 the API is installed) or to a local stand-in (when nothing is). OpenTelemetry stays optional.
+Spans carry only the attributes Bosun sets (names, models, token counts), never message text:
+a span that ends in an exception records the exception's type as its error status, not the
+exception's message or traceback, which may quote a response or a header.
 """
 
 from __future__ import annotations
@@ -62,8 +65,23 @@ def span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
         yield _NoSpan()
         return
     clean = {k: v for k, v in attributes.items() if v is not None}
-    with tracer.start_as_current_span(name, attributes=clean) as current:
-        yield current
+    with tracer.start_as_current_span(
+        name, attributes=clean, record_exception=False, set_status_on_exception=False
+    ) as current:
+        try:
+            yield current
+        except BaseException as err:
+            _failed(current, type(err).__name__)
+            raise
+
+
+def _failed(current: Any, kind: str) -> None:
+    current.set_attribute("error.type", kind)
+    try:
+        from opentelemetry import trace  # noqa: PLC0415 - optional dependency, tried at run time
+    except ImportError:
+        return
+    current.set_status(trace.Status(trace.StatusCode.ERROR, kind))
 
 
 def shutdown() -> None:

@@ -3,7 +3,10 @@
 ``validate_args`` checks arguments against a Tool's ``inputSchema`` before anything is sent
 (invalid arguments go back to the model as a tool error). ``Executor.call`` resolves headers
 from Secret-backed environment variables, sends the call over HTTP (``tool_http``) or MCP
-(``tool_mcp``), retries what is safe to retry, and bounds the result the model will read.
+(``tool_mcp``), retries what is safe to retry, and bounds the result the model will read:
+the transports read at most ``max_response_bytes`` of a response, and every Secret value the
+runner holds (a header's among them) is blanked from results and failures before they are
+shortened, logged or returned for the journal (``redaction``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import httpx
 
 from bosun import contract, httpclients, retry
 from bosun.api import tool as tool_api
-from bosun.runner import conversation, tool_http, toolresults
+from bosun.runner import config, conversation, redaction, tool_http, toolresults
 
 __all__ = [
     "ANY_OBJECT",
@@ -40,6 +43,7 @@ Attempted = toolresults.Attempted
 log = logging.getLogger("bosun.runner.tools")
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
+_FAILURE_CHARS = 300
 
 
 class Caller(Protocol):
@@ -61,24 +65,12 @@ def definition(tool: tool_api.Tool) -> conversation.ToolDefinition:
 
 
 def validate_args(schema: dict[str, Any] | None, args: dict[str, Any]) -> str | None:
-    """None when ``args`` satisfy ``schema``; otherwise a message for the model."""
-    import jsonschema  # noqa: PLC0415 - deliberate: ~50 ms at start-up, needed at a call
+    """None when ``args`` satisfy ``schema``; otherwise a message for the model (checked in
+    linear time: ``argschema``)."""
+    # Deliberate: jsonschema and RE2 cost ~50 ms at start-up and are needed only at a call.
+    from bosun.runner import argschema  # noqa: PLC0415
 
-    try:
-        validator_class = jsonschema.validators.validator_for(schema or ANY_OBJECT)
-        validator_class.check_schema(schema or ANY_OBJECT)
-        problems = sorted(
-            validator_class(schema or ANY_OBJECT).iter_errors(args), key=lambda e: list(e.path)
-        )
-    except jsonschema.SchemaError as err:
-        return f"the tool's inputSchema is invalid: {err.message}"
-    if not problems:
-        return None
-    parts = []
-    for problem in problems[:5]:
-        where = "/".join(str(p) for p in problem.absolute_path) or "(root)"
-        parts.append(f"{where}: {problem.message}")
-    return "invalid arguments: " + "; ".join(parts)
+    return argschema.validate(schema or ANY_OBJECT, args)
 
 
 def bounded(text: str, limit: int) -> str:
@@ -117,9 +109,12 @@ class Executor:
         max_result_chars: int,
         sleep: Callable[[float], None] = time.sleep,
         http_transport: httpx.BaseTransport | None = None,
+        max_response_bytes: int = config.RESPONSE_MAX_BYTES,
     ) -> None:
         self.env = env
         self.max_result_chars = max_result_chars
+        self.max_response_bytes = max_response_bytes
+        self.secrets = redaction.secrets(env)
         self.sleep = sleep
         self._transport = http_transport
         self._http: httpx.Client | None = None
@@ -138,11 +133,11 @@ class Executor:
 
     def _send(self, tool: tool_api.Tool) -> Send:
         if tool.spec.http is not None:
-            return lambda t, a, h: tool_http.send(self.http, t, a, h)
+            return lambda t, a, h: tool_http.send(self.http, t, a, h, self.max_response_bytes)
         # Deliberate lazy import: the MCP SDK is heavy; only runs with an MCP tool pay for it.
         from bosun.runner import tool_mcp  # noqa: PLC0415
 
-        return tool_mcp.send
+        return lambda t, a, h: tool_mcp.send(t, a, h, self.max_response_bytes)
 
     def call(self, tool: tool_api.Tool, args: dict[str, Any], idempotency_key: str) -> ToolResult:
         transport = tool.spec.http or tool.spec.mcp
@@ -162,22 +157,23 @@ class Executor:
             outcome = send(tool, args, headers)
             if outcome.result is not None:
                 result = outcome.result
-                return dataclasses.replace(
-                    result, content=bounded(result.content, self.max_result_chars)
-                )
+                # Blanked before it is shortened: a secret cut in half would survive blanking.
+                content = redaction.blank(result.content, self.secrets)
+                return dataclasses.replace(result, content=bounded(content, self.max_result_chars))
+            failure = redaction.shorten(outcome.failure or "", _FAILURE_CHARS, self.secrets)
             # Resending is safe when the request never left, or when the Tool is idempotent.
             safe = outcome.retryable and (tool.spec.idempotent or not outcome.maybe_sent)
             if not safe or pacing.exhausted(tries):
                 unknown = outcome.maybe_sent and not tool.spec.idempotent
                 suffix = " (the call may or may not have taken effect)" if unknown else ""
-                return ToolResult(f"tool call failed: {outcome.failure}{suffix}", is_error=True)
+                return ToolResult(f"tool call failed: {failure}{suffix}", is_error=True)
             delay = pacing.delay(tries, retry_after=outcome.retry_after, uniform=random.uniform)
             log.warning(
                 "Retrying tool call",
                 extra={
                     "fields": {
                         "tool": tool.metadata.name,
-                        "failure": outcome.failure,
+                        "failure": failure,
                         "retry": tries,
                         "delaySeconds": round(delay, 3),
                     }

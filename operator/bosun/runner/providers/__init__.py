@@ -6,7 +6,20 @@
 
 from __future__ import annotations
 
-from bosun.runner.providers.base import ModelRejected, ModelUnavailable, Provider, RetryPolicy
+from bosun.runner.providers.base import (
+    ModelRejected,
+    ModelResponseInvalid,
+    ModelUnavailable,
+    Provider,
+    RetryPolicy,
+)
 from bosun.runner.providers.factory import build
 
-__all__ = ["ModelRejected", "ModelUnavailable", "Provider", "RetryPolicy", "build"]
+__all__ = [
+    "ModelRejected",
+    "ModelResponseInvalid",
+    "ModelUnavailable",
+    "Provider",
+    "RetryPolicy",
+    "build",
+]

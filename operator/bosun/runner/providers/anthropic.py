@@ -99,16 +99,16 @@ def parse_response(data: dict[str, Any], model: str) -> conversation.AssistantTu
                     args_error=None if isinstance(raw, dict) else "input must be a JSON object",
                 )
             )
-    usage = data.get("usage") or {}
+    usage = data.get("usage")
     # Cached prompt tokens are input tokens too; the provider reports them apart.
     input_tokens = sum(
-        int(usage.get(key) or 0)
+        base.token_count(usage, key)
         for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
     return conversation.AssistantTurn(
         text="".join(texts),
         tool_calls=tuple(calls),
-        usage=conversation.TokenUsage(input_tokens, int(usage.get("output_tokens") or 0)),
+        usage=conversation.TokenUsage(input_tokens, base.token_count(usage, "output_tokens")),
         model=str(data.get("model") or model),
         stop_reason=str(data.get("stop_reason") or ""),
     )

@@ -110,12 +110,12 @@ def parse_response(data: dict[str, Any], model: str) -> conversation.AssistantTu
                 args_error=problem,
             )
         )
-    usage = data.get("usage") or {}
+    usage = data.get("usage")
     return conversation.AssistantTurn(
         text=str(message.get("content") or ""),
         tool_calls=tuple(calls),
         usage=conversation.TokenUsage(
-            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            base.token_count(usage, "prompt_tokens"), base.token_count(usage, "completion_tokens")
         ),
         model=str(data.get("model") or model),
         stop_reason=str(choice.get("finish_reason") or ""),
