@@ -298,6 +298,7 @@ OPERATOR_NEEDS = [
     ("", "serviceaccounts", ("get", "create")),
     ("rbac.authorization.k8s.io", "roles", ("get", "create")),
     ("rbac.authorization.k8s.io", "rolebindings", ("get", "create")),
+    ("networking.k8s.io", "networkpolicies", ("get", "create")),
 ]
 DISCOVERY = [("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch"))]
 NAMESPACE_DISCOVERY = [("", "namespaces", ("get", "list", "watch"))]

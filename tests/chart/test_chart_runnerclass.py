@@ -61,15 +61,18 @@ def test_editors_may_use_the_default_class_and_no_chart_role_writes_classes() ->
 
 
 def test_the_operator_reads_classes_and_creates_runner_network_policies() -> None:
-    wide = chartkit.render()
-    rules = chartkit.one(wide, "ClusterRole", "bosun-operator-runnerclasses")["rules"]
-    for verb in ("get", "list", "watch"):
-        assert chartkit.allows(rules, constants.GROUP, "runnerclasses", verb)
-    assert chartkit.allows(rules, constants.GROUP, "runnerclasses/status", "patch")
-    assert chartkit.allows(rules, "networking.k8s.io", "networkpolicies", "create")
+    for sets in ([], ["operator.clusterWide=true"]):
+        objs = chartkit.render(sets=sets)
+        rules = chartkit.one(objs, "ClusterRole", "bosun-operator-runnerclasses")["rules"]
+        for verb in ("get", "list", "watch"):
+            assert chartkit.allows(rules, constants.GROUP, "runnerclasses", verb)
+        assert chartkit.allows(rules, constants.GROUP, "runnerclasses/status", "patch")
+        assert not chartkit.allows(rules, "networking.k8s.io", "networkpolicies", "create")
+    # NetworkPolicies come with the operator's own rules: a Role per watched namespace.
     scoped = chartkit.render(sets=["operator.watchNamespaces={team-a}"])
-    rules = chartkit.one(scoped, "ClusterRole", "bosun-operator-runnerclasses")["rules"]
-    assert not chartkit.allows(rules, "networking.k8s.io", "networkpolicies", "create")
-    role = chartkit.one(scoped, "Role", "bosun-operator-networkpolicies")
+    role = chartkit.one(scoped, "Role", "bosun-operator")
     assert role["metadata"]["namespace"] == "team-a"
     assert chartkit.allows(role["rules"], "networking.k8s.io", "networkpolicies", "create")
+    wide = chartkit.render(sets=["operator.clusterWide=true"])
+    rules = chartkit.one(wide, "ClusterRole", "bosun-operator")["rules"]
+    assert chartkit.allows(rules, "networking.k8s.io", "networkpolicies", "create")

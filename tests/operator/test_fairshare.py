@@ -8,7 +8,9 @@ C = fairshare.Candidate
 
 
 def _flood(ns: str, n: int, tier: int = 0, start: int = 0) -> list[fairshare.Candidate]:
-    return [C(ns, f"{ns}-{i}", tier, created=f"2026-01-01T00:{start + i:02d}:00Z") for i in range(n)]
+    return [
+        C(ns, f"{ns}-{i}", tier, created=f"2026-01-01T00:{start + i:02d}:00Z") for i in range(n)
+    ]
 
 
 def _names(ordered: list[fairshare.Candidate]) -> list[str]:
