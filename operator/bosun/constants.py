@@ -61,6 +61,7 @@ __all__ = [
     "REASON_JOB_NOT_OWNED",
     "REASON_LEASE_EXPIRED",
     "REASON_MOVED_TO_RUNNER_CLASS",
+    "REASON_PRIORITY_CLASS_NOT_ALLOWED",
     "REASON_RECONCILING",
     "REASON_REDRIVEN",
     "REASON_RESOURCES_EXCEED_CLASS",
@@ -117,6 +118,8 @@ CONDITION_RUNNER_FIELDS_IGNORED = "RunnerFieldsIgnored"
 REASON_RECONCILING = "Reconciling"
 REASON_AGENT_NOT_FOUND = "AgentNotFound"
 REASON_AGENT_NOT_READY = "AgentNotReady"
+# A queued Run naming a priority class that does not exist or its namespace may not use.
+REASON_PRIORITY_CLASS_NOT_ALLOWED = "PriorityClassNotAllowed"
 REASON_WAITING_FOR_CAPACITY = "WaitingForCapacity"
 REASON_BUDGET_EXCEEDED = "BudgetExceeded"
 REASON_ADMITTED = "Admitted"

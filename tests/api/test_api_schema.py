@@ -332,6 +332,7 @@ def test_run_spec_is_immutable_except_suspend_and_cancel() -> None:
         "input",
         "idempotency_key",
         "priority",
+        "priority_class_name",
         "deadline_seconds",
         "retry",
     }

@@ -164,6 +164,10 @@ def test_operator_deployment_defaults(default: list[chartkit.Obj]) -> None:
         "BOSUN_START_TIMEOUT_SECONDS": "600",
         "BOSUN_ATTEMPT_TIMEOUT_SECONDS": "3600",
         "BOSUN_MAX_CONCURRENT_RUNS": "100",
+        "BOSUN_MAX_CONCURRENT_RUNS_PER_NAMESPACE": "0",
+        "BOSUN_FAIR_SHARE_WEIGHTS": "{}",
+        "BOSUN_PRIORITY_CLASSES": "{}",
+        "BOSUN_DEFAULT_PRIORITY_CLASS": "",
         "BOSUN_WORKERS": "4",
         "BOSUN_USAGE_INTERVAL_SECONDS": "5",
         # Namespaced by default: the release namespace alone.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bosun.controller import fairshare
+import pytest
+
+from bosun.controller import fairshare, settings
 
 C = fairshare.Candidate
 
@@ -61,3 +63,28 @@ def test_priority_classes_are_admin_owned() -> None:
     assert (tier, why) == (0, "namespace dev may not use priority class critical")
     tier, why = fairshare.tier_of("dev", "gold", classes, None)
     assert why is not None and "gold does not exist (known: batch, critical)" in why
+
+
+def test_the_settings_read_classes_and_weights_and_refuse_bad_ones() -> None:
+    env = {
+        "BOSUN_PRIORITY_CLASSES": '{"critical": {"value": 1000, "namespaces": ["prod"]},'
+        ' "batch": {"value": -5}}',
+        "BOSUN_FAIR_SHARE_WEIGHTS": '{"prod": 3, "dev": 0.5}',
+        "BOSUN_DEFAULT_PRIORITY_CLASS": "batch",
+        "BOSUN_MAX_CONCURRENT_RUNS_PER_NAMESPACE": "4",
+    }
+    got = settings.Settings.from_env(env)
+    assert got.classes == {
+        "batch": fairshare.PriorityClass(-5),
+        "critical": fairshare.PriorityClass(1000, frozenset({"prod"})),
+    }
+    assert got.weights == {"dev": 0.5, "prod": 3.0}
+    assert (got.default_priority_class, got.max_concurrent_runs_per_namespace) == ("batch", 4)
+    for name, raw in (
+        ("BOSUN_FAIR_SHARE_WEIGHTS", '{"prod": 0}'),
+        ("BOSUN_FAIR_SHARE_WEIGHTS", '{"prod": true}'),
+        ("BOSUN_PRIORITY_CLASSES", '{"x": {"value": "high"}}'),
+        ("BOSUN_PRIORITY_CLASSES", '{"x": {"value": 1, "namespaces": "prod"}}'),
+    ):
+        with pytest.raises(ValueError, match=name):
+            settings.Settings.from_env({name: raw})

@@ -68,7 +68,14 @@ class RunSpec(common.Model):
     """Deduplication key: a Run whose key matches a live or succeeded Run in the namespace is
     marked a duplicate of it (status.duplicateOf) and never executes."""
     priority: int = pydantic.Field(default=0, ge=-1000, le=1000)
-    """Queue priority from -1000 to 1000; higher runs first, equal priorities by age."""
+    """Order among this namespace's own queued Runs of one priority class, from -1000 to 1000;
+    higher runs first, equal priorities by age. It never moves a Run ahead of another
+    namespace's: the operator-wide slots are shared fairly across namespaces."""
+    priority_class_name: common.DNSLabel | None = None
+    """Priority class of the Run, one the platform team defined for the operator (the chart's
+    `operator.priorityClasses`). Runs of a higher class are admitted first, across namespaces;
+    a class the Run's namespace may not use keeps it Queued, saying so. Unset: the default
+    class, if one is configured."""
     deadline_seconds: int | None = pydantic.Field(default=None, ge=1, le=2_592_000)
     """Time budget for the whole Run across all attempts, counted from creation, in seconds.
     Past it the Run fails. Unset: no deadline."""

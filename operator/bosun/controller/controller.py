@@ -2,11 +2,13 @@
 
 Watch events (delivered by kopf) update the store and enqueue the keys they concern: a Run, or
 the Run a Job or Lease belongs to, or the Runs waiting for an Agent. Workers reconcile one key at
-a time (never the same key twice at once). Admission starts queued Runs by priority then age,
-within each Agent's ``maxConcurrentRuns``, the operator-wide cap and the Policies'
-``runsPerHour``, counting from the store, which sees the operator's own writes at once; it starts
-only after the initial listing, so a restarted operator never over-admits. Each Agent's hourly
-usage is published a few seconds after its Runs change (``usage``), batching the changes.
+a time (never the same key twice at once). Admission starts queued Runs in ``fairshare``'s
+order (admin-owned priority classes, then a fair share of the slots across namespaces, then the
+namespace's own priority and age), within each Agent's ``maxConcurrentRuns``, the per-namespace
+and operator-wide caps and the Policies' ``runsPerHour``, counting from the store, which sees
+the operator's own writes at once; it starts only after the initial listing, so a restarted
+operator never over-admits. Each Agent's hourly usage is published a few seconds after its Runs
+change (``usage``), batching the changes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from bosun import constants, kube, retry
 from bosun.controller import (
     conditions,
+    fairshare,
     lifecycle,
     metrics,
     resources,
@@ -250,7 +253,10 @@ class Controller:
         """Start as many queued Runs as the limits allow; return how many started."""
         active_total = 0
         per_agent: dict[store_mod.Key, int] = collections.defaultdict(int)
-        queued: list[tuple[tuple[int, str, str], store_mod.Key, store_mod.Key]] = []
+        per_namespace: dict[str, int] = collections.defaultdict(int)
+        queued: dict[store_mod.Key, tuple[fairshare.Candidate, store_mod.Key]] = {}
+        settings = self.settings
+        classes = settings.classes
         start_times: dict[store_mod.Key, list[str]] = collections.defaultdict(list)
         waiting_by = collections.Counter[str]()
         reason_of: dict[store_mod.Key, str] = {}
@@ -271,23 +277,42 @@ class Controller:
             if st.active_attempt() is not None:
                 active_total += 1
                 per_agent[agent_key] += 1
+                per_namespace[meta["namespace"]] += 1
             elif (
                 st.phase == constants.PHASE_QUEUED
                 and not spec.get("suspend")
                 and not spec.get("cancel")
             ):
-                order = (
-                    -int(spec.get("priority") or 0),
-                    meta.get("creationTimestamp") or "",
-                    meta["name"],
+                tier, refused = fairshare.tier_of(
+                    meta["namespace"],
+                    spec.get("priorityClassName"),
+                    classes,
+                    settings.default_priority_class,
                 )
-                queued.append((order, store_mod.key_of(run), agent_key))
-        queued.sort()
+                if refused is not None:
+                    with self._lock(store_mod.key_of(run)):
+                        self.runs.hold(
+                            store_mod.key_of(run),
+                            constants.REASON_PRIORITY_CLASS_NOT_ALLOWED,
+                            f"The Run waits: {refused}",
+                        )
+                    continue
+                candidate = fairshare.Candidate(
+                    meta["namespace"],
+                    meta["name"],
+                    tier,
+                    int(spec.get("priority") or 0),
+                    meta.get("creationTimestamp") or "",
+                )
+                queued[store_mod.key_of(run)] = (candidate, agent_key)
+        ordered = fairshare.order((c for c, _ in queued.values()), per_namespace, settings.weights)
         started = 0
         now = conditions.now()
         policies = self.store.policies.values()
         budgets: dict[store_mod.Key, tuple[usage.RunsBudget, list[datetime.datetime]] | None] = {}
-        for _, key, agent_key in queued:
+        for candidate in ordered:
+            key = (candidate.namespace, candidate.name)
+            agent_key = queued[key][1]
             agent = self.store.agents.get(agent_key)
             if agent is None:
                 continue
@@ -317,8 +342,11 @@ class Controller:
                 # the Runs behind it stay held instead of flipping between reasons.
                 held[1].append(now)
             limit = _agent_limit(agent)
-            if active_total >= self.settings.max_concurrent_runs or (
-                limit is not None and per_agent[agent_key] >= limit
+            quota = settings.max_concurrent_runs_per_namespace
+            if (
+                active_total >= settings.max_concurrent_runs
+                or (limit is not None and per_agent[agent_key] >= limit)
+                or (quota and per_namespace[candidate.namespace] >= quota)
             ):
                 held_for = conditions.find(
                     ((current or {}).get("status") or {}).get("conditions"),
@@ -327,6 +355,7 @@ class Controller:
                 if (held_for or {}).get("reason") in (
                     constants.REASON_BUDGET_EXCEEDED,
                     constants.REASON_AGENT_NOT_READY,
+                    constants.REASON_PRIORITY_CLASS_NOT_ALLOWED,
                 ):
                     with self._lock(key):
                         self.runs.hold(
@@ -341,6 +370,7 @@ class Controller:
                 started += 1
                 active_total += 1
                 per_agent[agent_key] += 1
+                per_namespace[candidate.namespace] += 1
                 self.queue.add(("runs", key))
         for why in runstatus.WAITING_REASONS:
             metrics.QUEUE_DEPTH.labels(why).set(waiting_by[why])

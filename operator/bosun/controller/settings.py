@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 
 from bosun import contract
+from bosun.controller import fairshare
 
 __all__ = ["Settings"]
 
@@ -72,9 +73,29 @@ class Settings:
     leader_lease_seconds: int = 15
     """Leader Lease duration (BOSUN_LEADER_LEASE_SECONDS)."""
 
+    max_concurrent_runs_per_namespace: int = 0
+    """Cap on one namespace's Runs with an active attempt; 0 means none beyond the
+    operator-wide cap (BOSUN_MAX_CONCURRENT_RUNS_PER_NAMESPACE)."""
+    fair_share_weights: tuple[tuple[str, float], ...] = ()
+    """Share of the operator-wide slots per namespace, relative to 1 for a namespace not
+    listed (BOSUN_FAIR_SHARE_WEIGHTS, a JSON object of positive numbers)."""
+    priority_classes: tuple[tuple[str, fairshare.PriorityClass], ...] = ()
+    """The priority classes Runs may name (BOSUN_PRIORITY_CLASSES, a JSON object: name ->
+    ``{"value": int, "namespaces": [...]}``, an empty or absent list allowing every namespace)."""
+    default_priority_class: str = ""
+    """The class of a Run that names none (BOSUN_DEFAULT_PRIORITY_CLASS); empty: tier 0."""
+
     usage_interval_seconds: int = 5
     """How soon after a Run changes its Agent's hourly usage is published again, batching the
     changes in between (BOSUN_USAGE_INTERVAL_SECONDS)."""
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.fair_share_weights)
+
+    @property
+    def classes(self) -> dict[str, fairshare.PriorityClass]:
+        return dict(self.priority_classes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,7 +140,46 @@ class Settings:
             leader_election=_bool(env, "BOSUN_LEADER_ELECTION", cls.leader_election),
             leader_namespace=env.get("BOSUN_LEADER_NAMESPACE", cls.leader_namespace),
             leader_lease_seconds=_int(env, "BOSUN_LEADER_LEASE_SECONDS", cls.leader_lease_seconds),
+            max_concurrent_runs_per_namespace=max(
+                0, _int(env, "BOSUN_MAX_CONCURRENT_RUNS_PER_NAMESPACE", 0)
+            ),
+            fair_share_weights=_weights(env.get("BOSUN_FAIR_SHARE_WEIGHTS")),
+            priority_classes=_classes(env.get("BOSUN_PRIORITY_CLASSES")),
+            default_priority_class=env.get("BOSUN_DEFAULT_PRIORITY_CLASS", ""),
             usage_interval_seconds=max(
                 1, _int(env, "BOSUN_USAGE_INTERVAL_SECONDS", cls.usage_interval_seconds)
             ),
         )
+
+
+def _weights(raw: str | None) -> tuple[tuple[str, float], ...]:
+    if not raw:
+        return ()
+    parsed = json.loads(raw)
+    if not isinstance(parsed, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in parsed.values()
+    ):
+        raise ValueError("BOSUN_FAIR_SHARE_WEIGHTS must be a JSON object of positive numbers")
+    return tuple(sorted((str(k), float(v)) for k, v in parsed.items()))
+
+
+def _classes(raw: str | None) -> tuple[tuple[str, fairshare.PriorityClass], ...]:
+    if not raw:
+        return ()
+    parsed = json.loads(raw)
+    problem = "BOSUN_PRIORITY_CLASSES must map names to {value: integer, namespaces: [names]}"
+    if not isinstance(parsed, dict):
+        raise ValueError(problem)
+    classes = []
+    for name, spec in parsed.items():
+        value = spec.get("value") if isinstance(spec, dict) else None
+        namespaces = (spec.get("namespaces") or []) if isinstance(spec, dict) else None
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not isinstance(namespaces, list)
+            or not all(isinstance(n, str) for n in namespaces)
+        ):
+            raise ValueError(f"{problem}; {name!r} is not")
+        classes.append((str(name), fairshare.PriorityClass(value, frozenset(namespaces))))
+    return tuple(sorted(classes, key=lambda c: c[0]))
