@@ -37,7 +37,7 @@ from bosun.runner import (
     conversation,
     governance,
     journal,
-    journal_configmap,
+    journal_chunks,
     kubeapi,
     records,
 )
@@ -242,7 +242,7 @@ def bench_journal(config: pathlib.Path, steps: int, chunk_kib: int) -> None:
     namespace, uid = _setup_namespace(api, kubectl, config)
     try:
         cluster = kubeapi.Cluster(namespace, kube.connect(config))
-        backend = journal_configmap.ConfigMapBackend(cluster, "bench", uid, chunk_kib * 1024)
+        backend = journal_chunks.ChunkBackend(cluster, "bench", uid, chunk_kib * 1024)
         the_journal = journal.Journal(backend, epoch=1, attempt=1)
         started = time.perf_counter()
         the_journal.open()
@@ -261,13 +261,13 @@ def bench_journal(config: pathlib.Path, steps: int, chunk_kib: int) -> None:
             f"{'per-step median, first vs last 10% of steps':<44} "
             f"{statistics.median(first) * 1e3:.1f} ms → {statistics.median(last) * 1e3:.1f} ms"
         )
-        total = sum(len(journal_configmap.encode(c.records)) for c in backend.chunks)
+        total = sum(len(journal_chunks.encode(c.records)) for c in backend.chunks)
         print(
             f"{'journal size':<44} {len(the_journal.records)} records, "
             f"{len(backend.chunks)} chunk(s), {total / 1024:.0f} KiB compressed"
         )
         reread = time.perf_counter()
-        journal_configmap.ConfigMapBackend(cluster, "bench", uid).open(2)
+        journal_chunks.ChunkBackend(cluster, "bench", uid).open(2)
         _report("journal open + replay load (all records)", [time.perf_counter() - reread], "ms")
         cluster.list_policies()  # warm-up: the first request to a fresh resource is slow
         policies = [time.perf_counter()]

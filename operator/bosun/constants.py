@@ -28,6 +28,7 @@ __all__ = [
     "EVENT_DEAD_LETTERED",
     "EVENT_LEASE_LOST",
     "GROUP",
+    "JOURNAL_MAX_CHUNKS",
     "KINDS",
     "LABEL_ATTEMPT",
     "LABEL_DEAD_LETTER",
@@ -80,7 +81,9 @@ GROUP = "bosun.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-KINDS = ("Agent", "Tool", "Policy", "Run", "Approval", "RunnerClass")
+KINDS = ("Agent", "Tool", "Policy", "Run", "Approval", "RunnerClass", "RunJournal")
+JOURNAL_MAX_CHUNKS = 64
+"""Most chunks a Run's journal may have (the runner's Role names each one)."""
 CATEGORY = "bosun"
 
 # Labels and annotations.

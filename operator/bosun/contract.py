@@ -114,7 +114,8 @@ def lease_name(run: str) -> str:
 
 
 def journal_name(run: str, chunk: int) -> str:
-    """The ConfigMap holding chunk ``chunk`` (0-based) of a Run's journal."""
+    """The RunJournal (a ConfigMap, for a journal begun before that Kind) holding chunk
+    ``chunk`` (0-based) of a Run's journal."""
     return _bounded(f"bosun-journal-{run}", f"-{chunk}", _NAME_MAX)
 
 
@@ -140,7 +141,7 @@ def pod_labels(run: str, attempt: int) -> dict[str, str]:
     }
 
 
-JOURNAL_MAX_CHUNKS = 64
+JOURNAL_MAX_CHUNKS = constants.JOURNAL_MAX_CHUNKS
 
 
 def runner_rules(run: str) -> list[dict[str, object]]:
@@ -175,10 +176,10 @@ def runner_rules(run: str) -> list[dict[str, object]]:
             "resourceNames": [lease_name(run)],
             "verbs": ["get", "update", "patch"],
         },
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {"apiGroups": [constants.GROUP], "resources": ["runjournals"], "verbs": ["create"]},
         {
-            "apiGroups": [""],
-            "resources": ["configmaps"],
+            "apiGroups": [constants.GROUP],
+            "resources": ["runjournals"],
             "resourceNames": journals,
             "verbs": ["get", "update", "patch"],
         },

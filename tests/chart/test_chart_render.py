@@ -467,6 +467,18 @@ def test_user_roles(default: list[chartkit.Obj], nondefault: list[chartkit.Obj])
     assert not chartkit.allows(edit["rules"], constants.GROUP, "approvals", "create")
     assert chartkit.allows(approver["rules"], constants.GROUP, "approvals", "create")
     assert chartkit.allows(edit["rules"], constants.GROUP, "runs", "create")
+    # The journal (every model response and tool result) is a right of its own.
+    reader = chartkit.one(default, "ClusterRole", "bosun-journal-reader")
+    assert not any(
+        k.startswith("rbac.authorization.k8s.io/aggregate") for k in reader["metadata"]["labels"]
+    )
+    assert chartkit.allows(reader["rules"], constants.GROUP, "runjournals", "get")
+    for role in chartkit.of_kind(default, "ClusterRole"):
+        if (
+            role["metadata"]["name"] != "bosun-journal-reader"
+            and "-operator" not in role["metadata"]["name"]
+        ):
+            assert not chartkit.allows(role["rules"], constants.GROUP, "runjournals", "get"), role
     for role in chartkit.of_kind(nondefault, "ClusterRole"):
         labels = role["metadata"]["labels"]
         assert not any(k.startswith("rbac.authorization.k8s.io/aggregate") for k in labels)

@@ -15,7 +15,7 @@ from bosun import kube
 from bosun.api import agent as agent_api
 from bosun.api import policy as policy_api
 from bosun.api import tool as tool_api
-from bosun.runner import errors
+from bosun.runner import errors, kubeapi
 
 Obj = dict[str, Any]
 
@@ -76,7 +76,8 @@ class FakeCluster:
     def __init__(self, namespace: str = "ns") -> None:
         self.namespace = namespace
         self.objects: dict[tuple[str, str], Obj] = {}
-        self.configmaps: dict[str, Obj] = {}
+        self.journals: dict[str, Obj] = {}  # RunJournals
+        self.configmaps: dict[str, Obj] = {}  # a legacy journal's chunks
         self.leases: dict[str, Obj] = {}
         self.statuses: list[Obj] = []
         self.events: list[Obj] = []
@@ -153,34 +154,37 @@ class FakeCluster:
         store[name] = self._stamp(body)
         return copy.deepcopy(store[name])
 
-    def get_configmap(self, name: str) -> Obj:
-        if name not in self.configmaps:
+    def _chunks(self, kind: kubeapi.ChunkKind) -> dict[str, Obj]:
+        return self.journals if kind == "RunJournal" else self.configmaps
+
+    def get_chunk(self, kind: kubeapi.ChunkKind, name: str) -> Obj:
+        store = self._chunks(kind)
+        if name not in store:
             raise kube.NotFound(404, "NotFound", name)
-        return copy.deepcopy(self.configmaps[name])
+        return copy.deepcopy(store[name])
 
-    def create_configmap(self, body: Obj) -> Obj:
+    def create_chunk(self, kind: kubeapi.ChunkKind, body: Obj) -> Obj:
+        store = self._chunks(kind)
         name = body["metadata"]["name"]
-        if name in self.configmaps:
+        if name in store:
             raise kube.AlreadyExists(409, "AlreadyExists", name)
-        self.configmaps[name] = self._stamp(body)
-        return copy.deepcopy(self.configmaps[name])
+        store[name] = self._stamp(body)
+        return copy.deepcopy(store[name])
 
-    def replace_configmap(self, name: str, body: Obj) -> Obj:
-        return self._replace(self.configmaps, name, body)
-
-    def patch_configmap(self, name: str, patch: Obj) -> Obj:
+    def patch_chunk(self, kind: kubeapi.ChunkKind, name: str, patch: Obj) -> Obj:
         """A JSON merge patch with the API server's resourceVersion precondition."""
         if self.fail_next_replace is not None:
             err, self.fail_next_replace = self.fail_next_replace, None
             raise err
-        current = self.configmaps.get(name)
+        store = self._chunks(kind)
+        current = store.get(name)
         if current is None:
             raise kube.NotFound(404, "NotFound", name)
         wanted = (patch.get("metadata") or {}).get("resourceVersion")
         if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
             raise kube.Conflict(409, "Conflict", f"{name} changed")
-        self.configmaps[name] = self._stamp(_merge(current, patch))
-        return copy.deepcopy(self.configmaps[name])
+        store[name] = self._stamp(_merge(current, patch))
+        return copy.deepcopy(store[name])
 
     def get_lease(self, name: str) -> Obj:
         if name not in self.leases:

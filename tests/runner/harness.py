@@ -22,7 +22,7 @@ from kubernetes import client
 
 from bosun import constants, contract, kube
 from bosun.dev import testing
-from bosun.runner import journal_configmap, kubeapi
+from bosun.runner import journal_chunks, kubeapi
 
 GROUP, VERSION = constants.GROUP, constants.VERSION
 PLURALS = {
@@ -31,6 +31,7 @@ PLURALS = {
     "Policy": "policies",
     "Run": "runs",
     "Approval": "approvals",
+    "RunJournal": "runjournals",
 }
 
 
@@ -104,6 +105,13 @@ class Harness:
             GROUP, VERSION, self.namespace, PLURALS[kind], name
         )
         return found
+
+    def list(self, kind: str) -> list[dict[str, Any]]:
+        found: dict[str, Any] = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURALS[kind]
+        )
+        items: list[dict[str, Any]] = found["items"]
+        return items
 
     def delete(self, kind: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(
@@ -288,7 +296,7 @@ class Harness:
     def journal(self, run: str) -> list[dict[str, Any]]:
         cluster = kubeapi.Cluster(self.namespace, self.rest)
         uid = self.uids.get(run) or self.get("Run", run)["metadata"]["uid"]
-        return journal_configmap.ConfigMapBackend(cluster, run, uid).read()
+        return journal_chunks.ChunkBackend(cluster, run, uid).read()
 
     def decisions(self, run: str) -> list[dict[str, Any]]:
         return [r for r in self.journal(run) if r["type"] == "decision"]

@@ -14,7 +14,7 @@ import pytest
 
 from bosun import contract, retry
 from bosun.api import agent as agent_api
-from bosun.runner import bodies, config, conversation, journal_configmap, providers, tools
+from bosun.runner import bodies, config, conversation, journal_chunks, providers, tools
 from bosun.runner.providers import anthropic, base, openai
 
 from . import fakes
@@ -200,7 +200,7 @@ def test_a_turn_at_the_bound_fits_one_chunk_even_when_it_does_not_compress() -> 
         "turn": turn.to_json(),
         "durationMs": 123456789.5,
     }
-    assert len(journal_configmap.encode([record])) <= config.JOURNAL_WRITE_MAX_BYTES
+    assert len(journal_chunks.encode([record])) <= config.JOURNAL_WRITE_MAX_BYTES
 
 
 def test_a_lone_surrogate_from_the_model_is_replaced_so_the_journal_can_store_it() -> None:
@@ -208,7 +208,7 @@ def test_a_lone_surrogate_from_the_model_is_replaced_so_the_journal_can_store_it
     provider, _ = _provider("openai", [httpx.Response(200, content=body)])
     turn = provider.complete(REQUEST)
     assert turn.text == "a?b"
-    journal_configmap.encode([{"turn": turn.to_json()}])
+    journal_chunks.encode([{"turn": turn.to_json()}])
 
 
 def test_an_error_body_is_read_only_in_part_and_not_shortened_before_redaction() -> None:

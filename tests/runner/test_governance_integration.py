@@ -74,13 +74,13 @@ def test_unlisted_denied_cel_error_invalid_and_over_budget_calls_never_reach_the
     )
     kube.run("pay", "payer")
 
-    # Small journal chunks: the run's records span several ConfigMaps under the runner's RBAC.
+    # Small journal chunks: the run's records span several RunJournals under the runner's RBAC.
     proc = kube.start_runner("pay", env={"BOSUN_RUNNER_JOURNAL_CHUNK_BYTES": "700"})
     assert proc.wait(120) == contract.ExitCode.SUCCEEDED, kube.explain()
     chunks = [
-        cm.metadata.name
-        for cm in kube.core.list_namespaced_config_map(kube.namespace).items
-        if cm.metadata.name.startswith("bosun-journal-pay-")
+        chunk["metadata"]["name"]
+        for chunk in kube.list("RunJournal")
+        if chunk["metadata"]["name"].startswith("bosun-journal-pay-")
     ]
     assert len(chunks) > 1
 

@@ -1,4 +1,4 @@
-"""The journal: stamping, fencing, and the ConfigMap backend's chunks and conflicts."""
+"""The journal: stamping, fencing, and the chunk backend's chunks, conflicts and migration."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from bosun import contract, kube
-from bosun.runner import errors, journal, journal_configmap, records
+from bosun.runner import errors, journal, journal_chunks, records
 
 from . import fakes
 
@@ -45,36 +45,78 @@ def test_memory_backend_fences_an_older_epoch() -> None:
 
 def _backend(
     cluster: fakes.FakeCluster, chunk_bytes: int = 512 * 1024
-) -> journal_configmap.ConfigMapBackend:
-    return journal_configmap.ConfigMapBackend(cluster, "run", "run-uid", chunk_bytes)
+) -> journal_chunks.ChunkBackend:
+    return journal_chunks.ChunkBackend(cluster, "run", "run-uid", chunk_bytes)
 
 
-def test_configmap_backend_round_trips_compressed_records_owned_by_the_run() -> None:
+def test_chunk_backend_round_trips_compressed_records_owned_by_the_run() -> None:
     cluster = fakes.FakeCluster()
     backend = _backend(cluster)
     assert backend.open(1) == []
     backend.append([{"seq": 1, "type": "a", "text": "x" * 1000}])
-    cm = cluster.configmaps[contract.journal_name("run", 0)]
+    cm = cluster.journals[contract.journal_name("run", 0)]
     assert cm["metadata"]["ownerReferences"][0]["uid"] == "run-uid"
-    assert cm["metadata"]["annotations"][journal_configmap.ANNOTATION_EPOCH] == "1"
+    assert cm["metadata"]["annotations"][journal_chunks.ANNOTATION_EPOCH] == "1"
     blob = base64.b64decode(cm["binaryData"]["s000000"])
     assert len(blob) < 200
-    assert journal_configmap.decode(blob)[0]["text"] == "x" * 1000
+    assert journal_chunks.decode(blob)[0]["text"] == "x" * 1000
     backend.append([{"seq": 2, "type": "b"}])
-    cm = cluster.configmaps[contract.journal_name("run", 0)]
+    cm = cluster.journals[contract.journal_name("run", 0)]
     assert sorted(cm["binaryData"]) == ["s000000"]
-    assert cm["metadata"]["annotations"][journal_configmap.ANNOTATION_RECORDS] == "2"
+    assert cm["metadata"]["annotations"][journal_chunks.ANNOTATION_RECORDS] == "2"
     assert [r["type"] for r in _backend(cluster).open(2)] == ["a", "b"]
 
 
-def test_configmap_backend_rewrites_only_its_newest_segment() -> None:
+def test_a_new_journal_is_run_journals_naming_their_run() -> None:
+    cluster = fakes.FakeCluster()
+    backend = _backend(cluster)
+    backend.open(1)
+    backend.append([{"seq": 1, "type": "a"}])
+    chunk = cluster.journals[contract.journal_name("run", 0)]
+    assert (chunk["apiVersion"], chunk["kind"]) == ("bosun.dev/v1alpha1", "RunJournal")
+    assert chunk["spec"] == {"runName": "run", "runUID": "run-uid", "chunk": 0}
+    [owner] = chunk["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("Run", "run-uid", True)
+    assert cluster.configmaps == {}
+
+
+def test_a_journal_begun_in_config_maps_goes_on_in_config_maps() -> None:
+    """Migration: a Run whose runner of an earlier version wrote ConfigMaps (owned by the Run,
+    without the controller mark) is resumed from them and continued there, never split."""
+    blob = journal_chunks.encode([{"seq": 1, "type": "a"}])
+    cluster = fakes.FakeCluster()
+    cluster.configmaps[contract.journal_name("run", 0)] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": contract.journal_name("run", 0),
+            "resourceVersion": "1",
+            "labels": {
+                "app.kubernetes.io/managed-by": "bosun",
+                journal_chunks.LABEL_COMPONENT: "journal",
+            },
+            "annotations": {journal_chunks.ANNOTATION_EPOCH: "1"},
+            "ownerReferences": [
+                {"apiVersion": "bosun.dev/v1alpha1", "kind": "Run", "name": "run", "uid": "run-uid"}
+            ],
+        },
+        "binaryData": {"s000000": base64.b64encode(blob).decode()},
+    }
+    backend = _backend(cluster)
+    assert [r["type"] for r in backend.open(2)] == ["a"]
+    backend.append([{"seq": 2, "type": "b"}])
+    assert cluster.journals == {}
+    assert [r["type"] for r in _backend(cluster).open(3)] == ["a", "b"]
+
+
+def test_chunk_backend_rewrites_only_its_newest_segment() -> None:
     cluster = fakes.FakeCluster()
     backend = _backend(cluster)
     backend.open(1)
     for n in range(60):
         noise = "".join(hashlib.sha256(f"{n}/{i}".encode()).hexdigest() for i in range(40))
         backend.append([{"seq": n + 1, "payload": noise}])
-    [cm] = cluster.configmaps.values()
+    [cm] = cluster.journals.values()
     segments = sorted(cm["binaryData"])
     assert len(segments) > 3
     assert all(len(base64.b64decode(cm["binaryData"][k])) <= 20 * 1024 for k in segments)
@@ -85,24 +127,24 @@ def test_configmap_backend_rewrites_only_its_newest_segment() -> None:
     assert [r["seq"] for r in backend2.read()] == list(range(1, 62))
 
 
-def test_configmap_backend_rolls_over_to_new_chunks() -> None:
+def test_chunk_backend_rolls_over_to_new_chunks() -> None:
     cluster = fakes.FakeCluster()
     backend = _backend(cluster, chunk_bytes=300)
     backend.open(1)
     for n in range(40):
         noise = "".join(hashlib.sha256(f"{n}/{i}".encode()).hexdigest() for i in range(3))
         backend.append([{"seq": n + 1, "payload": noise}])
-    assert len(cluster.configmaps) > 3
+    assert len(cluster.journals) > 3
     sealed = [
-        cm["metadata"]["annotations"][journal_configmap.ANNOTATION_SEALED]
-        for _, cm in sorted(cluster.configmaps.items())
+        cm["metadata"]["annotations"][journal_chunks.ANNOTATION_SEALED]
+        for _, cm in sorted(cluster.journals.items())
     ]
     assert sealed.count("false") == 1
     reread = _backend(cluster).open(2)
     assert [r["seq"] for r in reread] == list(range(1, 41))
 
 
-def test_configmap_backend_fences_a_stale_writer() -> None:
+def test_chunk_backend_fences_a_stale_writer() -> None:
     cluster = fakes.FakeCluster()
     stale = _backend(cluster)
     stale.open(1)
@@ -118,7 +160,7 @@ def test_configmap_backend_fences_a_stale_writer() -> None:
     assert [r["seq"] for r in _backend(cluster).read()] == [1, 2]
 
 
-def test_configmap_backend_stale_writer_cannot_roll_over_either() -> None:
+def test_chunk_backend_stale_writer_cannot_roll_over_either() -> None:
     cluster = fakes.FakeCluster()
     stale = _backend(cluster, chunk_bytes=60)
     stale.open(1)
@@ -126,10 +168,10 @@ def test_configmap_backend_stale_writer_cannot_roll_over_either() -> None:
     _backend(cluster, chunk_bytes=60).open(2)
     with pytest.raises(errors.Fenced):
         stale.append([{"seq": 2, "p": "b" * 80}])
-    assert contract.journal_name("run", 1) not in cluster.configmaps
+    assert contract.journal_name("run", 1) not in cluster.journals
 
 
-def test_configmap_backend_reports_other_api_errors() -> None:
+def test_chunk_backend_reports_other_api_errors() -> None:
     cluster = fakes.FakeCluster()
     backend = _backend(cluster)
     backend.open(1)
@@ -138,9 +180,9 @@ def test_configmap_backend_reports_other_api_errors() -> None:
         backend.append([{"seq": 1}])
 
 
-def test_configmap_backend_refuses_to_grow_past_its_chunk_limit() -> None:
+def test_chunk_backend_refuses_to_grow_past_its_chunk_limit() -> None:
     cluster = fakes.FakeCluster()
-    backend = journal_configmap.ConfigMapBackend(
+    backend = journal_chunks.ChunkBackend(
         cluster,
         "run",
         "uid",

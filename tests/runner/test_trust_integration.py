@@ -1,4 +1,11 @@
-"""Forged and copied journal chunks, planted by a real tenant, never get a call past governance."""
+"""Forged and copied journal chunks never get a call past governance.
+
+A tenant bound to the built-in edit role may not create journal chunks at all (they are
+RunJournals, which no built-in role grants), and a ConfigMap they plant under a chunk's name is
+never read. Another Run's runner may create RunJournals (create cannot be limited by name); a
+chunk it plants is refused unless owned by the Run, and even a perfectly owned forgery gets no
+call past governance.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import pytest
 from bosun import constants, contract, kube
 from bosun.dev import testing
 from bosun.dev.servers import tools
-from bosun.runner import conversation, journal, journal_configmap, kubeapi, records
+from bosun.runner import conversation, journal, journal_chunks, kubeapi, records
 
 from . import harness
 
@@ -37,27 +44,30 @@ def _forged_records() -> list[journal.Stored]:
     return backend.store.records
 
 
-def _chunk(run: str, owners: list[dict[str, Any]]) -> dict[str, Any]:
-    blob = journal_configmap.encode(_forged_records())
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
+def _chunk(run: str, uid: str, owners: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    blob = journal_chunks.encode(_forged_records())
+    body: dict[str, Any] = {
+        "apiVersion": constants.API_VERSION if kind == "RunJournal" else "v1",
+        "kind": kind,
         "metadata": {
             "name": contract.journal_name(run, 0),
             "labels": {
                 constants.LABEL_RUN: run,
                 constants.LABEL_MANAGED_BY: "bosun",
-                journal_configmap.LABEL_COMPONENT: "journal",
+                journal_chunks.LABEL_COMPONENT: "journal",
             },
             "annotations": {
-                journal_configmap.ANNOTATION_EPOCH: "1",
-                journal_configmap.ANNOTATION_RECORDS: "3",
-                journal_configmap.ANNOTATION_SEALED: "false",
+                journal_chunks.ANNOTATION_EPOCH: "1",
+                journal_chunks.ANNOTATION_RECORDS: "3",
+                journal_chunks.ANNOTATION_SEALED: "false",
             },
             "ownerReferences": owners,
         },
         "binaryData": {"s000000": base64.b64encode(blob).decode()},
     }
+    if kind == "RunJournal":
+        body["spec"] = {"runName": run, "runUID": uid, "chunk": 0}
+    return body
 
 
 def _owner(run: str, uid: str) -> dict[str, Any]:
@@ -73,39 +83,80 @@ def _setup(kube: harness.Harness, start: Callable[[Any], Any]) -> tools.ToolServ
     return toolbox
 
 
-def _plant(
-    control_plane: testing.ControlPlaneHandle, kube: harness.Harness, body: dict[str, Any]
-) -> None:
-    """Create ``body`` as Mallory, a tenant bound to the built-in edit role."""
-    control_plane.bind(kube.namespace, MALLORY, "edit")
+def _create_as(rest: kube.Rest, namespace: str, body: dict[str, Any]) -> None:
+    placed = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
+    kind: kubeapi.ChunkKind = body["kind"]
+    kubeapi.Cluster(namespace, rest).create_chunk(kind, placed)
+
+
+def _as_mallory(
+    control_plane: testing.ControlPlaneHandle, kube_: harness.Harness, body: dict[str, Any]
+) -> str:
+    """Try ``body`` as Mallory, a tenant bound to the built-in edit role: "created" or
+    "forbidden" (once her RoleBinding applies)."""
+    control_plane.bind(kube_.namespace, MALLORY, "edit")
     rest = control_plane.user_rest(MALLORY)
+    probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mallory-probe"}}
+
+    def bound() -> bool:
+        try:
+            _create_as(rest, kube_.namespace, probe)
+        except kube.Forbidden:
+            return False
+        except kube.AlreadyExists:
+            pass
+        return True
+
     try:
-        testing.until(lambda: _create_as(rest, kube.namespace, body), 30, what="Mallory's write")
+        testing.until(bound, 30, what="Mallory's edit binding")
+        try:
+            _create_as(rest, kube_.namespace, body)
+        except kube.Forbidden:
+            return "forbidden"
+        return "created"
     finally:
         rest.close()
 
 
-def _create_as(rest: kube.Rest, namespace: str, body: dict[str, Any]) -> bool:
-    placed = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
+def _as_runner_of(kube_: harness.Harness, run: str, body: dict[str, Any]) -> None:
+    """Create ``body`` as the runner of another Run: the strongest in-namespace writer."""
+    rest = kube.connect(kube_.kubeconfig(run))
     try:
-        kubeapi.Cluster(namespace, rest).create_configmap(placed)
-    except kube.Forbidden:  # the RoleBinding may take a moment to apply
-        return False
-    return True
+        _create_as(rest, kube_.namespace, body)
+    finally:
+        rest.close()
+
+
+def test_a_tenant_can_plant_no_journal_chunk_that_is_read(
+    kube: harness.Harness, servers: Callable[[Any], Any], control_plane: testing.ControlPlaneHandle
+) -> None:
+    toolbox = _setup(kube, servers)
+    uid = kube.run("bill", "biller")
+    owners = [{**_owner("bill", uid), "controller": True}]
+    assert _as_mallory(control_plane, kube, _chunk("bill", uid, owners, "RunJournal")) == (
+        "forbidden"
+    )
+    # A ConfigMap under the chunk's name (what the journal once was) is never read.
+    assert _as_mallory(control_plane, kube, _chunk("bill", uid, owners, "ConfigMap")) == "created"
+
+    runner = kube.start_runner("bill")
+    assert runner.wait(60) == contract.ExitCode.SUCCEEDED, kube.explain(runner)
+    assert toolbox.requests == []
+    assert [r["type"] for r in kube.journal("bill")][-1] == "runFinished"
+    assert not [d for d in kube.decisions("bill") if d.get("tool") == "charge"]
 
 
 @pytest.mark.parametrize("owner", ["none", "another-run"])
 def test_a_chunk_not_written_for_this_run_is_never_read(
     kube: harness.Harness,
     servers: Callable[[Any], Any],
-    control_plane: testing.ControlPlaneHandle,
     owner: str,
 ) -> None:
     toolbox = _setup(kube, servers)
-    kube.run("bill", "biller")
+    uid = kube.run("bill", "biller")
     other = kube.run("donor", "biller")
     owners = [] if owner == "none" else [{**_owner("donor", other), "controller": True}]
-    _plant(control_plane, kube, _chunk("bill", owners))
+    _as_runner_of(kube, "donor", _chunk("bill", uid, owners, "RunJournal"))
 
     runner = kube.start_runner("bill")
     assert runner.wait(60) == contract.ExitCode.FAILED_PERMANENT, kube.explain(runner)
@@ -122,12 +173,14 @@ def test_a_chunk_not_written_for_this_run_is_never_read(
 
 
 def test_a_journal_claiming_an_unfinished_call_gets_no_call_past_governance(
-    kube: harness.Harness, servers: Callable[[Any], Any], control_plane: testing.ControlPlaneHandle
+    kube: harness.Harness, servers: Callable[[Any], Any]
 ) -> None:
     toolbox = _setup(kube, servers)
     uid = kube.run("bill", "biller")
-    # The strongest forgery a tenant can write: owned by the Run and labelled as Bosun's.
-    _plant(control_plane, kube, _chunk("bill", [{**_owner("bill", uid), "controller": True}]))
+    kube.run("donor", "biller")
+    # The strongest forgery: owned by the Run and labelled as Bosun's, by another Run's runner.
+    owners = [{**_owner("bill", uid), "controller": True}]
+    _as_runner_of(kube, "donor", _chunk("bill", uid, owners, "RunJournal"))
 
     runner = kube.start_runner("bill")
     assert runner.wait(60) == contract.ExitCode.SUCCEEDED, kube.explain(runner)

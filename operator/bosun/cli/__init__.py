@@ -251,6 +251,12 @@ def trace_command(run_name: str, namespace: str | None, kubeconfig: str | None) 
         click.echo(runtrace.render(runtrace.records(cluster, run_name), run_name, status))
     except (records.Unreadable, errors.JournalUntrusted) as err:
         _fail(f"the journal of Run {run_name} cannot be read: {err}")
+    except kube.Forbidden:
+        _fail(
+            f"you may not read the journal of Run {run_name} (runjournals in namespace {ns}):"
+            " it holds every model response and tool result, so the view role does not grant"
+            " it; ask for the chart's journal-reader role in this namespace"
+        )
     # The counts are the journal's (the first line); status.usage may lag it by one report.
     click.echo(f"phase={status.get('phase')} attempts={len(status.get('attempts') or [])}")
 

@@ -140,12 +140,15 @@ class ControlPlaneHandle:
         return path
 
     def bind(self, namespace: str, user: str, cluster_role: str) -> None:
-        """Bind ``user`` to ``cluster_role`` in ``namespace``, as a tenant is bound."""
+        """Bind ``user`` to ``cluster_role`` in ``namespace``, as a tenant is bound (again: a
+        no-op)."""
         name = re.sub(r"[^a-z0-9-]", "-", f"{cluster_role}-{user}".lower())[:63].strip("-")
-        self.kubectl(
+        made = self.kubectl(
             "create", "rolebinding", name, f"--clusterrole={cluster_role}", f"--user={user}",
-            "-n", namespace,
+            "-n", namespace, check=False,
         )  # fmt: skip
+        if made.returncode != 0 and "already exists" not in made.stderr:
+            raise AssertionError(f"kubectl create rolebinding {name} failed:\n{made.stderr}")
 
     def user_rest(self, user: str, groups: tuple[str, ...] = ()) -> kube.Rest:
         """Bosun's API access as ``user``; the caller closes it."""

@@ -29,7 +29,7 @@ from bosun.runner import (
     errors,
     interrupt,
     journal,
-    journal_configmap,
+    journal_chunks,
     kubeapi,
     lease,
     logs,
@@ -182,7 +182,7 @@ def _attempt(
             awaiting=awaiting,
             may_write=keeper.held,
         )
-        backend = journal_configmap.ConfigMapBackend(
+        backend = journal_chunks.ChunkBackend(
             cluster, settings.run_name, settings.run_uid, settings.journal_chunk_bytes
         )
         the_journal = journal.Journal(backend, epoch, settings.attempt, guard=keeper.ensure_held)

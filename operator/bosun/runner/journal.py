@@ -8,7 +8,7 @@ reads the stored records back into their types (``records.Unreadable`` ends the 
 one cannot be read). A backend is opened for one epoch: opening claims the journal for that
 epoch and fails with ``errors.Fenced`` when a newer epoch already claimed it; every later
 append fails the same way once a newer epoch has claimed it. ``MemoryBackend`` serves unit
-tests; the default for clusters is ``journal_configmap.ConfigMapBackend``.
+tests; the default for clusters is ``journal_chunks.ChunkBackend``.
 """
 
 from __future__ import annotations

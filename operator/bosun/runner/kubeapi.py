@@ -2,26 +2,34 @@
 
 A thin facade over ``bosun.kube.Rest`` limited to what the runner's Role
 (``contract.runner_rules``) allows: read its Run, Agents, Tools, Policies and Approvals; get and
-update its Lease; create, get and update its journal ConfigMaps; apply its Run's status; create
-Events. Refusals raise ``bosun.kube``'s errors (``NotFound``, ``Conflict``, ``AlreadyExists``,
-``ApiError``). ``ClusterAPI`` is the protocol the loop and its helpers depend on, so tests can
-pass their own fake.
+update its Lease; create, get and update its journal chunks (RunJournals; ConfigMaps for a
+journal begun before that Kind existed); apply its Run's status; create Events. Refusals raise
+``bosun.kube``'s errors (``NotFound``, ``Conflict``, ``AlreadyExists``, ``ApiError``).
+``ClusterAPI`` is the protocol the loop and its helpers depend on, so tests can pass their own
+fake.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
 from bosun import constants, contract, kube
 
-__all__ = ["TIMEOUT", "Cluster", "ClusterAPI", "Object"]
+__all__ = ["CHUNK_KINDS", "TIMEOUT", "ChunkKind", "Cluster", "ClusterAPI", "Object"]
 
 TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 """The runner's API request timeouts: a stalled API server must not stall the attempt."""
 
 Object = dict[str, Any]
+
+ChunkKind = Literal["RunJournal", "ConfigMap"]
+CHUNK_KINDS: dict[ChunkKind, tuple[str, str]] = {
+    "RunJournal": (constants.API_VERSION, "runjournals"),
+    "ConfigMap": ("v1", "configmaps"),
+}
+"""Where journal chunks live: RunJournals, or ConfigMaps for a journal begun before them."""
 
 
 class ClusterAPI(Protocol):
@@ -39,10 +47,9 @@ class ClusterAPI(Protocol):
     def apply_run_status(self, name: str, body: Object) -> Object: ...
     def get_lease(self, name: str) -> Object: ...
     def replace_lease(self, name: str, body: Object) -> Object: ...
-    def get_configmap(self, name: str) -> Object: ...
-    def create_configmap(self, body: Object) -> Object: ...
-    def replace_configmap(self, name: str, body: Object) -> Object: ...
-    def patch_configmap(self, name: str, patch: Object) -> Object: ...
+    def get_chunk(self, kind: ChunkKind, name: str) -> Object: ...
+    def create_chunk(self, kind: ChunkKind, body: Object) -> Object: ...
+    def patch_chunk(self, kind: ChunkKind, name: str, patch: Object) -> Object: ...
     def create_event(self, body: Object) -> Object: ...
     def whoami(self) -> str: ...
     def close(self) -> None: ...
@@ -123,26 +130,24 @@ class Cluster:
         """Update with the body's resourceVersion: a stale body raises ``Conflict``."""
         return self.rest.request("PUT", self._lease(name), body)
 
-    # --- ConfigMaps (the journal) ---------------------------------------------------------------
+    # --- journal chunks ------------------------------------------------------------------------
 
-    def _configmap(self, name: str | None = None) -> str:
+    def _chunk(self, kind: ChunkKind, name: str | None = None) -> str:
+        api_version, plural = CHUNK_KINDS[kind]
         if name is None:
-            return kube.collection_path("v1", "configmaps", self.namespace)
-        return kube.object_path("v1", "configmaps", self.namespace, name)
+            return kube.collection_path(api_version, plural, self.namespace)
+        return kube.object_path(api_version, plural, self.namespace, name)
 
-    def get_configmap(self, name: str) -> Object:
-        return self.rest.request("GET", self._configmap(name))
+    def get_chunk(self, kind: ChunkKind, name: str) -> Object:
+        return self.rest.request("GET", self._chunk(kind, name))
 
-    def create_configmap(self, body: Object) -> Object:
-        return self.rest.request("POST", self._configmap(), body)
+    def create_chunk(self, kind: ChunkKind, body: Object) -> Object:
+        return self.rest.request("POST", self._chunk(kind), body)
 
-    def replace_configmap(self, name: str, body: Object) -> Object:
-        return self.rest.request("PUT", self._configmap(name), body)
-
-    def patch_configmap(self, name: str, patch: Object) -> Object:
+    def patch_chunk(self, kind: ChunkKind, name: str, patch: Object) -> Object:
         """A JSON merge patch; a ``metadata.resourceVersion`` in it is a precondition."""
         return self.rest.request(
-            "PATCH", self._configmap(name), patch, content_type=kube.MERGE_PATCH
+            "PATCH", self._chunk(kind, name), patch, content_type=kube.MERGE_PATCH
         )
 
     # --- Events --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 # Imported under another name: ``records`` is this module's reading function.
-from bosun.runner import journal_configmap, kubeapi, replay
+from bosun.runner import journal_chunks, kubeapi, replay
 from bosun.runner import records as kinds
 
 __all__ = ["PREVIEW", "records", "render"]
@@ -26,7 +26,7 @@ def records(cluster: kubeapi.Cluster, run: str) -> list[kinds.Record]:
     first record this version of Bosun cannot read; ``errors.JournalUntrusted`` a chunk that
     was not written for this Run (its UID), which is never shown as if it were."""
     uid = str((cluster.get_run(run).get("metadata") or {}).get("uid") or "")
-    stored = journal_configmap.ConfigMapBackend(cluster, run, run_uid=uid).read()
+    stored = journal_chunks.ChunkBackend(cluster, run, run_uid=uid).read()
     return kinds.read_all(stored)
 
 

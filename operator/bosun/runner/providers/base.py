@@ -90,7 +90,7 @@ def token_count(usage: Any, key: str) -> int:
 
 
 def _journal_form(turn: conversation.AssistantTurn) -> str:
-    # The journal's own encoding of a record (journal_configmap.encode).
+    # The journal's own encoding of a record (journal_chunks.encode).
     return json.dumps(turn.to_json(), separators=(",", ":"), ensure_ascii=False)
 
 

@@ -1,6 +1,7 @@
-"""The ConfigMap journal backend: compressed, chunked, owned by the Run, fenced by epoch.
+"""The journal backend: compressed, chunked objects owned by the Run, fenced by epoch.
 
-Chunk ``k`` is the ConfigMap ``contract.journal_name(run, k)``. Its ``binaryData`` holds
+Chunk ``k`` is the RunJournal ``contract.journal_name(run, k)`` (``bosun.api.journal``; a
+Kind of its own, so the built-in view and edit roles do not read it). Its ``binaryData`` holds
 segments (``s000000``, ``s000001``, …), each a run of records as zlib-compressed JSON lines.
 Every durable write rewrites only the newest segment, by a JSON merge patch that carries the
 chunk's resourceVersion as a precondition, so two writers can never both succeed and a write
@@ -10,10 +11,14 @@ cheap); a chunk that would outgrow ``chunk_bytes`` is sealed (also version-check
 next chunk created. Each chunk records the epoch of its last writer in an annotation; opening
 the journal stamps the newest chunk with the opener's epoch, after which any runner with an
 older epoch fails every write (``errors.Fenced``). Chunks carry a controller owner reference
-to the Run's UID, so the garbage collector deletes the journal with it; a ConfigMap named like
+to the Run's UID, so the garbage collector deletes the journal with it; an object named like
 a chunk without one (forged, or copied from another Run) is never read
 (``errors.JournalUntrusted``). Chunks written before the reference was marked controller
 carry it unmarked, which is accepted: the UID is what binds a chunk to its Run.
+
+A journal begun before RunJournals existed is a set of ConfigMaps of the same names, with the
+same layout; a runner that finds one (its Run's Role, made by the operator of that time, still
+grants them) goes on in ConfigMaps for that Run, so no journal is ever split across the two.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ __all__ = [
     "ENTRY_PREFIX",
     "LABEL_COMPONENT",
     "SEGMENT_BYTES",
-    "ConfigMapBackend",
+    "ChunkBackend",
     "decode",
     "encode",
     "records_of",
@@ -67,7 +72,7 @@ def _entry(index: int) -> str:
 
 
 def records_of(body: dict[str, Any]) -> list[journal.Stored]:
-    """The records of one chunk ConfigMap, in write order."""
+    """The records of one chunk (a RunJournal or a legacy ConfigMap), in write order."""
     entries = body.get("binaryData") or {}
     records: list[journal.Stored] = []
     for key in sorted(k for k in entries if k.startswith(ENTRY_PREFIX)):
@@ -93,8 +98,8 @@ class _Chunk:
         return self.base_size + self.segment_size
 
 
-class ConfigMapBackend:
-    """Journal chunks in ConfigMaps next to the Run."""
+class ChunkBackend:
+    """Journal chunks next to the Run: RunJournals, or a legacy journal's ConfigMaps."""
 
     def __init__(
         self,
@@ -111,6 +116,23 @@ class ConfigMapBackend:
         self.max_chunks = max_chunks
         self.epoch = 0
         self.chunks: list[_Chunk] = []
+        self.kind: kubeapi.ChunkKind | None = None
+        """Where this journal lives; decided when it is first read."""
+
+    def _where(self) -> kubeapi.ChunkKind:
+        """RunJournal, unless this Run's journal was begun in ConfigMaps before that Kind."""
+        if self.kind is None:
+            name = contract.journal_name(self.run_name, 0)
+            self.kind = "RunJournal"
+            try:
+                self.cluster.get_chunk("RunJournal", name)
+            except kube.NotFound:
+                try:
+                    self.cluster.get_chunk("ConfigMap", name)
+                    self.kind = "ConfigMap"
+                except (kube.NotFound, kube.Forbidden):
+                    pass  # a new journal; a runner of today's Role may not read ConfigMaps
+        return self.kind
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -136,15 +158,15 @@ class ConfigMapBackend:
             named = ", ".join(f"{o.get('kind')} {o.get('name')} ({o.get('uid')})" for o in owners)
             raise errors.JournalUntrusted(
                 "JournalUntrusted",
-                f"ConfigMap {name} is named like this Run's journal but was not written for it"
-                f" (owners: {named or 'none'}); it was not read. Delete it, then"
+                f"{self._where()} {name} is named like this Run's journal but was not written for"
+                f" it (owners: {named or 'none'}); it was not read. Delete it, then"
                 f" `bosun redrive {self.run_name}`",
             )
 
     def _read(self, index: int) -> _Chunk | None:
         name = contract.journal_name(self.run_name, index)
         try:
-            body = self.cluster.get_configmap(name)
+            body = self.cluster.get_chunk(self._where(), name)
         except kube.NotFound:
             return None
         meta = body.get("metadata") or {}
@@ -206,9 +228,11 @@ class ConfigMapBackend:
             blob = encode(records) if blob is None else blob
             data[_entry(0)] = base64.b64encode(blob).decode()
             size = len(blob)
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
+        kind = self._where()
+        api_version = kubeapi.CHUNK_KINDS[kind][0]
+        body: dict[str, Any] = {
+            "apiVersion": api_version,
+            "kind": kind,
             "metadata": {
                 "name": name,
                 "namespace": self.cluster.namespace,
@@ -230,7 +254,9 @@ class ConfigMapBackend:
             },
             "binaryData": data,
         }
-        created = self.cluster.create_configmap(body)
+        if kind == "RunJournal":
+            body["spec"] = {"runName": self.run_name, "runUID": self.run_uid, "chunk": index}
+        created = self.cluster.create_chunk(kind, body)
         version = str((created.get("metadata") or {}).get("resourceVersion", ""))
         return _Chunk(
             index, name, version, list(records), 0, list(records), 0, size, self.epoch, False
@@ -261,7 +287,7 @@ class ConfigMapBackend:
         if records:
             patch["binaryData"] = {_entry(segment): base64.b64encode(blob).decode()}
         try:
-            patched = self.cluster.patch_configmap(chunk.name, patch)
+            patched = self.cluster.patch_chunk(self._where(), chunk.name, patch)
         except kube.Conflict as err:
             current = self._read(chunk.index)
             if current is not None and current.epoch > self.epoch:
