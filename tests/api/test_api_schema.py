@@ -331,6 +331,7 @@ def test_run_spec_is_immutable_except_suspend_and_cancel() -> None:
         "priority",
         "deadline_seconds",
         "retry",
+        "ttl_seconds_after_finished",
     }
 
 

@@ -22,6 +22,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from err
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A setting that is a number of things or seconds: an integer, 0 or more."""
+    value = _int(env, name, default)
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -76,6 +84,19 @@ class Settings:
     """How soon after a Run changes its Agent's hourly usage is published again, batching the
     changes in between (BOSUN_USAGE_INTERVAL_SECONDS)."""
 
+    run_ttl_seconds: int = 604_800
+    """ttlSecondsAfterFinished of Runs that set none: a finished Run is deleted this long after
+    its completionTime; 0 keeps such Runs (BOSUN_RUN_TTL_SECONDS, default 7 days)."""
+    run_history_succeeded: int = 1000
+    """Succeeded Runs kept per Agent whose spec.history sets none; 0 keeps every one
+    (BOSUN_RUN_HISTORY_SUCCEEDED)."""
+    run_history_failed: int = 1000
+    """Failed, Cancelled and Duplicate Runs kept per Agent whose spec.history sets none; 0 keeps
+    every one (BOSUN_RUN_HISTORY_FAILED)."""
+    retention_interval_seconds: int = 300
+    """Longest time between two retention sweeps; a sweep also runs when the next TTL expires
+    and soon after a Run finishes (BOSUN_RETENTION_INTERVAL_SECONDS)."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -121,5 +142,13 @@ class Settings:
             leader_lease_seconds=_int(env, "BOSUN_LEADER_LEASE_SECONDS", cls.leader_lease_seconds),
             usage_interval_seconds=max(
                 1, _int(env, "BOSUN_USAGE_INTERVAL_SECONDS", cls.usage_interval_seconds)
+            ),
+            run_ttl_seconds=_count(env, "BOSUN_RUN_TTL_SECONDS", cls.run_ttl_seconds),
+            run_history_succeeded=_count(
+                env, "BOSUN_RUN_HISTORY_SUCCEEDED", cls.run_history_succeeded
+            ),
+            run_history_failed=_count(env, "BOSUN_RUN_HISTORY_FAILED", cls.run_history_failed),
+            retention_interval_seconds=max(
+                1, _int(env, "BOSUN_RETENTION_INTERVAL_SECONDS", cls.retention_interval_seconds)
             ),
         )
