@@ -155,6 +155,12 @@ def test_unfinished_runs_are_never_deleted(phase: str) -> None:
     assert deleted(runs, retention.Defaults(1, 1, 1), [agent(succeeded=0, failed=0)]) == {}
 
 
+def test_an_unfinished_run_with_a_leftover_completion_time_is_kept() -> None:
+    stale = conditions.stamp(NOW - 30 * DAY)
+    runs = [run(f"r-{p}", p, ttl=0, status__completionTime=stale) for p in ("Running", "Queued")]
+    assert deleted(runs) == {}
+
+
 def test_a_stored_phase_that_disagrees_with_the_conditions_keeps_the_run() -> None:
     odd = run("odd", ttl=0, finished=NOW - DAY)
     odd["status"]["phase"] = "Running"

@@ -7,6 +7,8 @@ within each Agent's ``maxConcurrentRuns``, the operator-wide cap and the Policie
 ``runsPerHour``, counting from the store, which sees the operator's own writes at once; it starts
 only after the initial listing, so a restarted operator never over-admits. Each Agent's hourly
 usage is published a few seconds after its Runs change (``usage``), batching the changes.
+Retention (``retention``) sweeps the finished Runs in its own thread: when the next TTL expires,
+soon after a Run finishes or an Agent changes, and at least every retention interval.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bosun import constants, kube, retry
@@ -25,6 +27,7 @@ from bosun.controller import (
     lifecycle,
     metrics,
     resources,
+    retention,
     runs,
     runstatus,
     usage,
@@ -33,12 +36,15 @@ from bosun.controller import (
 from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
-__all__ = ["WATCHED", "Controller", "Item", "Obj"]
+__all__ = ["LIST_PAGE", "WATCHED", "Controller", "Item", "Obj"]
 
 log = logging.getLogger("bosun.operator")
 
 Obj = dict[str, Any]
 Item = tuple[str, store_mod.Key]
+
+_RETENTION_GAP = 1.0
+"""Seconds at least between two retention sweeps, so a burst of finishing Runs costs one."""
 
 # What the operator watches: plural -> (apiVersion, label selector for the initial list).
 WATCHED: dict[str, tuple[str, str | None]] = {
@@ -60,6 +66,8 @@ class Controller:
         self.runs = runs.RunReconciler(self.store, rest, settings)
         self.resources = resources.ResourceReconciler(self.store, rest)
         self.usage = usage.UsageReconciler(self.store, rest)
+        self.retention = retention.Retention(self.store, rest, settings)
+        self._retention_due = threading.Event()
         self._usage_due: dict[store_mod.Key, float] = {}
         self._usage_guard = threading.Lock()
         # What the operator acts on in each Agent, as last seen in a watch event: the store
@@ -76,10 +84,11 @@ class Controller:
     # --- lifecycle -------------------------------------------------------------------------
 
     def prime(self) -> None:
-        """List everything once, so the first decisions see the whole state."""
+        """List everything once, so the first decisions see the whole state (a page at a
+        time, so that only the store's compact copies outlive the listing)."""
         for plural, (api_version, selector) in WATCHED.items():
             for namespace in self.settings.namespaces or (None,):
-                for obj in self.rest.list(api_version, plural, namespace, label_selector=selector):
+                for obj in _list_pages(self.rest, api_version, plural, namespace, selector):
                     obj.setdefault("apiVersion", api_version)
                     self.observe(plural, "ADDED", obj)
         self.synced.set()
@@ -95,6 +104,7 @@ class Controller:
         for index in range(self.settings.workers):
             self._spawn(self._work, f"reconcile-{index}")
         self._spawn(self._admit_loop, "admission")
+        self._spawn(self._retain_loop, "retention")
 
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -109,6 +119,7 @@ class Controller:
         self.stopping.set()
         self.queue.shutdown()
         self._admission.set()
+        self._retention_due.set()
         for thread in self._threads:
             thread.join(timeout=10)
 
@@ -130,6 +141,8 @@ class Controller:
                 self._admission.set()
                 with self._locks_guard:
                     self._locks.pop(key, None)
+            elif (obj.get("status") or {}).get("phase") in runstatus.TERMINAL_PHASES:
+                self._retention_due.set()
         elif plural in ("jobs", "leases"):
             run_name = (obj["metadata"].get("labels") or {}).get(constants.LABEL_RUN)
             owner = _run_owner(obj)
@@ -145,6 +158,7 @@ class Controller:
             else:
                 self._agent_seen[key] = acted_on
             self.queue.add(("agents", key))
+            self._retention_due.set()  # its history limits may have changed
             self.usage_soon(key, 0.0)
             for run in self.store.runs_of(key):
                 self.queue.add(("runs", store_mod.key_of(run)))
@@ -216,6 +230,31 @@ class Controller:
             finally:
                 metrics.RECONCILE.labels(plural).observe(time.perf_counter() - started)
                 self.queue.done(item)
+
+    # --- retention -----------------------------------------------------------------------------
+
+    def _retain_loop(self) -> None:
+        wait = 0.0
+        while not self.stopping.is_set():
+            self._retention_due.wait(wait)
+            if self.stopping.is_set():
+                return
+            if not self.synced.is_set():
+                wait = 1.0
+                continue
+            self._retention_due.clear()
+            wait = float(self.settings.retention_interval_seconds)
+            try:
+                decided = self.retention.run_once()
+            except Exception:
+                log.exception("Retention sweep failed; retrying")
+                wait = min(wait, 10.0)
+            else:
+                if decided.next_expiry is not None:
+                    due = (decided.next_expiry - conditions.now()).total_seconds()
+                    wait = min(wait, max(0.0, due))
+            self.stopping.wait(_RETENTION_GAP)
+            wait = max(0.0, wait - _RETENTION_GAP)
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -334,6 +373,33 @@ class Controller:
             metrics.QUEUE_DEPTH.labels(why).set(waiting_by[why])
         metrics.ACTIVE_RUNS.set(active_total)
         return started
+
+
+LIST_PAGE = 500
+"""Objects per page of the initial listing (the operator's and kopf's)."""
+
+
+def _list_pages(
+    rest: kube.Rest, api_version: str, plural: str, namespace: str | None, selector: str | None
+) -> Iterator[Obj]:
+    """Every object of a collection, fetched ``LIST_PAGE`` at a time; a page is dropped
+    before the next one is fetched."""
+    token = ""
+    while True:
+        query = [("limit", str(LIST_PAGE))]
+        if selector:
+            query.append(("labelSelector", selector))
+        if token:
+            query.append(("continue", token))
+        path = kube.collection_path(api_version, plural, namespace)
+        page = rest.request("GET", path, query=query)
+        token = str((page.get("metadata") or {}).get("continue") or "")
+        items: list[Obj] = page.pop("items", None) or []
+        del page
+        while items:
+            yield items.pop(0)
+        if not token:
+            return
 
 
 def _not_ready(agent: Mapping[str, Any]) -> str | None:
