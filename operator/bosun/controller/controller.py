@@ -7,8 +7,9 @@ within each Agent's ``maxConcurrentRuns``, the operator-wide cap and the Policie
 ``runsPerHour``, counting from the store, which sees the operator's own writes at once; it starts
 only after the initial listing, so a restarted operator never over-admits. Each Agent's hourly
 usage is published a few seconds after its Runs change (``usage``), batching the changes.
-Retention (``retention``) sweeps the finished Runs in its own thread: when the next TTL expires,
-soon after a Run finishes or an Agent changes, and at least every retention interval.
+Retention (``retention``) sweeps the finished Runs in its own thread: once listed, when the
+next TTL it knows of expires, soon after an Agent changes, and at least every retention interval
+(a Run that just finished is never due within the hour, so its finishing needs no sweep).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ Obj = dict[str, Any]
 Item = tuple[str, store_mod.Key]
 
 _RETENTION_GAP = 1.0
-"""Seconds at least between two retention sweeps, so a burst of finishing Runs costs one."""
+"""Seconds at least between two retention sweeps, so a burst of Agent changes costs one."""
 
 # What the operator watches: plural -> (apiVersion, label selector for the initial list).
 WATCHED: dict[str, tuple[str, str | None]] = {
@@ -141,8 +142,6 @@ class Controller:
                 self._admission.set()
                 with self._locks_guard:
                     self._locks.pop(key, None)
-            elif (obj.get("status") or {}).get("phase") in runstatus.TERMINAL_PHASES:
-                self._retention_due.set()
         elif plural in ("jobs", "leases"):
             run_name = (obj["metadata"].get("labels") or {}).get(constants.LABEL_RUN)
             owner = _run_owner(obj)

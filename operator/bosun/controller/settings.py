@@ -94,8 +94,8 @@ class Settings:
     """Failed, Cancelled and Duplicate Runs kept per Agent whose spec.history sets none; 0 keeps
     every one (BOSUN_RUN_HISTORY_FAILED)."""
     retention_interval_seconds: int = 300
-    """Longest time between two retention sweeps; a sweep also runs when the next TTL expires
-    and soon after a Run finishes (BOSUN_RETENTION_INTERVAL_SECONDS)."""
+    """Longest time between two retention sweeps; a sweep also runs when the next TTL it knows
+    of expires and soon after an Agent changes (BOSUN_RETENTION_INTERVAL_SECONDS)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
