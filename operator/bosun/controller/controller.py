@@ -395,8 +395,9 @@ def _list_pages(
         token = str((page.get("metadata") or {}).get("continue") or "")
         items: list[Obj] = page.pop("items", None) or []
         del page
+        items.reverse()
         while items:
-            yield items.pop(0)
+            yield items.pop()  # dropped from the page as it is handed out
         if not token:
             return
 
