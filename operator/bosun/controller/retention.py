@@ -16,6 +16,7 @@ RBAC go with it through their owner references.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import logging
@@ -28,6 +29,7 @@ from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
 __all__ = [
+    "DELETERS",
     "FAILED",
     "HISTORY_LIMIT",
     "SUCCEEDED",
@@ -37,7 +39,6 @@ __all__ = [
     "Retention",
     "Sweep",
     "completed_at",
-    "history_kind",
     "sweep",
 ]
 
@@ -98,13 +99,6 @@ class Sweep:
 
 
 # --- the decision ----------------------------------------------------------------------------
-
-
-def history_kind(run: Mapping[str, Any]) -> str | None:
-    """``succeeded`` or ``failed``: the history a finished Run counts in; None when it does not
-    count (it has not finished, is DeadLettered, or is not to be touched at all)."""
-    phase = _finished_phase(run)
-    return None if phase is None else _HISTORY_KINDS.get(phase)
 
 
 def completed_at(run: Mapping[str, Any]) -> datetime.datetime | None:
@@ -226,6 +220,10 @@ def _deletion(run: Mapping[str, Any], reason: str, message: str) -> Deletion:
 # --- the sweep -----------------------------------------------------------------------------
 
 
+DELETERS = 4
+"""Deletions in flight at once when a sweep chooses many (say, the first after an upgrade)."""
+
+
 class Retention:
     """Sweeps the store's finished Runs and deletes what ``sweep`` chooses."""
 
@@ -241,8 +239,9 @@ class Retention:
         now = now or conditions.now()
         agents = {store_mod.key_of(agent): agent for agent in self.store.agents.values()}
         decided = sweep(self.store.runs.values(), agents, self.defaults, now)
-        for deletion in decided.deletions:
-            self._delete(deletion)
+        if decided.deletions:
+            with concurrent.futures.ThreadPoolExecutor(DELETERS, "retention-delete") as pool:
+                list(pool.map(self._delete, decided.deletions))  # re-raises a failure
         return decided
 
     def _delete(self, deletion: Deletion) -> None:
