@@ -5,12 +5,14 @@ kube-controller-manager as processes, pods run by the node emulator): the runner
 (``runner_bench``), the runner's start-up cost, the ceiling of plain Jobs (``ceiling``),
 Bosun with a no-op runner and with the real runner at several submission rates and as a
 saturating batch (``operator_bench``), and the operator's memory with thousands of finished
-Runs (``memory``). Writes ``bench/results/REPORT.md`` (``writeup``), ``results.json`` and PNG
-plots (``plots``), and prints the report. Asserts nothing.
+Runs and retention deleting them (``memory``). Writes ``bench/results/REPORT.md``
+(``writeup``), ``results.json`` and PNG plots (``plots``), and prints the report. Asserts
+nothing.
 
     .venv/bin/python bench/report.py            # about 10 minutes on 2 quiet cores
     .venv/bin/python bench/report.py --quick    # a smoke test of the whole pipeline, 2 minutes
     .venv/bin/python bench/report.py --from-json bench/results/results.json   # render again
+    .venv/bin/python bench/report.py --compare ../old-checkout/operator   # memory before/after
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class Plan:
     real_batch: int = 80
     real_rates: tuple[tuple[float, int], ...] = ((0.25, 15), (0.5, 30), (1, 60))
     memory_sizes: tuple[int, ...] = (0, 1000, 2500, 5000, 10000)
+    retention_keep: int = 1000
+    """History limit of the retention step: it deletes the rest of the finished Runs."""
     journal_steps: int = 100
     decisions: int = 2000
 
@@ -71,6 +75,7 @@ QUICK = Plan(
     real_batch=10,
     real_rates=((0.5, 5), (1, 8)),
     memory_sizes=(0, 200, 500),
+    retention_keep=100,
     journal_steps=20,
     decisions=200,
 )
@@ -156,8 +161,11 @@ def bosun_phase(
     return sweep, saturated, (sample or {}).get("status")
 
 
-def measure(plan: Plan) -> dict[str, Any]:
-    """Run every benchmark of ``plan`` on a fresh local control plane; return the figures."""
+def measure(plan: Plan, compare: pathlib.Path | None = None) -> dict[str, Any]:
+    """Run every benchmark of ``plan`` on a fresh local control plane; return the figures.
+
+    With ``compare`` (another source tree's ``operator/`` folder), the memory step also
+    measures an operator run from it at each size."""
     started = time.monotonic()
     facts: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -215,11 +223,15 @@ def measure(plan: Plan) -> dict[str, Any]:
         phases["noopMoreWorkers"] = [saturated]
         _common.log("memory: operator RSS with finished Runs present")
         status = statuses["real"] or memory.finished_status()
-        samples = memory.measure(cluster, plan.memory_sizes, status)
+        found = memory.measure(cluster, plan.memory_sizes, status, compare=compare)
+        samples = [s for s in found if s.source == "this"]
         facts["memory"] = {
             "samples": [s.summary() for s in samples],
             "growthKibPer1000": memory.growth_per_thousand(samples),
+            "compared": [s.summary() for s in found if s.source != "this"],
         }
+        _common.log("retention: deleting finished Runs down to the history limit")
+        facts["retention"] = memory.retention(cluster, keep=plan.retention_keep).summary()
     facts["otherCpuShare"] = _other_share(phases)
     facts["minutes"] = (time.monotonic() - started) / 60
     return facts
@@ -245,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--output", type=pathlib.Path, default=ROOT / "bench" / "results")
     parser.add_argument(
+        "--compare",
+        type=pathlib.Path,
+        help="also measure the memory of the operator in this source tree's operator/ folder",
+    )
+    parser.add_argument(
         "--from-json",
         type=pathlib.Path,
         help="render the report again from a results.json instead of measuring",
@@ -253,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         facts = json.loads(args.from_json.read_text())
     else:
-        facts = measure(QUICK if args.quick else Plan())
+        facts = measure(QUICK if args.quick else Plan(), args.compare)
     print(write(facts, args.output))
     _common.log(f"wrote {args.output}/REPORT.md, results.json and PNG plots")
     return 0

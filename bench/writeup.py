@@ -209,6 +209,27 @@ def readings(facts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _retention_notes(facts: dict[str, Any]) -> str:
+    """The memory section's lines about the compared operator and about retention (absent
+    from results written before they were measured)."""
+    lines = []
+    for s in facts["memory"].get("compared") or ():
+        lines.append(
+            f"\nThe operator from `{s['source']}` with {s['runs']:,} Runs present: "
+            f"RSS {s['rss_kib'] / 1024:.0f} MiB (peak {s['peak_kib'] / 1024:.0f} MiB)."
+        )
+    kept = facts.get("retention")
+    if kept:
+        deleted = kept["present"] - kept["kept"]
+        lines.append(
+            f"\nRetention: an operator keeping {kept['kept']:,} succeeded Runs per Agent deleted "
+            f"{deleted:,} of {kept['present']:,} in {kept['seconds']:.0f} s from its start "
+            f"({deleted / max(kept['seconds'], 0.1):.0f} Runs/s); RSS once done "
+            f"{kept['rss_kib'] / 1024:.0f} MiB (peak {kept['peak_kib'] / 1024:.0f} MiB)."
+        )
+    return "".join(lines)
+
+
 MEMORY_HEADER = (
     "Runs present",
     "Runs the operator listed",
@@ -299,6 +320,7 @@ def render(facts: dict[str, Any]) -> str:
         )
         for s in mem["samples"]
     ]
+    mem_notes = _retention_notes(facts)
     startup_rows = [(name, _ms(value)) for name, value in facts["runnerStartup"].items()]
     cold = facts["runnerColdStart"]
     startup_rows += [
@@ -410,7 +432,7 @@ an operator is started for each size, and its `VmRSS` is read once it is ready a
 {_common.table(MEMORY_HEADER, mem_rows)}
 
 Growth (least-squares slope): **{mem["growthKibPer1000"] / 1024:.1f} MiB per 1,000 Runs**.
-
+{mem_notes}
 ![memory](memory.png)
 
 ## Runner start-up cost

@@ -337,6 +337,7 @@ def test_run_spec_is_immutable_except_suspend_and_cancel() -> None:
         "priority_class_name",
         "deadline_seconds",
         "retry",
+        "ttl_seconds_after_finished",
     }
 
 

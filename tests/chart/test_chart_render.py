@@ -170,6 +170,10 @@ def test_operator_deployment_defaults(default: list[chartkit.Obj]) -> None:
         "BOSUN_DEFAULT_PRIORITY_CLASS": "",
         "BOSUN_WORKERS": "4",
         "BOSUN_USAGE_INTERVAL_SECONDS": "5",
+        "BOSUN_RUN_TTL_SECONDS": "604800",
+        "BOSUN_RUN_HISTORY_SUCCEEDED": "1000",
+        "BOSUN_RUN_HISTORY_FAILED": "1000",
+        "BOSUN_RETENTION_INTERVAL_SECONDS": "300",
         # Namespaced by default: the release namespace alone.
         "BOSUN_NAMESPACES": chartkit.NAMESPACE,
         "BOSUN_LEADER_ELECTION": "true",
@@ -218,6 +222,27 @@ def test_operator_env_parses_as_the_operator_settings(nondefault: list[chartkit.
     assert defaults.namespaces == (chartkit.NAMESPACE,)
     assert defaults.runner_command == ()
     assert defaults.runner_env == ()
+
+
+def test_retention_values_reach_the_operator_settings(nondefault: list[chartkit.Obj]) -> None:
+    """The chart's retention defaults are the operator's, and 0 (keep forever) reaches it."""
+    for objs, expected in (
+        (chartkit.render(), (604_800, 1000, 1000, 300)),
+        (nondefault, (0, 50, 200, 30)),
+    ):
+        env = chartkit.env_of(chartkit.container(objs))
+        settings = settings_mod.Settings.from_env(
+            {k: v for k, v in env.items() if isinstance(v, str)}
+        )
+        found = (
+            settings.run_ttl_seconds,
+            settings.run_history_succeeded,
+            settings.run_history_failed,
+            settings.retention_interval_seconds,
+        )
+        assert found == expected
+    defaults = settings_mod.Settings()
+    assert (defaults.run_ttl_seconds, defaults.run_history_succeeded) == (604_800, 1000)
 
 
 def test_operator_deployment_options(nondefault: list[chartkit.Obj]) -> None:
@@ -286,7 +311,7 @@ def test_operator_pod_meets_podsecurity_restricted(values: list[pathlib.Path]) -
 # What the operator does with the API (operator/bosun/controller and kopf), beyond what it must
 # hold to grant the runner's Role. Each entry is (group, resource, verbs).
 OPERATOR_NEEDS = [
-    (constants.GROUP, "runs", ("get", "list", "watch", "patch")),
+    (constants.GROUP, "runs", ("get", "list", "watch", "patch", "delete")),
     (constants.GROUP, "runs/status", ("get", "patch", "update")),
     (constants.GROUP, "agents", ("get", "list", "watch")),
     (constants.GROUP, "tools", ("get", "list", "watch")),

@@ -24,6 +24,7 @@ __all__ = [
     "AgentStatus",
     "AgentUsage",
     "Concurrency",
+    "History",
     "Limits",
     "ModelSpec",
     "Provider",
@@ -156,6 +157,20 @@ class Concurrency(common.Model):
     """Most Runs of this Agent executing at the same time (1 to 1000)."""
 
 
+class History(common.Model):
+    """How many finished Runs of this Agent the operator keeps, deleting the oldest first (as
+    a CronJob's successfulJobsHistoryLimit and failedJobsHistoryLimit). DeadLettered Runs
+    wait for `bosun redrive` and are not counted: only their ttlSecondsAfterFinished deletes
+    them. Unfinished Runs are never deleted."""
+
+    succeeded: int | None = pydantic.Field(default=None, ge=0, le=100_000)
+    """Succeeded Runs kept; 0 keeps none. Unset: the operator's default (the chart's
+    retention.history.succeeded)."""
+    failed: int | None = pydantic.Field(default=None, ge=0, le=100_000)
+    """Failed, Cancelled and Duplicate Runs kept; 0 keeps none. Unset: the operator's default
+    (the chart's retention.history.failed)."""
+
+
 class ResourceRequirements(common.Model):
     """Requests and limits, as in a pod container's resources."""
 
@@ -256,6 +271,8 @@ class AgentSpec(common.Model):
     Only retryable failures are retried: model 429/5xx, timeouts, a lost lease, a failed pod."""
     concurrency: Concurrency | None = None
     """Limit on simultaneous Runs of this Agent. Unset: only the operator-wide limit."""
+    history: History | None = None
+    """How many finished Runs of this Agent are kept. Unset: the operator's defaults."""
     runner: RunnerSpec | None = None
     """The runner pods: which RunnerClass they are and their resources within its bounds."""
 

@@ -88,6 +88,12 @@ class RunSpec(common.Model):
     cancel: bool = False
     """True cancels the Run for good: its Job is stopped and it ends as Cancelled. Cannot be
     set back to false."""
+    ttl_seconds_after_finished: int | None = pydantic.Field(default=None, ge=0, le=315_360_000)
+    """Seconds after the Run finished (status.completionTime) until the operator deletes it,
+    and with it its Jobs, Lease, journal and RBAC; 0 deletes it as soon as it finishes.
+    Finished is Succeeded, Failed, Cancelled, Duplicate or DeadLettered. Unset: the
+    operator's default (the chart's retention.ttlSecondsAfterFinished, 7 days unless changed).
+    A Run is never deleted within the hour its Agent's usage counts it."""
 
 
 class Attempt(common.Model):

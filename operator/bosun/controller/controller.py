@@ -8,7 +8,10 @@ namespace's own priority and age), within each Agent's ``maxConcurrentRuns``, th
 and operator-wide caps and the Policies' ``runsPerHour``, counting from the store, which sees
 the operator's own writes at once; it starts only after the initial listing, so a restarted
 operator never over-admits. Each Agent's hourly usage is published a few seconds after its Runs
-change (``usage``), batching the changes.
+change (``usage``), batching the changes. Retention (``retention``) sweeps the finished Runs in
+its own thread: once listed, when the next TTL it knows of expires, soon after an Agent changes,
+and at least every retention interval (a Run that just finished is never due within the hour,
+so its finishing needs no sweep).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bosun import constants, kube, retry
@@ -28,6 +31,7 @@ from bosun.controller import (
     lifecycle,
     metrics,
     resources,
+    retention,
     runs,
     runstatus,
     usage,
@@ -36,12 +40,15 @@ from bosun.controller import (
 from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
-__all__ = ["CLUSTER_SCOPED", "WATCHED", "Controller", "Item", "Obj"]
+__all__ = ["CLUSTER_SCOPED", "LIST_PAGE", "WATCHED", "Controller", "Item", "Obj"]
 
 log = logging.getLogger("bosun.operator")
 
 Obj = dict[str, Any]
 Item = tuple[str, store_mod.Key]
+
+_RETENTION_GAP = 1.0
+"""Seconds at least between two retention sweeps, so a burst of Agent changes costs one."""
 
 # What the operator watches: plural -> (apiVersion, label selector for the initial list).
 WATCHED: dict[str, tuple[str, str | None]] = {
@@ -66,6 +73,8 @@ class Controller:
         self.runs = runs.RunReconciler(self.store, rest, settings)
         self.resources = resources.ResourceReconciler(self.store, rest)
         self.usage = usage.UsageReconciler(self.store, rest)
+        self.retention = retention.Retention(self.store, rest, settings)
+        self._retention_due = threading.Event()
         self._usage_due: dict[store_mod.Key, float] = {}
         self._usage_guard = threading.Lock()
         # What the operator acts on in each Agent, as last seen in a watch event: the store
@@ -82,11 +91,12 @@ class Controller:
     # --- lifecycle -------------------------------------------------------------------------
 
     def prime(self) -> None:
-        """List everything once, so the first decisions see the whole state."""
+        """List everything once, so the first decisions see the whole state (a page at a
+        time, so that only the store's compact copies outlive the listing)."""
         for plural, (api_version, selector) in WATCHED.items():
             scopes = (None,) if plural in CLUSTER_SCOPED else self.settings.namespaces or (None,)
             for namespace in scopes:
-                for obj in self.rest.list(api_version, plural, namespace, label_selector=selector):
+                for obj in _list_pages(self.rest, api_version, plural, namespace, selector):
                     obj.setdefault("apiVersion", api_version)
                     self.observe(plural, "ADDED", obj)
         self.synced.set()
@@ -102,6 +112,7 @@ class Controller:
         for index in range(self.settings.workers):
             self._spawn(self._work, f"reconcile-{index}")
         self._spawn(self._admit_loop, "admission")
+        self._spawn(self._retain_loop, "retention")
 
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -116,6 +127,7 @@ class Controller:
         self.stopping.set()
         self.queue.shutdown()
         self._admission.set()
+        self._retention_due.set()
         for thread in self._threads:
             thread.join(timeout=10)
 
@@ -152,6 +164,7 @@ class Controller:
             else:
                 self._agent_seen[key] = acted_on
             self.queue.add(("agents", key))
+            self._retention_due.set()  # its history limits may have changed
             self.usage_soon(key, 0.0)
             for run in self.store.runs_of(key):
                 self.queue.add(("runs", store_mod.key_of(run)))
@@ -231,6 +244,31 @@ class Controller:
             finally:
                 metrics.RECONCILE.labels(plural).observe(time.perf_counter() - started)
                 self.queue.done(item)
+
+    # --- retention -----------------------------------------------------------------------------
+
+    def _retain_loop(self) -> None:
+        wait = 0.0
+        while not self.stopping.is_set():
+            self._retention_due.wait(wait)
+            if self.stopping.is_set():
+                return
+            if not self.synced.is_set():
+                wait = 1.0
+                continue
+            self._retention_due.clear()
+            wait = float(self.settings.retention_interval_seconds)
+            try:
+                decided = self.retention.run_once()
+            except Exception:
+                log.exception("Retention sweep failed; retrying")
+                wait = min(wait, 10.0)
+            else:
+                if decided.next_expiry is not None:
+                    due = (decided.next_expiry - conditions.now()).total_seconds()
+                    wait = min(wait, max(0.0, due))
+            self.stopping.wait(_RETENTION_GAP)
+            wait = max(0.0, wait - _RETENTION_GAP)
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -376,6 +414,34 @@ class Controller:
             metrics.QUEUE_DEPTH.labels(why).set(waiting_by[why])
         metrics.ACTIVE_RUNS.set(active_total)
         return started
+
+
+LIST_PAGE = 500
+"""Objects per page of the initial listing (the operator's and kopf's)."""
+
+
+def _list_pages(
+    rest: kube.Rest, api_version: str, plural: str, namespace: str | None, selector: str | None
+) -> Iterator[Obj]:
+    """Every object of a collection, fetched ``LIST_PAGE`` at a time; a page is dropped
+    before the next one is fetched."""
+    token = ""
+    while True:
+        query = [("limit", str(LIST_PAGE))]
+        if selector:
+            query.append(("labelSelector", selector))
+        if token:
+            query.append(("continue", token))
+        path = kube.collection_path(api_version, plural, namespace)
+        page = rest.request("GET", path, query=query)
+        token = str((page.get("metadata") or {}).get("continue") or "")
+        items: list[Obj] = page.pop("items", None) or []
+        del page
+        items.reverse()
+        while items:
+            yield items.pop()  # dropped from the page as it is handed out
+        if not token:
+            return
 
 
 def _not_ready(agent: Mapping[str, Any]) -> str | None:

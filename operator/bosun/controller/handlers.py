@@ -65,6 +65,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=f"kopf.{constants.GROUP}", key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # kopf lists a page at a time too (``controller.LIST_PAGE``), and lets a handled object go
+    # soon: the operator's store keeps what it needs.
+    settings.watching.chunk_size = controller_mod.LIST_PAGE
+    settings.queueing.idle_timeout = 1.0
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

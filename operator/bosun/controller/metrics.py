@@ -18,6 +18,7 @@ __all__ = [
     "REGISTRY",
     "RETRIES",
     "RUNS",
+    "RUNS_DELETED",
     "RUN_DURATION",
     "TOKENS",
     "TOOL_CALLS",
@@ -57,6 +58,12 @@ ATTEMPTS_STARTED = prometheus_client.Counter(
 )
 DEAD_LETTERS = prometheus_client.Counter(
     "bosun_dead_letters_total", "Runs dead-lettered after their last attempt.", registry=REGISTRY
+)
+RUNS_DELETED = prometheus_client.Counter(
+    "bosun_runs_deleted_total",
+    "Finished Runs deleted by retention, by reason (TTLExpired, HistoryLimit).",
+    ["reason"],
+    registry=REGISTRY,
 )
 RETRIES = prometheus_client.Counter(
     "bosun_retries_scheduled_total", "Retries scheduled with backoff.", registry=REGISTRY

@@ -23,6 +23,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from err
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A setting that is a number of things or seconds: an integer, 0 or more."""
+    value = _int(env, name, default)
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -89,6 +97,19 @@ class Settings:
     """How soon after a Run changes its Agent's hourly usage is published again, batching the
     changes in between (BOSUN_USAGE_INTERVAL_SECONDS)."""
 
+    run_ttl_seconds: int = 604_800
+    """ttlSecondsAfterFinished of Runs that set none: a finished Run is deleted this long after
+    its completionTime; 0 keeps such Runs (BOSUN_RUN_TTL_SECONDS, default 7 days)."""
+    run_history_succeeded: int = 1000
+    """Succeeded Runs kept per Agent whose spec.history sets none; 0 keeps every one
+    (BOSUN_RUN_HISTORY_SUCCEEDED)."""
+    run_history_failed: int = 1000
+    """Failed, Cancelled and Duplicate Runs kept per Agent whose spec.history sets none; 0 keeps
+    every one (BOSUN_RUN_HISTORY_FAILED)."""
+    retention_interval_seconds: int = 300
+    """Longest time between two retention sweeps; a sweep also runs when the next TTL it knows
+    of expires and soon after an Agent changes (BOSUN_RETENTION_INTERVAL_SECONDS)."""
+
     @property
     def weights(self) -> dict[str, float]:
         return dict(self.fair_share_weights)
@@ -148,6 +169,14 @@ class Settings:
             default_priority_class=env.get("BOSUN_DEFAULT_PRIORITY_CLASS", ""),
             usage_interval_seconds=max(
                 1, _int(env, "BOSUN_USAGE_INTERVAL_SECONDS", cls.usage_interval_seconds)
+            ),
+            run_ttl_seconds=_count(env, "BOSUN_RUN_TTL_SECONDS", cls.run_ttl_seconds),
+            run_history_succeeded=_count(
+                env, "BOSUN_RUN_HISTORY_SUCCEEDED", cls.run_history_succeeded
+            ),
+            run_history_failed=_count(env, "BOSUN_RUN_HISTORY_FAILED", cls.run_history_failed),
+            retention_interval_seconds=max(
+                1, _int(env, "BOSUN_RETENTION_INTERVAL_SECONDS", cls.retention_interval_seconds)
             ),
         )
 

@@ -2,16 +2,23 @@
 
 Watch events and the responses of the operator's own writes both land here, newest
 ``resourceVersion`` first, so a decision made right after a write sees that write even before
-its watch event arrives (admission counts depend on it).
+its watch event arrives (admission counts depend on it). Each object is kept as a compact copy
+of only what the operator reads: never ``managedFields`` or kubectl's last-applied annotation;
+of a Run not its input, output, pending approvals or annotations other than Bosun's; of a Job
+not its pod template. Strings are interned, so the keys and common values of thousands of
+finished Runs are stored once.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["Key", "Kind", "Obj", "Store", "agent_key_of", "key_of", "slim"]
+from bosun import constants
+
+__all__ = ["Key", "Kind", "Obj", "Store", "agent_key_of", "key_of", "slim", "slim_job", "slim_run"]
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
@@ -42,6 +49,53 @@ def slim(obj: Obj) -> Obj:
     return {**obj, "metadata": meta}
 
 
+# Of a Run, what only the runner and people read: the operator never looks at these.
+_RUN_SPEC_UNREAD = frozenset({"input"})
+_RUN_STATUS_UNREAD = frozenset({"output", "pendingApprovals"})
+_OURS = f"{constants.GROUP}/"
+_INTERNED_UP_TO = 64
+"""Strings up to this long are interned: keys, reasons, phases, names, timestamps."""
+
+
+def slim_run(obj: Obj) -> Obj:
+    """A Run as ``slim`` keeps it, without what only the runner and people read: spec.input,
+    status.output and status.pendingApprovals, and annotations other than ``bosun.dev/`` ones."""
+    found = slim(obj)
+    meta = found["metadata"]
+    annotations = meta.get("annotations")
+    if annotations:
+        ours = {k: v for k, v in annotations.items() if k.startswith(_OURS)}
+        found["metadata"] = {**meta, "annotations": ours} if ours else _without(meta, "annotations")
+    if isinstance(found.get("spec"), dict):
+        found["spec"] = _without(found["spec"], *_RUN_SPEC_UNREAD)
+    if isinstance(found.get("status"), dict):
+        found["status"] = _without(found["status"], *_RUN_STATUS_UNREAD)
+    return found
+
+
+def slim_job(obj: Obj) -> Obj:
+    """A Job as ``slim`` keeps it, without its pod template (the operator wrote it)."""
+    found = slim(obj)
+    if isinstance(found.get("spec"), dict):
+        found["spec"] = _without(found["spec"], "template")
+    return found
+
+
+def _without(mapping: Mapping[str, Any], *keys: str) -> Obj:
+    return {k: v for k, v in mapping.items() if k not in keys}
+
+
+def _compact(value: Any) -> Any:
+    """A deep copy of a parsed JSON value with its short strings interned."""
+    if isinstance(value, dict):
+        return {sys.intern(k): _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= _INTERNED_UP_TO:
+        return sys.intern(value)
+    return value
+
+
 def _version(obj: Mapping[str, Any]) -> int:
     try:
         return int(obj["metadata"].get("resourceVersion") or 0)
@@ -50,22 +104,27 @@ def _version(obj: Mapping[str, Any]) -> int:
 
 
 class Kind:
-    """Objects of one kind by (namespace, name)."""
+    """Objects of one kind by (namespace, name), each kept as ``strip`` leaves it."""
 
-    def __init__(self) -> None:
+    def __init__(self, strip: Callable[[Obj], Obj] = slim) -> None:
         self._items: dict[Key, Obj] = {}
         self._lock = threading.Lock()
+        self._strip = strip
 
     def put(self, obj: Obj) -> bool:
-        """Store ``obj`` (slimmed) unless a newer version is stored; True when stored."""
-        obj = slim(obj)
+        """Store a compact copy of ``obj`` unless a newer version is stored; True when stored
+        (also when this very version already is, which is then not copied again)."""
         key = key_of(obj)
         with self._lock:
-            old = self._items.get(key)
-            same = old is not None and old["metadata"].get("uid") == obj["metadata"].get("uid")
-            if same and old is not None and _version(old) > _version(obj):
-                return False
-            self._items[key] = obj
+            version = _compare(self._items.get(key), obj)
+        if version is not None:
+            return version == 0
+        stripped = _compact(self._strip(obj))
+        with self._lock:
+            version = _compare(self._items.get(key), obj)
+            if version is not None:
+                return version == 0
+            self._items[key] = stripped
             return True
 
     def delete(self, obj: Mapping[str, Any]) -> None:
@@ -91,16 +150,29 @@ class Kind:
         return iter(self.values())
 
 
+def _compare(old: Obj | None, new: Mapping[str, Any]) -> int | None:
+    """0 when ``old`` is this version of ``new``, 1 when it is a newer one, None otherwise
+    (another object, an older version, or versions that cannot be compared)."""
+    if old is None or old["metadata"].get("uid") != new["metadata"].get("uid"):
+        return None
+    stored, given = _version(old), _version(new)
+    if stored > given:
+        return 1
+    if stored == given > 0:
+        return 0
+    return None
+
+
 class Store:
     """Every kind the operator watches."""
 
     def __init__(self) -> None:
-        self.runs = Kind()
+        self.runs = Kind(slim_run)
         self.agents = Kind()
         self.tools = Kind()
         self.policies = Kind()
         self.runnerclasses = Kind()  # cluster-scoped: keyed by ("", name)
-        self.jobs = Kind()
+        self.jobs = Kind(slim_job)
         self.leases = Kind()
 
     def runs_of(self, agent: Key) -> Iterator[Obj]:
