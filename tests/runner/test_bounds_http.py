@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import gzip
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from mcp.server import MCPServer
 
 from bosun import retry
 from bosun.api import agent as agent_api
 from bosun.api import tool as tool_api
+from bosun.dev.servers import mcp_server
 from bosun.runner import conversation, providers, tool_mcp, tools
 
 from . import fakes
@@ -176,39 +175,15 @@ def test_an_mcp_result_over_the_cap_is_a_tool_error_that_says_so() -> None:
     assert "longer than 65536 bytes" in big.result.content
 
 
-class _BigMCP:
+class _BigMCP(mcp_server.ServedMCP):
     """An MCP server whose ``big`` tool answers ``size`` characters."""
 
     def __init__(self) -> None:
-        self.app = MCPServer("bosun-test-big")
+        app = MCPServer("bosun-test-big")
 
-        @self.app.tool()
+        @app.tool()
         def big(size: int) -> str:
             """Answer size characters."""
             return "y" * size
 
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(self.app.streamable_http_app(), log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-    def start(self) -> _BigMCP:
-        self.thread.start()
-        for _ in range(200):
-            if self.server.started:
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("the MCP test server did not start")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
+        super().__init__(app)
