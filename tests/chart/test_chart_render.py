@@ -647,3 +647,17 @@ def test_replicas_need_leader_election() -> None:
     assert "needs operator.leaderElection.enabled" in proc.stderr
     single = chartkit.render(sets=["operator.leaderElection.enabled=false"])
     assert chartkit.env_of(chartkit.container(single))["BOSUN_LEADER_ELECTION"] == "false"
+
+
+def test_runner_events_policy(default: list[chartkit.Obj]) -> None:
+    """On by default, matching only per-Run runner ServiceAccounts (a real runner tries it in
+    tests/runner/test_trust_integration.py)."""
+    policy = chartkit.one(default, "ValidatingAdmissionPolicy", "bosun-runner-events")
+    binding = chartkit.one(default, "ValidatingAdmissionPolicyBinding", "bosun-runner-events")
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    [condition] = policy["spec"]["matchConditions"]
+    assert "':bosun-runner-'" in condition["expression"]
+    off = chartkit.render(sets=["admissionPolicy.runnerEvents.enabled=false"])
+    names = {p["metadata"]["name"] for p in chartkit.of_kind(off, "ValidatingAdmissionPolicy")}
+    assert "bosun-runner-events" not in names

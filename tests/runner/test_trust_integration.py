@@ -10,15 +10,18 @@ call past governance.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from bosun import constants, contract, kube
+from bosun import kube as kube_mod
 from bosun.dev import testing
 from bosun.dev.servers import tools
 from bosun.runner import conversation, journal, journal_chunks, kubeapi, records
+from chart import chartkit
 
 from . import harness
 
@@ -188,3 +191,73 @@ def test_a_journal_claiming_an_unfinished_call_gets_no_call_past_governance(
     [decision] = [d for d in kube.decisions("bill") if d.get("tool") == "charge"]
     assert (decision["outcome"], decision["policy"]) == ("denied", "no-charges")
     assert not [d for d in kube.decisions("bill") if d["outcome"] == "resent"]
+
+
+@pytest.fixture
+def runner_events_policy(control_plane: testing.ControlPlaneHandle) -> Iterator[None]:
+    """The chart's policy on runners' Events, rendered by the real helm and applied."""
+    text = chartkit.helm(
+        "template", chartkit.RELEASE, str(chartkit.CHART), "--namespace", chartkit.NAMESPACE,
+        "--kube-version", chartkit.KUBE_VERSION,
+        "--show-only", "templates/runner-events-policy.yaml",
+    ).stdout  # fmt: skip
+    control_plane.kubectl("apply", "-f", "-", input=text)
+    try:
+        yield
+    finally:
+        control_plane.kubectl("delete", "-f", "-", "--ignore-not-found", input=text, check=False)
+
+
+def _event(kube_: harness.Harness, kind: str, name: str) -> dict[str, Any]:
+    api_version = constants.API_VERSION if kind == "Run" else "v1"
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name}.{uuid.uuid4().hex[:12]}", "namespace": kube_.namespace},
+        "involvedObject": {
+            "apiVersion": api_version,
+            "kind": kind,
+            "name": name,
+            "namespace": kube_.namespace,
+        },
+        "reason": "Probe",
+        "message": "written by a runner",
+        "type": "Normal",
+    }
+
+
+def test_a_runner_writes_events_only_about_its_own_run(
+    kube: harness.Harness, runner_events_policy: None
+) -> None:
+    script = [{"toolCalls": [{"tool": "unlisted", "args": {}}]}, {"reply": "x"}]
+    kube.agent("biller", {"provider": "scripted", "script": script}, [])
+    kube.run("mine", "biller")
+    kube.run("theirs", "biller")
+    rest = kube_mod.connect(kube.kubeconfig("mine"))
+    cluster = kubeapi.Cluster(kube.namespace, rest)
+
+    def refused(kind: str, name: str) -> str | None:
+        try:
+            cluster.create_event(_event(kube, kind, name))
+        except kube_mod.ApiError as err:
+            return str(err)
+        return None
+
+    try:
+        why = testing.until(
+            lambda: refused("Run", "theirs"), 60, what="the Events policy to take effect"
+        )
+        assert "only about its own Run" in why and "wrote about Run theirs" in why
+        assert "only about its own Run" in (refused("Pod", "mine") or "")
+        assert refused("Run", "mine") is None
+    finally:
+        rest.close()
+    # The real runner's own Events (a denied call) still get through.
+    runner = kube.start_runner("mine")
+    assert runner.wait(60) == contract.ExitCode.SUCCEEDED, kube.explain(runner)
+    testing.until(
+        lambda: "ToolDenied" in [e.reason for e in kube.events("mine")],
+        30,
+        what="the runner's ToolDenied Event",
+        explain=kube.explain,
+    )
