@@ -80,7 +80,7 @@ GROUP = "bosun.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-KINDS = ("Agent", "Tool", "Policy", "Run", "Approval", "RunnerClass")
+KINDS = ("Agent", "Tool", "Policy", "Run", "Approval", "RunnerClass", "ClusterPolicy")
 CATEGORY = "bosun"
 
 # Labels and annotations.

@@ -16,7 +16,17 @@ from typing import Any
 import yaml
 
 from bosun import constants
-from bosun.api import agent, approval, common, policy, run, runnerclass, schema, tool
+from bosun.api import (
+    agent,
+    approval,
+    clusterpolicy,
+    common,
+    policy,
+    run,
+    runnerclass,
+    schema,
+    tool,
+)
 
 __all__ = [
     "HEADER",
@@ -40,6 +50,7 @@ KINDS: tuple[common.KindInfo, ...] = (
     run.KIND,
     approval.KIND,
     runnerclass.KIND,
+    clusterpolicy.KIND,
 )
 
 HEADER = (

@@ -57,6 +57,7 @@ _PLURALS = {
     "Policy": "policies",
     "Run": "runs",
     "RunnerClass": "runnerclasses",
+    "ClusterPolicy": "clusterpolicies",
     "Tool": "tools",
     "CustomResourceDefinition": "customresourcedefinitions",
 }
