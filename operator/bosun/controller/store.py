@@ -100,6 +100,8 @@ class Store:
         self.tools = Kind()
         self.policies = Kind()
         self.runnerclasses = Kind()  # cluster-scoped: keyed by ("", name)
+        self.clusterpolicies = Kind()  # cluster-scoped
+        self.namespaces = Kind()  # cluster-scoped: their labels select ClusterPolicies
         self.jobs = Kind()
         self.leases = Kind()
 
@@ -114,6 +116,8 @@ class Store:
             "tools": self.tools,
             "policies": self.policies,
             "runnerclasses": self.runnerclasses,
+            "clusterpolicies": self.clusterpolicies,
+            "namespaces": self.namespaces,
             "jobs": self.jobs,
             "leases": self.leases,
         }
