@@ -50,6 +50,8 @@ _PLURALS = {
     "Pod": "pods",
     "Role": "roles",
     "RoleBinding": "rolebindings",
+    "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings",
     "Secret": "secrets",
     "ServiceAccount": "serviceaccounts",
     "Agent": "agents",
