@@ -178,3 +178,88 @@ def test_a_cluster_policy_selecting_by_namespace_label_denies_without_the_labels
     [denied] = [d for d in kube.decisions("blind") if d["outcome"] == "denied"]
     assert denied["reason"] == "GovernanceError"
     assert "namespace's labels" in denied["message"]
+
+
+def test_a_namespace_runs_budget_holds_runs_of_every_agent_queued(
+    control_plane: testing.ControlPlaneHandle,
+    kube: harness.Harness,
+    cluster_policies: Callable[..., str],
+) -> None:
+    """namespaceBudgets.runsPerHour counts the Runs of all the namespace's Agents; the runners
+    get the namespace's labels from the operator (without them this ClusterPolicy, which
+    selects by a namespace label, would deny their model calls)."""
+    reply = {"provider": "scripted", "script": [{"reply": "hi"}]}
+    kube.agent("alpha", reply, [])
+    kube.agent("beta", reply, [])
+    kube.allow_all()
+    guard = cluster_policies([], namespaceBudgets={"runsPerHour": 2})
+    operator = testing.start_operator(
+        control_plane,
+        kube.namespace,
+        BOSUN_RUNNER_COMMAND='["python", "-m", "bosun.runner"]',
+        BOSUN_LEASE_DURATION_SECONDS="6",
+    )
+
+    def explain() -> str:
+        return control_plane.explain_namespace(kube.namespace)
+
+    def start(name: str, agent: str) -> None:
+        created = kube.create(
+            {
+                "kind": "Run",
+                "metadata": {"name": name},
+                "spec": {"agentRef": {"name": agent}, "input": "go"},
+            }
+        )
+        kube.uids[name] = created["metadata"]["uid"]
+
+    def finished(name: str) -> dict[str, Any]:
+        return testing.until(
+            lambda: (s := kube.status(name)).get("phase") in ("Succeeded", "Failed") and s,
+            120,
+            what=f"Run {name} to finish",
+            explain=explain,
+        )
+
+    try:
+
+        def conditions() -> list[dict[str, Any]] | None:
+            found = kube.custom.get_cluster_custom_object(
+                constants.GROUP, constants.VERSION, "clusterpolicies", guard
+            )
+            return (found.get("status") or {}).get("conditions") or None
+
+        ready = testing.until(conditions, 60, what="the ClusterPolicy's readiness", explain=explain)
+        assert [(c["type"], c["status"]) for c in ready] == [("Ready", "True")]
+        start("a1", "alpha")
+        start("b1", "beta")
+        for name in ("a1", "b1"):
+            assert finished(name)["phase"] == "Succeeded", kube.status(name)
+        start("a2", "alpha")
+        start("b2", "beta")
+        for name in ("a2", "b2"):
+            held = testing.until(
+                lambda n=name: (
+                    (c := kube.condition(n, "Queued"))  # type: ignore[misc]
+                    and c["reason"] == "BudgetExceeded"
+                    and c
+                ),
+                60,
+                what=f"{name} to be held by the namespace's runsPerHour",
+                explain=explain,
+            )
+            assert held["message"].startswith(
+                f"ClusterPolicy {guard} allows 2 Runs in namespace {kube.namespace} per hour"
+            ), held
+            assert not kube.status(name).get("attempts")
+        kube.custom.patch_cluster_custom_object(
+            constants.GROUP,
+            constants.VERSION,
+            "clusterpolicies",
+            guard,
+            {"spec": {"namespaceBudgets": {"runsPerHour": 4}}},
+        )
+        for name in ("a2", "b2"):
+            assert finished(name)["phase"] == "Succeeded", kube.status(name)
+    finally:
+        operator.stop()
