@@ -41,6 +41,7 @@ __all__ = [
     "RunsBudgets",
     "Tally",
     "UsageReconciler",
+    "namespace_runs_budget",
     "over_budget",
     "runs_budget",
     "started_within",
