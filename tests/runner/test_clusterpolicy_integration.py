@@ -193,6 +193,9 @@ def test_a_namespace_runs_budget_holds_runs_of_every_agent_queued(
     kube.agent("beta", reply, [])
     kube.allow_all()
     guard = cluster_policies([], namespaceBudgets={"runsPerHour": 2})
+    broken = cluster_policies(
+        [{"name": "bad", "tools": ["no-such-tool"], "when": "args.amount >", "action": "Deny"}]
+    )
     operator = testing.start_operator(
         control_plane,
         kube.namespace,
@@ -223,14 +226,23 @@ def test_a_namespace_runs_budget_holds_runs_of_every_agent_queued(
 
     try:
 
-        def conditions() -> list[dict[str, Any]] | None:
+        def status(name: str) -> dict[str, Any] | None:
             found = kube.custom.get_cluster_custom_object(
-                constants.GROUP, constants.VERSION, "clusterpolicies", guard
+                constants.GROUP, constants.VERSION, "clusterpolicies", name
             )
-            return (found.get("status") or {}).get("conditions") or None
+            return (
+                (found.get("status") or {})
+                if (found.get("status") or {}).get("conditions")
+                else None
+            )
 
-        ready = testing.until(conditions, 60, what="the ClusterPolicy's readiness", explain=explain)
-        assert [(c["type"], c["status"]) for c in ready] == [("Ready", "True")]
+        ready = testing.until(lambda: status(guard), 60, what="readiness", explain=explain)
+        assert [(c["type"], c["status"]) for c in ready["conditions"]] == [("Ready", "True")]
+        assert ready["ruleCount"] == 0
+        invalid = testing.until(lambda: status(broken), 60, what="readiness", explain=explain)
+        [condition] = invalid["conditions"]
+        assert (condition["status"], condition["reason"]) == ("False", "InvalidCEL"), condition
+        assert condition["message"].startswith("bad: when does not compile")
         start("a1", "alpha")
         start("b1", "beta")
         for name in ("a1", "b1"):
