@@ -81,7 +81,16 @@ GROUP = "bosun.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-KINDS = ("Agent", "Tool", "Policy", "Run", "Approval", "RunnerClass", "RunJournal")
+KINDS = (
+    "Agent",
+    "Tool",
+    "Policy",
+    "Run",
+    "Approval",
+    "RunnerClass",
+    "RunJournal",
+    "ClusterPolicy",
+)
 JOURNAL_MAX_CHUNKS = 64
 """Most chunks a Run's journal may have (the runner's Role names each one)."""
 CATEGORY = "bosun"

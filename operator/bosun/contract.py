@@ -27,10 +27,12 @@ from typing import Any
 from bosun import constants
 
 __all__ = [
+    "CLUSTERPOLICY_READER_RULES",
     "ENV_ATTEMPT",
     "ENV_LEASE_DURATION",
     "ENV_LEASE_NAME",
     "ENV_MODEL_API_KEY",
+    "ENV_NAMESPACE_LABELS",
     "ENV_POD_NAME",
     "ENV_RUN_NAME",
     "ENV_RUN_NAMESPACE",
@@ -62,6 +64,9 @@ ENV_POD_NAME = "BOSUN_POD_NAME"
 ENV_LEASE_NAME = "BOSUN_LEASE_NAME"
 ENV_LEASE_DURATION = "BOSUN_LEASE_DURATION_SECONDS"
 ENV_MODEL_API_KEY = "BOSUN_MODEL_API_KEY"
+ENV_NAMESPACE_LABELS = "BOSUN_NAMESPACE_LABELS"
+"""The labels of the Run's namespace as a JSON object, when the operator created the attempt:
+what ClusterPolicies' namespaceSelectors match (the runner may not read Namespaces)."""
 
 FIELD_MANAGER_OPERATOR = "bosun-operator"
 FIELD_MANAGER_RUNNER = "bosun-runner"
@@ -142,6 +147,17 @@ def pod_labels(run: str, attempt: int) -> dict[str, str]:
 
 
 JOURNAL_MAX_CHUNKS = constants.JOURNAL_MAX_CHUNKS
+
+
+CLUSTERPOLICY_READER_RULES: list[dict[str, object]] = [
+    {
+        "apiGroups": [constants.GROUP],
+        "resources": ["clusterpolicies"],
+        "verbs": ["get", "list", "watch"],
+    }
+]
+"""What every runner holds cluster-wide besides its Role: reading ClusterPolicies (a Role cannot
+grant a cluster-scoped read). The chart's ``<fullname>-clusterpolicy-reader``."""
 
 
 def runner_rules(run: str) -> list[dict[str, object]]:

@@ -155,9 +155,50 @@ def redrive(rest: kube.Rest, namespace: str, name: str) -> str:
     return token
 
 
+CLUSTERPOLICY_READER = "bosun-clusterpolicy-reader"
+
+
+def grant_clusterpolicy_reads(rest: kube.Rest, *, manager: str) -> None:
+    """Let every ServiceAccount read ClusterPolicies, as the chart's cluster-wide install does
+    (runners read them before each call, and a Run's Role cannot grant a cluster-scoped read)."""
+    rbac = "rbac.authorization.k8s.io/v1"
+    meta = {"name": CLUSTERPOLICY_READER}
+    rest.apply(
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": meta,
+            "rules": contract.CLUSTERPOLICY_READER_RULES,
+        },
+        manager=manager,
+    )
+    rest.apply(
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": meta,
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": CLUSTERPOLICY_READER,
+            },
+            "subjects": [
+                {
+                    "kind": "Group",
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "name": "system:serviceaccounts",
+                }
+            ],
+        },
+        manager=manager,
+    )
+
+
 def install_crds(rest: kube.Rest, *, manager: str, timeout: float = 60.0) -> list[str]:
     """Server-side apply Bosun's CRDs (rendered from the models) and wait until each is
-    Established; returns their names."""
+    Established; returns their names. Also lets runners read ClusterPolicies
+    (``grant_clusterpolicy_reads``), which a Helm install does with its RBAC."""
+    grant_clusterpolicy_reads(rest, manager=manager)
     names = []
     for info in crdgen.KINDS:
         rest.apply(crdgen.crd(info), manager=manager)
@@ -186,6 +227,7 @@ def current_namespace(explicit: str | None) -> str:
 
 
 __all__ = [
+    "CLUSTERPOLICY_READER",
     "FINAL_PHASES",
     "REDRIVE_ANNOTATION",
     "Obj",
@@ -195,6 +237,7 @@ __all__ = [
     "ensure_api",
     "follow",
     "get_run",
+    "grant_clusterpolicy_reads",
     "install_crds",
     "redrive",
 ]

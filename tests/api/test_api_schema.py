@@ -211,7 +211,7 @@ def _root(kind: str) -> dict[str, Any]:
 
 KINDS = sorted(CRD_DOCS)
 # Admin-owned classes are cluster-scoped and stay out of the `bosun` category.
-CLUSTER_KINDS = ("RunnerClass",)
+CLUSTER_KINDS = ("RunnerClass", "ClusterPolicy")
 NAMESPACED_KINDS = [kind for kind in KINDS if kind not in CLUSTER_KINDS]
 
 

@@ -83,6 +83,7 @@ class FakeCluster:
         self.events: list[Obj] = []
         self.versions = itertools.count(1)
         self.fail_next_replace: kube.ApiError | None = None
+        self.fail_clusterpolicies: kube.ApiError | None = None
 
     def close(self) -> None:
         return None
@@ -120,6 +121,14 @@ class FakeCluster:
 
     def list_approvals(self) -> list[Obj]:
         return self._list("Approval")
+
+    def list_agents(self) -> list[Obj]:
+        return self._list("Agent")
+
+    def list_clusterpolicies(self) -> list[Obj]:
+        if self.fail_clusterpolicies is not None:
+            raise self.fail_clusterpolicies
+        return self._list("ClusterPolicy")
 
     def create_approval(self, body: Obj) -> Obj:
         self.put(body)

@@ -1,4 +1,5 @@
-"""The Bosun API: typed models of Agent, Tool, Policy, Run, Approval and RunnerClass.
+"""The Bosun API: typed models of Agent, Tool, Policy, Run, Approval, RunnerClass and
+ClusterPolicy.
 
 The models are the single source of the CRD schemas (see `bosun.api.crdgen`) and what the
 operator, the runner and the CLI use to read and write these objects.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from bosun.api.agent import Agent, AgentSpec, AgentStatus, ModelSpec, ScriptToolCall, ScriptTurn
 from bosun.api.approval import Approval, ApprovalSpec, ApprovalStatus, call_hash
+from bosun.api.clusterpolicy import ClusterPolicy, ClusterPolicySpec, ClusterPolicyStatus
 from bosun.api.common import (
     Condition,
     LabelSelector,
@@ -31,6 +33,9 @@ __all__ = [
     "ApprovalSpec",
     "ApprovalStatus",
     "Attempt",
+    "ClusterPolicy",
+    "ClusterPolicySpec",
+    "ClusterPolicyStatus",
     "Condition",
     "HTTPTransport",
     "LabelSelector",
@@ -64,7 +69,16 @@ __all__ = [
 ]
 
 _MODELS: dict[str, type[Resource]] = {
-    model.__name__: model for model in (Agent, Tool, Policy, Run, Approval, RunnerClass)
+    model.__name__: model
+    for model in (
+        Agent,
+        Tool,
+        Policy,
+        Run,
+        Approval,
+        RunnerClass,
+        ClusterPolicy,
+    )
 }
 
 

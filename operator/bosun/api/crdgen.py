@@ -16,7 +16,18 @@ from typing import Any
 import yaml
 
 from bosun import constants
-from bosun.api import agent, approval, common, journal, policy, run, runnerclass, schema, tool
+from bosun.api import (
+    agent,
+    approval,
+    clusterpolicy,
+    common,
+    journal,
+    policy,
+    run,
+    runnerclass,
+    schema,
+    tool,
+)
 
 __all__ = [
     "HEADER",
@@ -41,6 +52,7 @@ KINDS: tuple[common.KindInfo, ...] = (
     approval.KIND,
     runnerclass.KIND,
     journal.KIND,
+    clusterpolicy.KIND,
 )
 _UNCATEGORIZED = frozenset({"RunJournal"})
 """Namespaced Kinds kept out of the `bosun` category: records, not what people write."""

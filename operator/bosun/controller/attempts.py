@@ -168,7 +168,13 @@ def _create_children(
             d.actions.append(plans.Create(child))
         d.actions.append(plans.Create(builders.lease(run, settings.lease_duration_seconds)))
     job = builders.job(
-        run, world.agent, world.tools, int(attempt["number"]), settings, runner_class=chosen
+        run,
+        world.agent,
+        world.tools,
+        int(attempt["number"]),
+        settings,
+        runner_class=chosen,
+        namespace_labels=world.namespace_labels,
     )
     d.actions.append(plans.Create(job))
     return d.plan(requeue_after=until(deadline, d.now))

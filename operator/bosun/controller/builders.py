@@ -8,6 +8,7 @@ Objects come in and go out as plain dicts in the API's JSON shape.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -168,12 +169,15 @@ def job(
     settings: settings_mod.Settings,
     *,
     runner_class: runnerclasses.Resolved | None = None,
+    namespace_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Job of one attempt: ``backoffLimit: 0`` (Bosun owns retries), owned by the Run.
 
     Its pod is what ``runner_class`` defines (None: the operator's built-in class, the
     configured runner image); of the Agent's runner only the resources count, within the
-    class's bounds. The runner fields that moved to RunnerClass are ignored.
+    class's bounds. The runner fields that moved to RunnerClass are ignored. The namespace's
+    labels (``namespace_labels``; None: unknown, and then not passed) go to the runner for
+    ClusterPolicies' namespaceSelectors: a relabeled namespace counts from the next attempt.
     """
     name = run["metadata"]["name"]
     chosen = runner_class or runnerclasses.Resolved(None, None, False)
@@ -186,6 +190,9 @@ def job(
         "resources": runnerclasses.resources(chosen, agent),
         "securityContext": runnerclasses.container_security(chosen),
     }
+    if namespace_labels is not None:
+        labels = json.dumps(dict(namespace_labels), sort_keys=True, separators=(",", ":"))
+        container["env"].append({"name": contract.ENV_NAMESPACE_LABELS, "value": labels})
     container["env"] += [{"name": k, "value": v} for k, v in settings.runner_env]
     if spec.get("imagePullPolicy"):
         container["imagePullPolicy"] = spec["imagePullPolicy"]

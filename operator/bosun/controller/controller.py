@@ -5,19 +5,18 @@ the Run a Job or Lease belongs to, or the Runs waiting for an Agent. Workers rec
 a time (never the same key twice at once). Admission starts queued Runs in ``fairshare``'s
 order (admin-owned priority classes, then a fair share of the slots across namespaces, then the
 namespace's own priority and age), within each Agent's ``maxConcurrentRuns``, the per-namespace
-and operator-wide caps and the Policies' ``runsPerHour``, counting from the store, which sees
-the operator's own writes at once; it starts only after the initial listing, so a restarted
-operator never over-admits. Each Agent's hourly usage is published a few seconds after its Runs
-change (``usage``), batching the changes. Retention (``retention``) sweeps the finished Runs in
-its own thread: once listed, when the next TTL it knows of expires, soon after an Agent changes,
-and at least every retention interval (a Run that just finished is never due within the hour,
-so its finishing needs no sweep).
+and operator-wide caps and the Policies' and ClusterPolicies' ``runsPerHour`` (per Agent and per
+namespace), counting from the store, which sees the operator's own writes at once; it starts
+only after the initial listing, so a restarted operator never over-admits. Each Agent's hourly
+usage is published a few seconds after its Runs change (``usage``), batching the changes.
+Retention (``retention``) sweeps the finished Runs in its own thread: once listed, when the next
+TTL it knows of expires, soon after an Agent changes, and at least every retention interval (a
+Run that just finished is never due within the hour, so its finishing needs no sweep).
 """
 
 from __future__ import annotations
 
 import collections
-import datetime
 import logging
 import threading
 import time
@@ -56,11 +55,13 @@ WATCHED: dict[str, tuple[str, str | None]] = {
     "tools": (constants.API_VERSION, None),
     "policies": (constants.API_VERSION, None),
     "runnerclasses": (constants.API_VERSION, None),
+    "clusterpolicies": (constants.API_VERSION, None),
+    "namespaces": ("v1", None),
     "runs": (constants.API_VERSION, None),
     "jobs": ("batch/v1", f"{constants.LABEL_MANAGED_BY}=bosun"),
     "leases": ("coordination.k8s.io/v1", f"{constants.LABEL_MANAGED_BY}=bosun"),
 }
-CLUSTER_SCOPED = frozenset({"runnerclasses"})
+CLUSTER_SCOPED = frozenset({"runnerclasses", "clusterpolicies", "namespaces"})
 """Watched kinds listed cluster-wide even when the operator watches some namespaces."""
 
 
@@ -184,9 +185,11 @@ class Controller:
                     self.queue.add(("runnerclasses", store_mod.key_of(other)))
             for agent in self.store.agents.values():
                 self.queue.add(("agents", store_mod.key_of(agent)))
-        elif plural == "policies":
-            self.queue.add(("policies", key))
+        elif plural in ("policies", "clusterpolicies"):
+            self.queue.add((plural, key))
             self._admission.set()  # a changed runsPerHour may let Runs start
+        elif plural == "namespaces":
+            self._admission.set()  # new labels may select other ClusterPolicies' budgets
 
     def usage_soon(self, agent: store_mod.Key, delay: float) -> None:
         """Publish the Agent's usage within ``delay`` seconds (sooner if already due)."""
@@ -346,8 +349,7 @@ class Controller:
         ordered = fairshare.order((c for c, _ in queued.values()), per_namespace, settings.weights)
         started = 0
         now = conditions.now()
-        policies = self.store.policies.values()
-        budgets: dict[store_mod.Key, tuple[usage.RunsBudget, list[datetime.datetime]] | None] = {}
+        budgets = usage.RunsBudgets(start_times, self.store, now)
         for candidate in ordered:
             key = (candidate.namespace, candidate.name)
             agent_key = queued[key][1]
@@ -362,23 +364,11 @@ class Controller:
                 continue
             current = self.store.runs.get(key)
             first = current is not None and not (current.get("status") or {}).get("startTime")
-            if first and agent_key not in budgets:
-                budget = usage.runs_budget(agent, policies)
-                budgets[agent_key] = (
-                    None
-                    if budget is None
-                    else (budget, usage.started_within(start_times[agent_key], now))
-                )
-            held = budgets.get(agent_key) if first else None
-            if held is not None:
-                if len(held[1]) >= held[0].limit:
-                    message, event = usage.over_budget(held[0], agent_key[1], held[1])
-                    with self._lock(key):
-                        self.runs.hold(key, constants.REASON_BUDGET_EXCEEDED, message, event)
-                    continue
-                # This Run takes a free slot in this pass even if capacity stops it below, so
-                # the Runs behind it stay held instead of flipping between reasons.
-                held[1].append(now)
+            spent = budgets.take(agent) if first else None
+            if spent is not None:
+                with self._lock(key):
+                    self.runs.hold(key, constants.REASON_BUDGET_EXCEEDED, *spent)
+                continue
             limit = _agent_limit(agent)
             quota = settings.max_concurrent_runs_per_namespace
             if (

@@ -21,12 +21,14 @@ from bosun.controller import controller as controller_mod
 __all__ = [
     "MANAGED",
     "agent_event",
+    "clusterpolicy_event",
     "configure",
     "controller_of",
     "job_event",
     "lease_event",
     "login",
     "memo_for",
+    "namespace_event",
     "policy_event",
     "run_event",
     "runnerclass_event",
@@ -97,6 +99,16 @@ async def policy_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(constants.GROUP, constants.VERSION, "runnerclasses")
 async def runnerclass_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
     _observe(memo, "runnerclasses", event)
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, "clusterpolicies")
+async def clusterpolicy_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "clusterpolicies", event)
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "namespaces", event)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)

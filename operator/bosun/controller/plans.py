@@ -79,6 +79,8 @@ class World:
     """The Agent's Tools that exist."""
     runner_class: runnerclasses.Resolved | None = None
     """The RunnerClass serving the Agent; None: the operator's built-in class."""
+    namespace_labels: Mapping[str, str] | None = None
+    """The Run's namespace's labels, passed to its runner for ClusterPolicies; None: unseen."""
     job: Mapping[str, Any] | None = None
     """The Job of the Run's latest attempt; None while it does not exist."""
     pod: PodFacts | None = None

@@ -1,13 +1,13 @@
-"""Readiness of Agents, Tools, Policies and RunnerClasses: a Ready condition with a reason.
+"""Readiness of Agents, Tools, Policies, ClusterPolicies and RunnerClasses: a Ready condition.
 
 An Agent is not Ready while a Tool it lists or its RunnerClass is missing, or its runner
 resources break the class's bounds; a stored Agent that still sets runner fields that moved to
 RunnerClass also gets a RunnerFieldsIgnored condition. A Tool is not Ready while it has no
-transport; a Policy while a rule's ``when`` does not compile as CEL; a RunnerClass while its
-default resources exceed its maximum. Secrets are not looked at: the operator may not read them
-(admission checks that an author may read what they reference, and a missing Secret shows on
-the Run, from its runner pod's CreateContainerConfigError). Status is written only when it
-changes, so a resync costs no API write.
+transport; a Policy or ClusterPolicy while a rule's ``when`` does not compile as CEL; a
+RunnerClass while its default resources exceed its maximum. Secrets are not looked at: the
+operator may not read them (admission checks that an author may read what they reference, and
+a missing Secret shows on the Run, from its runner pod's CreateContainerConfigError). Status is
+written only when it changes, so a resync costs no API write.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class ResourceReconciler:
             "agents": self._agent,
             "tools": self._tool,
             "policies": self._policy,
+            "clusterpolicies": self._policy,
             "runnerclasses": self._runnerclass,
         }[plural](obj)
         self._write(plural, obj, readiness)
@@ -172,7 +173,8 @@ class ResourceReconciler:
         if updated is None:
             return
         self.store.kind(plural).put(updated)
-        # Cluster-scoped objects (RunnerClasses) get no Events: an Event lives in a namespace.
+        # Cluster-scoped objects (RunnerClasses, ClusterPolicies) get no Events: an Event lives
+        # in a namespace.
         namespaced = bool(meta.get("namespace"))
         was = conditions.find(previous, "Ready")
         if namespaced and (was is None or was.get("status") != ready["status"]):

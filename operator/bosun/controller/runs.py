@@ -128,6 +128,7 @@ class RunReconciler:
                 if agent is None
                 else runnerclasses.resolve(agent, self.store.runnerclasses.values())
             ),
+            namespace_labels=_labels(self.store.namespaces.get(("", ns))),
             job=job,
             lease=self.store.leases.get(lease_key),
             sighting=self._lease_seen.get(lease_key),
@@ -244,3 +245,8 @@ def _count_usage(run: Mapping[str, Any], model: str) -> None:
         metrics.TOKENS.labels(model, "input").inc(int(usage["inputTokens"]))
     if usage.get("outputTokens"):
         metrics.TOKENS.labels(model, "output").inc(int(usage["outputTokens"]))
+
+
+def _labels(namespace: Obj | None) -> dict[str, str] | None:
+    """A Namespace's labels; None when the operator has not seen it."""
+    return None if namespace is None else dict(namespace["metadata"].get("labels") or {})

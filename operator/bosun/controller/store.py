@@ -172,6 +172,8 @@ class Store:
         self.tools = Kind()
         self.policies = Kind()
         self.runnerclasses = Kind()  # cluster-scoped: keyed by ("", name)
+        self.clusterpolicies = Kind()  # cluster-scoped
+        self.namespaces = Kind()  # cluster-scoped: their labels select ClusterPolicies
         self.jobs = Kind(slim_job)
         self.leases = Kind()
 
@@ -186,6 +188,8 @@ class Store:
             "tools": self.tools,
             "policies": self.policies,
             "runnerclasses": self.runnerclasses,
+            "clusterpolicies": self.clusterpolicies,
+            "namespaces": self.namespaces,
             "jobs": self.jobs,
             "leases": self.leases,
         }

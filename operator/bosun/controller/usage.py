@@ -8,7 +8,10 @@ errs on the side of counting too much). Unfinished Runs are listed with their sh
 runner adds its own latest figures to everyone else's instead of counting itself twice; the
 runner checks ``tokensPerHour`` and ``toolCallsPerHour`` against that sum before each call.
 ``runsPerHour`` is enforced here, at admission: a Run's first attempt starts only while fewer
-Runs of its Agent started within the hour than every selecting Policy allows.
+Runs of its Agent started within the hour than every selecting Policy and ClusterPolicy allows,
+and fewer Runs of its namespace than every selecting ClusterPolicy's ``namespaceBudgets``
+allows (``RunsBudgets``). A namespace whose labels the operator has not seen counts as selected
+by every ClusterPolicy (fail closed: its Runs wait rather than overrun a budget).
 
 The figures are as fresh as the operator's last look (``BOSUN_USAGE_INTERVAL_SECONDS``): Runs
 of one Agent running at the same moment can together pass a token or tool-call budget by what
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -35,8 +38,10 @@ __all__ = [
     "WINDOW",
     "Obj",
     "RunsBudget",
+    "RunsBudgets",
     "Tally",
     "UsageReconciler",
+    "namespace_runs_budget",
     "over_budget",
     "runs_budget",
     "started_within",
@@ -106,17 +111,27 @@ def tally(runs: Iterable[Mapping[str, Any]], now: datetime.datetime) -> Tally:
 
 @dataclasses.dataclass(frozen=True)
 class RunsBudget:
-    """The tightest ``runsPerHour`` among the Policies selecting one Agent."""
+    """The tightest ``runsPerHour`` among the Policies and ClusterPolicies selecting one Agent
+    (or, with ``namespace``, among the ClusterPolicies budgeting its namespace)."""
 
     limit: int
     policy: str
+    kind: str = "Policy"
+    """Kind of the object that sets it: Policy or ClusterPolicy."""
+    namespace: str | None = None
+    """The namespace, for a ClusterPolicy's ``namespaceBudgets.runsPerHour``."""
 
 
 def runs_budget(
-    agent: Mapping[str, Any], policies: Iterable[Mapping[str, Any]]
+    agent: Mapping[str, Any],
+    policies: Iterable[Mapping[str, Any]],
+    cluster_policies: Iterable[Mapping[str, Any]] = (),
+    namespace_labels: Mapping[str, str] | None = None,
 ) -> RunsBudget | None:
-    """The smallest ``budgets.runsPerHour`` of the Policies in the Agent's namespace that select
-    it; None when none sets one. A selector that cannot be read selects (fail closed)."""
+    """The smallest ``budgets.runsPerHour`` of the Policies in the Agent's namespace and of the
+    ClusterPolicies (selecting its namespace, whose labels are ``namespace_labels``: None when
+    unknown) that select it; None when none sets one. A selector that cannot be read selects
+    (fail closed)."""
     namespace = agent["metadata"].get("namespace")
     labels = agent["metadata"].get("labels") or {}
     best: RunsBudget | None = None
@@ -129,7 +144,44 @@ def runs_budget(
             continue
         if best is None or int(limit) < best.limit:
             best = RunsBudget(int(limit), str(policy["metadata"]["name"]))
+    for cluster in _selecting(cluster_policies, namespace_labels):
+        spec = cluster.get("spec") or {}
+        limit = (spec.get("budgets") or {}).get("runsPerHour")
+        if limit is None or not _selects(spec.get("agentSelector"), labels):
+            continue
+        if best is None or int(limit) < best.limit:
+            best = RunsBudget(int(limit), str(cluster["metadata"]["name"]), "ClusterPolicy")
     return best
+
+
+def namespace_runs_budget(
+    namespace: str,
+    cluster_policies: Iterable[Mapping[str, Any]],
+    namespace_labels: Mapping[str, str] | None,
+) -> RunsBudget | None:
+    """The smallest ``namespaceBudgets.runsPerHour`` of the ClusterPolicies selecting the
+    namespace (labels ``namespace_labels``, None when unknown); None when none sets one."""
+    best: RunsBudget | None = None
+    for cluster in _selecting(cluster_policies, namespace_labels):
+        limit = ((cluster.get("spec") or {}).get("namespaceBudgets") or {}).get("runsPerHour")
+        if limit is not None and (best is None or int(limit) < best.limit):
+            name = str(cluster["metadata"]["name"])
+            best = RunsBudget(int(limit), name, "ClusterPolicy", namespace)
+    return best
+
+
+def _selecting(
+    cluster_policies: Iterable[Mapping[str, Any]], namespace_labels: Mapping[str, str] | None
+) -> list[Mapping[str, Any]]:
+    """The ClusterPolicies whose namespaceSelector matches (all of them for unknown labels), in
+    name order."""
+    chosen = [
+        c
+        for c in cluster_policies
+        if namespace_labels is None
+        or _selects((c.get("spec") or {}).get("namespaceSelector"), namespace_labels)
+    ]
+    return sorted(chosen, key=lambda c: str(c["metadata"]["name"]))
 
 
 def _selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -153,14 +205,71 @@ def over_budget(budget: RunsBudget, agent: str, starts: list[datetime.datetime])
     """Why a Run waits for ``runsPerHour``: for its condition (the same while the budget stays
     spent, so held Runs are not rewritten at every start) and for its Event, which also names
     when the next Run may start."""
+    whose = f"in namespace {budget.namespace}" if budget.namespace else f"of Agent {agent}"
     message = (
-        f"Policy {budget.policy} allows {budget.limit} Runs of Agent {agent} per hour, "
+        f"{budget.kind} {budget.policy} allows {budget.limit} Runs {whose} per hour, "
         "and that many started within the last hour"
     )
     if not starts or budget.limit <= 0:
         return message, message
     slot = starts[len(starts) - budget.limit] + WINDOW
     return message, f"{message}; the next may start at {conditions.stamp(slot)}"
+
+
+class RunsBudgets:
+    """The ``runsPerHour`` windows of one admission pass: per Agent and per namespace, each
+    filled from the Runs' start times and by every Run this pass admits."""
+
+    def __init__(
+        self,
+        start_times: Mapping[store_mod.Key, Sequence[str]],
+        store: store_mod.Store,
+        now: datetime.datetime,
+    ) -> None:
+        self._starts = start_times
+        self._store = store
+        self._now = now
+        self._agents: dict[store_mod.Key, tuple[RunsBudget, list[datetime.datetime]] | None] = {}
+        self._namespaces: dict[str, tuple[RunsBudget, list[datetime.datetime]] | None] = {}
+
+    def _labels(self, namespace: str) -> Mapping[str, str] | None:
+        found = self._store.namespaces.get(("", namespace))
+        return None if found is None else dict(found["metadata"].get("labels") or {})
+
+    def _windows(
+        self, agent: Mapping[str, Any]
+    ) -> list[tuple[RunsBudget, list[datetime.datetime]]]:
+        key = store_mod.key_of(agent)
+        namespace = key[0]
+        clusters = self._store.clusterpolicies.values()
+        if key not in self._agents:
+            labels = self._labels(namespace)
+            budget = runs_budget(agent, self._store.policies.values(), clusters, labels)
+            self._agents[key] = (
+                None
+                if budget is None
+                else (budget, started_within(self._starts.get(key, ()), self._now))
+            )
+        if namespace not in self._namespaces:
+            budget = namespace_runs_budget(namespace, clusters, self._labels(namespace))
+            stamps = [s for k, times in self._starts.items() if k[0] == namespace for s in times]
+            self._namespaces[namespace] = (
+                None if budget is None else (budget, started_within(stamps, self._now))
+            )
+        return [w for w in (self._agents[key], self._namespaces[namespace]) if w is not None]
+
+    def take(self, agent: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Take a slot for a first attempt of a Run of ``agent``: None when every window has
+        room (the slot is then counted, even if capacity stops the Run later in the pass, so
+        the Runs behind it stay held), else (condition message, Event message) of the first
+        spent budget."""
+        windows = self._windows(agent)
+        for budget, starts in windows:
+            if len(starts) >= budget.limit:
+                return over_budget(budget, str(agent["metadata"]["name"]), starts)
+        for _, starts in windows:
+            starts.append(self._now)
+        return None
 
 
 class UsageReconciler:

@@ -50,6 +50,8 @@ _PLURALS = {
     "Pod": "pods",
     "Role": "roles",
     "RoleBinding": "rolebindings",
+    "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings",
     "Secret": "secrets",
     "ServiceAccount": "serviceaccounts",
     "Agent": "agents",
@@ -57,6 +59,7 @@ _PLURALS = {
     "Policy": "policies",
     "Run": "runs",
     "RunnerClass": "runnerclasses",
+    "ClusterPolicy": "clusterpolicies",
     "Tool": "tools",
     "CustomResourceDefinition": "customresourcedefinitions",
 }

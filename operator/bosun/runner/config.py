@@ -8,6 +8,7 @@ reads the environment, except Tool headers whose values arrive as Secret-backed 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from typing import TypeVar
@@ -101,6 +102,10 @@ class Settings:
     result says it was truncated."""
     log_level: str = "INFO"
     otlp_endpoint: str | None = None
+    namespace_labels: Mapping[str, str] | None = None
+    """The Run's namespace's labels when the operator created this attempt (what
+    ClusterPolicies' namespaceSelectors match); None when it passed none, and then a
+    ClusterPolicy selecting namespaces by label denies every call (fail closed)."""
 
     @property
     def model_pacing(self) -> retry.Policy:
@@ -169,6 +174,7 @@ class Settings:
             ),
             log_level=source.get(ENV_LOG_LEVEL, "INFO").upper(),
             otlp_endpoint=source.get(ENV_OTLP_ENDPOINT) or None,
+            namespace_labels=_labels(source.get(contract.ENV_NAMESPACE_LABELS)),
         )
 
 
@@ -183,6 +189,21 @@ def _number(source: Mapping[str, str], name: str, kind: type[_N], default: _N) -
     if value < 0:
         raise ConfigError(f"{name}={raw!r} must not be negative")
     return value
+
+
+def _labels(raw: str | None) -> Mapping[str, str] | None:
+    """The namespace's labels from their JSON object; None when not given."""
+    if raw is None or raw == "":
+        return None
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{contract.ENV_NAMESPACE_LABELS} is not JSON: {err}") from err
+    if not isinstance(parsed, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+    ):
+        raise ConfigError(f"{contract.ENV_NAMESPACE_LABELS} is not an object of strings")
+    return dict(parsed)
 
 
 def _positive(value: int, name: str) -> int:

@@ -3,12 +3,16 @@
 Deny by default. A tool call runs only if the Agent lists the Tool, the Tool exists, the
 arguments validate, no matching rule denies it, some matching rule allows it (or asks for an
 approval, which ``approvals`` then settles), and the Agent's limits and every selecting
-Policy's budgets still hold for one more call. Across all Policies that select the Agent, Deny
-beats RequireApproval beats Allow. A rule's ``when`` is CEL over ``args``, ``agent`` and
-``run``; an expression that fails makes its rule deny. Any other error while deciding is a
-denial too (fail closed). Every ``Decision`` names the policy and rule that made it.
+Policy's and ClusterPolicy's budgets (per Agent and per namespace) still hold for one more
+call. Across all Policies that select the Agent and all ClusterPolicies that select its
+namespace and it (``governing``), Deny beats RequireApproval beats Allow. A rule's ``when`` is
+CEL over ``args``, ``agent`` and ``run``; an expression that fails makes its rule deny. Any
+other error while deciding is a denial too (fail closed), and so is a set of ClusterPolicies
+that could not be read. Every ``Decision`` names the policy (``ClusterPolicy/<name>`` for a
+ClusterPolicy) and rule that made it.
 
-Nothing here does I/O: callers read Policies fresh before each call and pass them in.
+Nothing here does I/O: callers read Policies and ClusterPolicies fresh before each call and
+pass them in.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from bosun.api import agent as agent_api
 from bosun.api import common
 from bosun.api import policy as policy_api
 from bosun.api import tool as tool_api
+from bosun.runner import governing
 
 __all__ = [
     "APPROVAL_REQUIRED",
@@ -45,6 +50,7 @@ __all__ = [
     "counters",
     "decide_model_call",
     "decide_tool_call",
+    "namespace_usage",
     "other_runs_usage",
     "rule_label",
     "selected_policies",
@@ -141,13 +147,30 @@ def counters(
     )
 
 
+def namespace_usage(
+    agents: Sequence[tuple[str, agent_api.AgentUsage | None]],
+    agent_name: str,
+    run_name: str,
+    now: datetime.datetime,
+) -> tuple[int, int]:
+    """Tokens and tool calls the namespace's Agents other than ``agent_name`` used within the
+    hour, from their (name, ``status.usage``) pairs: the Agent's own share is in ``Counters``."""
+    tokens = tool_calls = 0
+    for name, published in agents:
+        if name == agent_name:
+            continue
+        used = other_runs_usage(published, run_name, now)
+        tokens, tool_calls = tokens + used[0], tool_calls + used[1]
+    return tokens, tool_calls
+
+
 def rule_label(index: int, rule: policy_api.PolicyRule) -> str:
     return rule.name or f"rules[{index}]"
 
 
 def selects(selector: common.LabelSelector | None, labels: Mapping[str, str]) -> bool:
     """Whether a label selector matches ``labels``; unset or empty selects everything."""
-    return selector is None or selector.matches(labels)
+    return governing.selects(selector, labels)
 
 
 def selected_policies(
@@ -163,6 +186,8 @@ def _fail_closed(decide: Callable[..., Decision]) -> Callable[..., Decision]:
     def guarded(*args: Any, **kwargs: Any) -> Decision:
         try:
             return decide(*args, **kwargs)
+        except governing.Undecidable as err:
+            return Decision("Deny", GOVERNANCE_ERROR, f"governance failed: {err}")
         except Exception as err:
             return Decision("Deny", GOVERNANCE_ERROR, f"governance failed: {err!r}")
 
@@ -175,7 +200,7 @@ def _fail_closed(decide: Callable[..., Decision]) -> Callable[..., Decision]:
 def decide_tool_call(
     *,
     agent: agent_api.Agent,
-    policies: Sequence[policy_api.Policy],
+    policies: governing.PolicySet | Sequence[policy_api.Policy],
     tool_name: str,
     tool: tool_api.Tool | None,
     args: dict[str, Any],
@@ -184,7 +209,8 @@ def decide_tool_call(
     context: Mapping[str, Any],
     evaluator: cel.Evaluator,
 ) -> Decision:
-    """Decide one tool call. ``context`` holds the ``agent`` and ``run`` objects for CEL;
+    """Decide one tool call. ``policies`` is what was read (a plain sequence: the namespace's
+    Policies alone); ``context`` holds the ``agent`` and ``run`` objects for CEL;
     ``args_error`` is why the arguments did not parse or validate, if they did not."""
     if tool_name not in agent.spec.tools:
         return Decision(
@@ -199,16 +225,17 @@ def decide_tool_call(
         )
     if args_error is not None:
         return Decision("Deny", INVALID_ARGUMENTS, args_error, rule="Tool.spec.inputSchema")
-    governing = selected_policies(agent, policies)
-    verdict = _rules_verdict(governing, tool_name, args, context, evaluator)
+    policy_set = governing.as_set(policies)
+    sources = governing.sources(agent, policy_set)
+    verdict = _rules_verdict(sources, tool_name, args, context, evaluator)
     if verdict.denied:
         return verdict
-    limited = _tool_budgets(agent, governing, counters)
+    limited = _tool_budgets(agent, sources, counters, policy_set)
     return limited or verdict
 
 
 def _rules_verdict(
-    policies: Sequence[policy_api.Policy],
+    sources: Sequence[governing.Source],
     tool_name: str,
     args: dict[str, Any],
     context: Mapping[str, Any],
@@ -218,9 +245,9 @@ def _rules_verdict(
     values: dict[str, Any] | None = None
     # One decision sees one set of values: an expression repeated across rules runs once.
     seen: dict[str, bool | cel.CELError] = {}
-    for policy in policies:
-        name = policy.metadata.name
-        for index, rule in enumerate(policy.spec.rules):
+    for source in sources:
+        name = source.name
+        for index, rule in enumerate(source.rules):
             if not any(fnmatch.fnmatchcase(tool_name, glob) for glob in rule.tools):
                 continue
             label = rule_label(index, rule)
@@ -263,7 +290,10 @@ def _from_rule(rule: policy_api.PolicyRule, policy: str | None, label: str) -> D
 
 
 def _tool_budgets(
-    agent: agent_api.Agent, policies: Sequence[policy_api.Policy], counters: Counters
+    agent: agent_api.Agent,
+    sources: Sequence[governing.Source],
+    counters: Counters,
+    policy_set: governing.PolicySet,
 ) -> Decision | None:
     limits = agent.spec.limits
     cap = limits.max_tool_calls_per_run if limits is not None else None
@@ -274,8 +304,8 @@ def _tool_budgets(
             f"the Run may make at most {cap} tool calls",
             rule="Agent.spec.limits.maxToolCallsPerRun",
         )
-    for policy in policies:
-        budgets = policy.spec.budgets
+    for source in sources:
+        budgets = source.budgets
         if budgets is None or budgets.tool_calls_per_hour is None:
             continue
         if counters.tool_calls_last_hour + 1 > budgets.tool_calls_per_hour:
@@ -284,8 +314,20 @@ def _tool_budgets(
                 BUDGET_EXCEEDED,
                 f"the Agent may make at most {budgets.tool_calls_per_hour} tool calls per "
                 f"hour and made {counters.tool_calls_last_hour}",
-                policy.metadata.name,
+                source.name,
                 "budgets.toolCallsPerHour",
+            )
+    made = counters.tool_calls_last_hour + policy_set.namespace_tool_calls
+    for source in sources:
+        limit = source.namespace_budgets.tool_calls_per_hour if source.namespace_budgets else None
+        if limit is not None and made + 1 > limit:
+            return Decision(
+                "Deny",
+                BUDGET_EXCEEDED,
+                f"the namespace's Agents may make at most {limit} tool calls per hour and "
+                f"made {made}",
+                source.name,
+                "namespaceBudgets.toolCallsPerHour",
             )
     return None
 
@@ -294,20 +336,21 @@ def _tool_budgets(
 def decide_model_call(
     *,
     agent: agent_api.Agent,
-    policies: Sequence[policy_api.Policy],
+    policies: governing.PolicySet | Sequence[policy_api.Policy],
     model: str,
     counters: Counters,
 ) -> Decision:
     """Decide whether the next model call may be made: allowed models, steps, tokens."""
-    governing = selected_policies(agent, policies)
-    for policy in governing:
-        allowed = policy.spec.models.allowed if policy.spec.models is not None else None
+    policy_set = governing.as_set(policies)
+    sources = governing.sources(agent, policy_set)
+    for source in sources:
+        allowed = source.models.allowed if source.models is not None else None
         if allowed is not None and not any(fnmatch.fnmatchcase(model, g) for g in allowed):
             return Decision(
                 "Deny",
                 MODEL_NOT_ALLOWED,
                 f"model {model!r} is not in models.allowed",
-                policy.metadata.name,
+                source.name,
                 "models.allowed",
             )
     limits = agent.spec.limits
@@ -329,8 +372,8 @@ def decide_model_call(
             f"the Run used {counters.tokens} of {token_cap} tokens",
             rule="Agent.spec.limits.maxTokensPerRun",
         )
-    for policy in governing:
-        budgets = policy.spec.budgets
+    for source in sources:
+        budgets = source.budgets
         if budgets is None or budgets.tokens_per_hour is None:
             continue
         if counters.tokens_last_hour >= budgets.tokens_per_hour:
@@ -339,7 +382,18 @@ def decide_model_call(
                 BUDGET_EXCEEDED,
                 f"the Agent may use at most {budgets.tokens_per_hour} tokens per hour and "
                 f"used {counters.tokens_last_hour}",
-                policy.metadata.name,
+                source.name,
                 "budgets.tokensPerHour",
+            )
+    used = counters.tokens_last_hour + policy_set.namespace_tokens
+    for source in sources:
+        limit = source.namespace_budgets.tokens_per_hour if source.namespace_budgets else None
+        if limit is not None and used >= limit:
+            return Decision(
+                "Deny",
+                BUDGET_EXCEEDED,
+                f"the namespace's Agents may use at most {limit} tokens per hour and used {used}",
+                source.name,
+                "namespaceBudgets.tokensPerHour",
             )
     return Decision("Allow", MODEL_CALL_ALLOWED, "within limits and budgets")

@@ -1,12 +1,12 @@
 """The runner's view of the Kubernetes API: the calls its Role allows, for its Run's namespace.
 
 A thin facade over ``bosun.kube.Rest`` limited to what the runner's Role
-(``contract.runner_rules``) allows: read its Run, Agents, Tools, Policies and Approvals; get and
-update its Lease; create, get and update its journal chunks (RunJournals; ConfigMaps for a
-journal begun before that Kind existed); apply its Run's status; create Events. Refusals raise
-``bosun.kube``'s errors (``NotFound``, ``Conflict``, ``AlreadyExists``, ``ApiError``).
-``ClusterAPI`` is the protocol the loop and its helpers depend on, so tests can pass their own
-fake.
+(``contract.runner_rules``) allows: read its Run, Agents, Tools, Policies and Approvals (and the
+cluster's ClusterPolicies, which the chart lets every runner read); get and update its Lease;
+create, get and update its journal chunks (RunJournals; ConfigMaps for a journal begun before
+that Kind existed); apply its Run's status; create Events. Refusals raise ``bosun.kube``'s
+errors (``NotFound``, ``Conflict``, ``AlreadyExists``, ``ApiError``). ``ClusterAPI`` is the
+protocol the loop and its helpers depend on, so tests can pass their own fake.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class ClusterAPI(Protocol):
     def get_tool(self, name: str) -> Object: ...
     def list_tools(self) -> list[Object]: ...
     def list_policies(self) -> list[Object]: ...
+    def list_clusterpolicies(self) -> list[Object]: ...
+    def list_agents(self) -> list[Object]: ...
     def list_approvals(self) -> list[Object]: ...
     def create_approval(self, body: Object) -> Object: ...
     def apply_run_status(self, name: str, body: Object) -> Object: ...
@@ -95,6 +97,16 @@ class Cluster:
 
     def list_approvals(self) -> list[Object]:
         return self._list("approvals")
+
+    def list_agents(self) -> list[Object]:
+        return self._list("agents")
+
+    def list_clusterpolicies(self) -> list[Object]:
+        """Every ClusterPolicy (cluster-scoped: read with the chart's ClusterRole, not the
+        Run's Role)."""
+        path = kube.collection_path(constants.API_VERSION, "clusterpolicies", None)
+        items: list[Object] = self.rest.request("GET", path).get("items") or []
+        return items
 
     def create_approval(self, body: Object) -> Object:
         return self.rest.request("POST", self._bosun("approvals"), body)

@@ -29,6 +29,7 @@ from bosun.runner import (
     conversation,
     errors,
     governance,
+    governing,
     journal,
     kubeapi,
     lease,
@@ -115,6 +116,10 @@ class AgentLoop:
             self.state.usage(), self.state.window(now), published, self.settings.run_name, now
         )
 
+    def _policies(self, agent: agent_api.Agent) -> governing.PolicySet:
+        """The Policies and ClusterPolicies governing the next call, read fresh."""
+        return world.read_policies(self.deps.cluster, self.settings, agent, self.deps.now())
+
     # --- reporting -----------------------------------------------------------------------------
 
     def report(
@@ -190,7 +195,7 @@ class AgentLoop:
         provider = self.provider
         assert provider is not None
         step = self.state.model_calls + 1
-        policies, counters = world.read_policies(self.deps.cluster), self._counters()
+        policies, counters = self._policies(agent), self._counters()
         started = time.perf_counter()
         decision = governance.decide_model_call(
             agent=agent,
@@ -278,7 +283,7 @@ class AgentLoop:
         args_error = call.call.args_error
         if tool is not None and args_error is None:
             args_error = tools.validate_args(tool.spec.input_schema, call.call.args)
-        policies, counters = world.read_policies(self.deps.cluster), self._counters()
+        policies, counters = self._policies(agent), self._counters()
         context = {"agent": world.cel_view(self.agent_obj), "run": world.cel_view(self.run_obj)}
         started = time.perf_counter()
         decision = governance.decide_tool_call(
