@@ -193,6 +193,14 @@ class RunReconciler:
 
     def _create(self, run: Mapping[str, Any], child: Obj) -> None:
         created = self.rest.create(child)
+        if created is None and child["kind"] == "Job":
+            # The name is taken. Whoever's Job it is, look at it now (the watch sees only
+            # Bosun's labels), so the lifecycle can tell whether this Run controls it.
+            meta = child["metadata"]
+            created = self.rest.get("batch/v1", "jobs", meta["namespace"], meta["name"])
+            if created is not None:
+                self.store.jobs.put(created)
+            return
         if created is None:
             return
         if child["kind"] == "Lease":
