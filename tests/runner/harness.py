@@ -211,8 +211,9 @@ class Harness:
         )
         return uid
 
-    def recreate_run(self, name: str, agent: str, text: str = "do the task") -> str:
-        """A new Run under the name of a deleted one, reusing its runner identity and Lease."""
+    def submit_run(self, name: str, agent: str, text: str = "do the task") -> str:
+        """Only the Run, as a user creates it (the operator makes its identity and Lease; for
+        a Run re-created under a deleted one's name, those are still there)."""
         created = self.create(
             {
                 "kind": "Run",
@@ -222,6 +223,16 @@ class Harness:
         )
         self.uids[name] = created["metadata"]["uid"]
         return self.uids[name]
+
+    def until_finished(self, name: str, timeout: float = 120) -> dict[str, Any]:
+        """The Run's status once it Succeeded or Failed (explaining the namespace if not)."""
+        status: dict[str, Any] = testing.until(
+            lambda: (s := self.status(name)).get("phase") in ("Succeeded", "Failed") and s,
+            timeout,
+            what=f"Run {name} to finish",
+            explain=lambda: self.cp.explain_namespace(self.namespace),
+        )
+        return status
 
     def kubeconfig(self, run: str) -> pathlib.Path:
         """A kubeconfig authenticating as the Run's runner ServiceAccount (TokenRequest)."""

@@ -206,24 +206,6 @@ def test_a_namespace_runs_budget_holds_runs_of_every_agent_queued(
     def explain() -> str:
         return control_plane.explain_namespace(kube.namespace)
 
-    def start(name: str, agent: str) -> None:
-        created = kube.create(
-            {
-                "kind": "Run",
-                "metadata": {"name": name},
-                "spec": {"agentRef": {"name": agent}, "input": "go"},
-            }
-        )
-        kube.uids[name] = created["metadata"]["uid"]
-
-    def finished(name: str) -> dict[str, Any]:
-        return testing.until(
-            lambda: (s := kube.status(name)).get("phase") in ("Succeeded", "Failed") and s,
-            120,
-            what=f"Run {name} to finish",
-            explain=explain,
-        )
-
     try:
 
         def status(name: str) -> dict[str, Any] | None:
@@ -243,12 +225,12 @@ def test_a_namespace_runs_budget_holds_runs_of_every_agent_queued(
         [condition] = invalid["conditions"]
         assert (condition["status"], condition["reason"]) == ("False", "InvalidCEL"), condition
         assert condition["message"].startswith("bad: when does not compile")
-        start("a1", "alpha")
-        start("b1", "beta")
+        kube.submit_run("a1", "alpha", "go")
+        kube.submit_run("b1", "beta", "go")
         for name in ("a1", "b1"):
-            assert finished(name)["phase"] == "Succeeded", kube.status(name)
-        start("a2", "alpha")
-        start("b2", "beta")
+            assert kube.until_finished(name)["phase"] == "Succeeded", kube.status(name)
+        kube.submit_run("a2", "alpha", "go")
+        kube.submit_run("b2", "beta", "go")
         for name in ("a2", "b2"):
             held = testing.until(
                 lambda n=name: (
@@ -272,6 +254,6 @@ def test_a_namespace_runs_budget_holds_runs_of_every_agent_queued(
             {"spec": {"namespaceBudgets": {"runsPerHour": 4}}},
         )
         for name in ("a2", "b2"):
-            assert finished(name)["phase"] == "Succeeded", kube.status(name)
+            assert kube.until_finished(name)["phase"] == "Succeeded", kube.status(name)
     finally:
         operator.stop()

@@ -330,7 +330,7 @@ def test_a_run_recreated_under_the_same_name_inherits_no_approval(
         )
     kube.delete("Run", "again")
     testing.until(lambda: _gone(kube, "again"), 60, what="the old Run to be deleted")
-    kube.recreate_run("again", "support")
+    kube.submit_run("again", "support")
     assert kube.uids["again"] != old_uid
     proc = kube.start_runner("again")
     try:

@@ -106,24 +106,6 @@ def test_hourly_budgets_hold_across_runs_of_an_agent(
     def explain() -> str:
         return control_plane.explain_namespace(kube.namespace)
 
-    def start(name: str, agent: str) -> None:
-        created = kube.create(
-            {
-                "kind": "Run",
-                "metadata": {"name": name},
-                "spec": {"agentRef": {"name": agent}, "input": "go"},
-            }
-        )
-        kube.uids[name] = created["metadata"]["uid"]
-
-    def finished(name: str) -> dict[str, Any]:
-        return testing.until(
-            lambda: (s := kube.status(name)).get("phase") in ("Succeeded", "Failed") and s,
-            120,
-            what=f"Run {name} to finish",
-            explain=explain,
-        )
-
     def usage(agent: str, **expected: Any) -> dict[str, Any]:
         def published() -> dict[str, Any]:
             found = dict((kube.get("Agent", agent).get("status") or {}).get("usage") or {})
@@ -140,11 +122,11 @@ def test_hourly_budgets_hold_across_runs_of_an_agent(
     try:
         # Two Runs use the caller's two tool calls per hour; the third Run's call is denied.
         for name in ("c1", "c2"):
-            start(name, "caller")
-            assert finished(name)["usage"]["toolCalls"] == 1
+            kube.submit_run(name, "caller", "go")
+            assert kube.until_finished(name)["usage"]["toolCalls"] == 1
         usage("caller", toolCalls=2)
-        start("c3", "caller")
-        third = finished("c3")
+        kube.submit_run("c3", "caller", "go")
+        third = kube.until_finished("c3")
         assert third["phase"] == "Succeeded" and third["usage"]["deniedCalls"] == 1, third
         denial = [d for d in kube.decisions("c3") if d["outcome"] == "denied"]
         assert [(d["reason"], d["policy"], d["rule"]) for d in denial] == [
@@ -156,7 +138,7 @@ def test_hourly_budgets_hold_across_runs_of_an_agent(
         # runsPerHour is 3: the fourth Run waits in the queue and says why.
         used = usage("caller", runs=3, activeRuns=[])
         assert used["toolCalls"] == 2 and used["windowSeconds"] == 3600
-        start("c4", "caller")
+        kube.submit_run("c4", "caller", "go")
         queued = testing.until(
             lambda: (c := kube.condition("c4", "Queued")) and c["reason"] == "BudgetExceeded" and c,
             60,
@@ -177,17 +159,17 @@ def test_hourly_budgets_hold_across_runs_of_an_agent(
             "caller-hourly",
             {"spec": {"budgets": {"runsPerHour": 4}}},
         )
-        assert finished("c4")["usage"]["deniedCalls"] == 1
+        assert kube.until_finished("c4")["usage"]["deniedCalls"] == 1
         usage("caller", runs=4, activeRuns=[])
 
         # The talker may use one token per hour: its first Run answers, its second may not
         # call the model at all.
-        start("t1", "talker")
-        first = finished("t1")
+        kube.submit_run("t1", "talker", "go")
+        first = kube.until_finished("t1")
         assert first["phase"] == "Succeeded" and first["usage"]["totalTokens"] >= 1, first
         usage("talker", tokens=first["usage"]["totalTokens"])
-        start("t2", "talker")
-        second = finished("t2")
+        kube.submit_run("t2", "talker", "go")
+        second = kube.until_finished("t2")
         assert second["phase"] == "Failed", second
         assert second["usage"]["modelCalls"] == 0
         failed = next(c for c in second["conditions"] if c["type"] == "Failed")
