@@ -120,19 +120,26 @@ class ChunkBackend:
         """Where this journal lives; decided when it is first read."""
 
     def _where(self) -> kubeapi.ChunkKind:
-        """RunJournal, unless this Run's journal was begun in ConfigMaps before that Kind."""
-        if self.kind is None:
-            name = contract.journal_name(self.run_name, 0)
-            self.kind = "RunJournal"
+        """RunJournal, unless reading chunk 0 found this Run's journal begun in ConfigMaps."""
+        return self.kind or "RunJournal"
+
+    def _get(self, index: int, name: str) -> dict[str, Any]:
+        """Chunk ``index``; the first read of chunk 0 also decides where the journal lives."""
+        if self.kind is not None or index != 0:
+            return self.cluster.get_chunk(self._where(), name)
+        try:
+            body = self.cluster.get_chunk("RunJournal", name)
+        except kube.NotFound:
             try:
-                self.cluster.get_chunk("RunJournal", name)
-            except kube.NotFound:
-                try:
-                    self.cluster.get_chunk("ConfigMap", name)
-                    self.kind = "ConfigMap"
-                except (kube.NotFound, kube.Forbidden):
-                    pass  # a new journal; a runner of today's Role may not read ConfigMaps
-        return self.kind
+                body = self.cluster.get_chunk("ConfigMap", name)
+            except (kube.NotFound, kube.Forbidden):
+                # A new journal: a runner of today's Role may not even read ConfigMaps.
+                self.kind = "RunJournal"
+                raise kube.NotFound(404, "NotFound", name) from None
+            self.kind = "ConfigMap"
+            return body
+        self.kind = "RunJournal"
+        return body
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -166,7 +173,7 @@ class ChunkBackend:
     def _read(self, index: int) -> _Chunk | None:
         name = contract.journal_name(self.run_name, index)
         try:
-            body = self.cluster.get_chunk(self._where(), name)
+            body = self._get(index, name)
         except kube.NotFound:
             return None
         meta = body.get("metadata") or {}
