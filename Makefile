@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts unit crds chart-crds provision clean-dev soak bench lock
+.PHONY: demo test lint typecheck contracts unit crds chart-crds provision images clean-dev soak bench lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 
 provision: $(STAMP)
 	$(BIN)/bosun dev provision --all
+
+# Both images from their Dockerfiles (docker, podman or buildah; cached by content), unpacked
+# where the node emulator runs them. The first build here takes a few minutes.
+images: $(STAMP)
+	$(BIN)/bosun dev images
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests e2e bench
@@ -26,18 +31,18 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-test: lint typecheck contracts provision
+test: lint typecheck contracts provision images
 	$(BIN)/pytest
 
 unit: $(STAMP)
 	$(BIN)/pytest -m "not cluster"
 
 # The e2e fault scenarios at full size (make test runs them reduced).
-soak: $(STAMP) provision
+soak: $(STAMP) provision images
 	BOSUN_SOAK=1 $(BIN)/pytest e2e -s -m e2e
 
 # Writes bench/results/REPORT.md and its plots (about 10 minutes on 2 cores).
-bench: $(STAMP) provision
+bench: $(STAMP) provision images
 	$(BIN)/python bench/report.py
 
 crds: $(STAMP)
@@ -61,7 +66,7 @@ lock: $(STAMP)
 	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
 		| $(LOCK) - -o requirements/build.lock
 
-demo: $(STAMP)
+demo: $(STAMP) images
 	$(BIN)/bosun demo
 
 clean-dev: $(STAMP)

@@ -189,15 +189,24 @@ def test_missing_secret_keeps_the_container_waiting_with_the_kubelet_reason(
     assert "absent" in reason
 
 
-def test_unknown_image_fails_the_pod_with_a_clear_reason(
+def test_an_image_the_node_does_not_have_waits_with_err_image_never_pull(
     control_plane: testing.ControlPlaneHandle, namespace: str
 ) -> None:
     batch = client.BatchV1Api(control_plane.api_client())
+    core = client.CoreV1Api(control_plane.api_client())
     batch.create_namespaced_job(namespace, _job("nginx", ["nginx"], image="nginx:1.27"))
-    assert _wait_job(control_plane, namespace, "nginx") == "Failed"
-    pod = _job_pod(client.CoreV1Api(control_plane.api_client()), namespace, "nginx")
-    assert pod.status.reason == "UnknownImage"
-    assert "nginx:1.27" in pod.status.message
+
+    def waiting() -> tuple[str, str, str] | None:
+        pods = core.list_namespaced_pod(namespace, label_selector="job-name=nginx").items
+        statuses = pods[0].status.container_statuses if pods else None
+        if not statuses or not statuses[0].state.waiting:
+            return None
+        state = statuses[0].state.waiting
+        return pods[0].status.phase, state.reason, state.message
+
+    phase, reason, message = testing.until(waiting, what="the container to wait on its image")
+    assert (phase, reason) == ("Pending", "ErrImageNeverPull")
+    assert message == 'Container image "nginx:1.27" is not present with pull policy of Never'
 
 
 def test_active_deadline_fails_the_pod(

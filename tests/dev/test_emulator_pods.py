@@ -209,11 +209,12 @@ def test_a_finished_pod_is_only_reported() -> None:
     assert (plan.actions, plan.step, plan.report) == ((), False, True)
 
 
-def test_an_unknown_image_fails_the_pod_and_missing_env_waits() -> None:
+def test_a_missing_image_and_missing_env_both_wait_as_the_kubelet_does() -> None:
     state = pods.adopt(pod(), at(0))
-    failed = pods.prepared(state, model.ImageMissing("main", "no image"), at(0))
-    assert (failed.phase, failed.reason, failed.message) == ("Failed", "UnknownImage", "no image")
-    assert failed.containers[0].waiting_reason == "ErrImagePull"
+    missing = pods.prepared(state, model.ImageMissing("main", "no image"), at(0))
+    assert (missing.phase, missing.env) == ("Pending", None)
+    assert missing.containers[0].waiting_reason == "ErrImageNeverPull"
+    assert missing.containers[0].waiting_message == "no image"
     waiting = pods.prepared(state, model.EnvMissing("main", "Secret ns/s not found"), at(0))
     assert waiting.phase == "Pending" and waiting.env is None
     assert waiting.containers[0].waiting_reason == "CreateContainerConfigError"

@@ -17,7 +17,7 @@ import pytest
 from bosun import constants, contract, ops
 from bosun import kube as k8s
 from bosun.api import crdgen, runnerclass
-from bosun.dev import testing
+from bosun.dev import images, testing
 
 from . import harness
 
@@ -126,7 +126,7 @@ def test_an_old_agent_with_moved_runner_fields_still_runs_and_is_told_they_are_i
             {"spec": {"runner": {"serviceAccountName": "admin"}}},
         )
     kube.create(_run("old", "legacy"))
-    operator = testing.start_operator(control_plane, ns, BOSUN_RUNNER_IMAGE="bosun-runner")
+    operator = testing.start_operator(control_plane, ns, BOSUN_RUNNER_IMAGE=images.CHECKOUT_RUNNER)
     try:
         status = testing.until(
             lambda: (s := kube.status("old")).get("phase") in ("Succeeded", "Failed") and s,
@@ -172,7 +172,7 @@ def test_a_missing_or_too_small_class_holds_the_agents_runs_with_the_class_and_b
             "kind": "RunnerClass",
             "metadata": {"name": small},
             "spec": {
-                "image": "bosun-runner",
+                "image": images.CHECKOUT_RUNNER,
                 "maxResources": {"memory": "256Mi"},
                 "defaultResources": {"requests": {"memory": "64Mi"}},
                 "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443}]}],

@@ -12,9 +12,18 @@ import sys
 import click
 
 from bosun.cli import _common
-from bosun.dev import cluster, daemon, demo, provision
+from bosun.dev import cluster, daemon, demo, imagebuild, provision
 
-__all__ = ["COMMANDS", "demo_command", "dev", "dev_down", "dev_provision", "dev_status", "dev_up"]
+__all__ = [
+    "COMMANDS",
+    "demo_command",
+    "dev",
+    "dev_down",
+    "dev_images",
+    "dev_provision",
+    "dev_status",
+    "dev_up",
+]
 
 _fail = _common.fail
 
@@ -92,6 +101,15 @@ def dev_provision(everything: bool) -> None:
         _fail(str(err))
     for name, path in found.items():
         click.echo(f"{name:<24} {path}")
+
+
+@dev.command("images")
+def dev_images() -> None:
+    """Build the operator and runner images (cached by content) for the node emulator."""
+    try:
+        imagebuild.build_all()
+    except imagebuild.BuildError as err:
+        _fail(str(err))
 
 
 @click.command("demo")

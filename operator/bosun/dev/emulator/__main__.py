@@ -16,7 +16,7 @@ import threading
 from urllib import parse
 
 from bosun import constants
-from bosun.dev import kubeclient
+from bosun.dev import imagestore, kubeclient
 from bosun.dev.emulator import clock, kubelet, node, reporter
 
 __all__ = ["main"]
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         ca_file=args.ca,
         api_address=(host.hostname or "127.0.0.1", str(host.port or 443)),
         time=time,
+        image_store=imagestore.Store.default(),
     )
 
     def _on_signal(signum: int, _frame: object) -> None:

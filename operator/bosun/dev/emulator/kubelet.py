@@ -18,11 +18,12 @@ import logging
 import os
 import pathlib
 import shutil
+import sys
 import threading
 from typing import Any, Protocol
 
 from bosun import constants
-from bosun.dev import images, podenv
+from bosun.dev import container, images, imagestore, podenv
 from bosun.dev.emulator import clock, model, pods, status, supervisor
 
 __all__ = ["Emulator", "NodeApi", "PodApi", "PodSource"]
@@ -92,6 +93,7 @@ class Emulator:
         ca_file: pathlib.Path,
         api_address: tuple[str, str],
         time: clock.Clock | None = None,
+        image_store: imagestore.Store | None = None,
     ) -> None:
         self.node = node
         self.pod_api = pod_api
@@ -103,6 +105,7 @@ class Emulator:
         self.supervisor = supervisor.Supervisor(self.clock)
         self.runs: dict[str, _Run] = {}
         self.image_table = images.known_images()
+        self.image_store = image_store
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -230,25 +233,66 @@ class Emulator:
     # --- what a container is given ------------------------------------------------------------
 
     def _prepare(self, pod: model.Pod, run: _Run) -> model.Outcome:
-        """Resolve every container's command and env, and write the token when one is mounted."""
+        """Resolve every container's image and env, and write the token when one is mounted."""
         envs: dict[str, dict[str, str]] = {}
         for spec in pod["spec"].get("containers", []):
             try:
-                images.local_argv(
-                    spec.get("image", ""), spec.get("command"), spec.get("args"), self.image_table
-                )
+                found = self._resolve(spec)
             except images.UnknownImageError as err:
-                log.warning("Failed pod with unknown image pod=%s error=%s", pods.ref(pod), err)
+                if not _waiting(run.state, spec["name"], "ErrImageNeverPull"):
+                    log.warning("Image not present pod=%s error=%s", pods.ref(pod), err)
                 return model.ImageMissing(spec["name"], str(err))
             try:
                 secret, configmap = self.pod_api.secret, self.pod_api.configmap
                 envs[spec["name"]] = podenv.container_env(pod, spec, secret, configmap)
-            except podenv.EnvError as err:
+                if isinstance(found, images.FromImage):
+                    self._launch(pod, run, spec, found, envs[spec["name"]])
+            except (podenv.EnvError, container.ConfigError) as err:
                 return model.EnvMissing(spec["name"], str(err))
         wants_token = _wants_token(pod)
         if wants_token:
             self._write_token(pod, run)
         return model.EnvReady(envs, token_written=wants_token)
+
+    def _resolve(self, spec: dict[str, Any]) -> images.LocalCommand | images.FromImage:
+        return images.resolve(
+            spec.get("image", ""),
+            spec.get("command"),
+            spec.get("args"),
+            store=self.image_store,
+            table=self.image_table,
+        )
+
+    def _launch(
+        self,
+        pod: model.Pod,
+        run: _Run,
+        spec: dict[str, Any],
+        found: images.FromImage,
+        env: dict[str, str],
+    ) -> container.Launch:
+        """How to start a container from its image (ConfigError when it cannot be)."""
+        volumes: dict[str, pathlib.Path] = {}
+        for volume in pod["spec"].get("volumes") or ():
+            if "emptyDir" in volume:
+                folder = run.folder / "volumes" / volume["name"]
+                folder.mkdir(parents=True, exist_ok=True)
+                folder.chmod(0o777)
+                volumes[volume["name"]] = folder
+        name = pod["metadata"]["name"]
+        (run.folder / "hostname").write_text(f"{name}\n")
+        (run.folder / "hosts").write_text(
+            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
+        )
+        return container.plan(
+            pod,
+            spec,
+            found.image,
+            workdir=run.folder / f"{spec['name']}.container",
+            env={**self._kubelet_env(pod), **env},
+            token_dir=run.folder / "serviceaccount",
+            volumes=volumes,
+        )
 
     def _write_token(self, pod: model.Pod, run: _Run) -> None:
         account = pod["spec"].get("serviceAccountName") or "default"
@@ -259,37 +303,63 @@ class Emulator:
         sa_dir.mkdir(exist_ok=True)
         tmp = sa_dir / ".token.tmp"
         tmp.write_text(token)
-        tmp.chmod(0o600)
+        # The projected volume's defaultMode, 0644 unless it says otherwise, as the kubelet.
+        mode = _token_mode(pod)
+        tmp.chmod(mode)
         tmp.replace(sa_dir / "token")
         shutil.copyfile(self.ca_file, sa_dir / "ca.crt")
         (sa_dir / "namespace").write_text(run.namespace)
+        for name in ("ca.crt", "namespace"):
+            (sa_dir / name).chmod(mode)
 
-    def _base_env(self, pod: model.Pod, run: _Run) -> dict[str, str]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": str(run.folder),
+    def _kubelet_env(self, pod: model.Pod) -> dict[str, str]:
+        """What a kubelet sets in every container: the hostname and the API server's address."""
+        return {
             "HOSTNAME": pod["metadata"]["name"],
             "KUBERNETES_SERVICE_HOST": self.api_host,
             "KUBERNETES_SERVICE_PORT": self.api_port,
             "KUBERNETES_SERVICE_PORT_HTTPS": self.api_port,
             "KUBERNETES_PORT": f"tcp://{self.api_host}:{self.api_port}",
         }
-        # PYTHONPATH: a pod runs the checkout the emulator itself was started from.
+
+    def _base_env(self, run: _Run, *, local: bool) -> dict[str, str]:
+        """The environment of a local command, or of the launcher of an image's container."""
+        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}
+        # PYTHONPATH: a local command (and the launcher) runs the checkout the emulator runs.
         for name in ("LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH"):
             if name in os.environ:
                 env[name] = os.environ[name]
-        if (run.folder / "serviceaccount" / "token").exists():
-            env[constants.EMULATOR_SERVICEACCOUNT_DIR_ENV] = str(run.folder / "serviceaccount")
+        if local:
+            env["HOME"] = str(run.folder)
+            if (run.folder / "serviceaccount" / "token").exists():
+                env[constants.EMULATOR_SERVICEACCOUNT_DIR_ENV] = str(run.folder / "serviceaccount")
         return env
 
     def _start(self, pod: model.Pod, run: _Run, name: str) -> None:
         spec = next(c for c in pod["spec"].get("containers", []) if c["name"] == name)
-        argv = images.local_argv(
-            spec.get("image", ""), spec.get("command"), spec.get("args"), self.image_table
-        )
-        env = self._base_env(pod, run)
-        env.update((run.state.env or {}).get(name, {}))
-        self.supervisor.start(run.uid, name, argv, env)
+        pod_env = dict((run.state.env or {}).get(name, {}))
+        found = self._resolve(spec)
+        if isinstance(found, images.FromImage):
+            launch = self._launch(pod, run, spec, found, pod_env)
+            path = run.folder / f"{name}.launch.json"
+            launch.dump(path)
+            argv = [sys.executable, "-m", "bosun.dev.container", str(path)]
+            self.supervisor.start(run.uid, name, argv, self._base_env(run, local=False))
+            return
+        env = {**self._base_env(run, local=True), **self._kubelet_env(pod), **pod_env}
+        self.supervisor.start(run.uid, name, found.argv, env)
+
+
+def _waiting(state: model.PodState, name: str, reason: str) -> bool:
+    return any(c.name == name and c.waiting_reason == reason for c in state.containers)
+
+
+def _token_mode(pod: model.Pod) -> int:
+    for volume in pod["spec"].get("volumes") or ():
+        projected = volume.get("projected") or {}
+        if any(source.get("serviceAccountToken") for source in projected.get("sources") or ()):
+            return int(projected.get("defaultMode", 0o644))
+    return 0o644
 
 
 def _wants_token(pod: model.Pod) -> bool:

@@ -176,7 +176,7 @@ class EnvReady:
 
 @dataclasses.dataclass(frozen=True)
 class ImageMissing:
-    """A container's image has no local command: the pod fails."""
+    """A container's image is not on the node: it waits (``ErrImageNeverPull``)."""
 
     container: str
     message: str

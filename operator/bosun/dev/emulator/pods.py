@@ -184,10 +184,8 @@ def prepared(state: model.PodState, outcome: model.Outcome, now: clock.Instant) 
         state = dataclasses.replace(state, env=outcome.env)
         return token_written(state, now) if outcome.token_written else state
     if isinstance(outcome, model.ImageMissing):
-        state = dataclasses.replace(
-            state, phase="Failed", reason="UnknownImage", message=outcome.message
-        )
-        reason = "ErrImagePull"
+        # As a kubelet that may not pull: the pod stays Pending, the container waits.
+        reason = "ErrImageNeverPull"
     else:
         reason = "CreateContainerConfigError"
     containers = tuple(

@@ -1,0 +1,437 @@
+"""Build Bosun's two images here, from their real Dockerfiles, and put them where the node
+emulator runs them (``make images``, ``bosun dev images``).
+
+The builder is docker or podman when one works, else Debian's ``buildah`` (installed with
+apt-get when missing and this is root), with chroot isolation, so no container engine or daemon
+is needed. The base is the Dockerfiles' default (the official slim Python) when it can be
+pulled; where it cannot, ``debootstrap`` makes the equivalent from Debian bookworm's own packages
+(CPython 3.11, as the official base has) and the build gets it as ``BASE_IMAGE``. The machine's
+CA bundle, when the package index needs one, reaches the build only as the ``ca-bundle`` build
+secret. Each image is cached by the content of what its build reads (Dockerfile, locks,
+pyproject.toml, README.md, operator/, the base), so an unchanged tree builds nothing. A built
+image is exported into the image store (``imagestore``): its root filesystem and its config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator, Sequence
+
+from bosun.dev import imagestore
+
+__all__ = [
+    "IMAGES",
+    "BuildError",
+    "Built",
+    "ImageSpec",
+    "build_all",
+    "content_key",
+    "ensure",
+    "reference",
+]
+
+REGISTRY = "ghcr.io/bosun-dev"
+OFFICIAL_BASE = "docker.io/library/python:3.11-slim-bookworm"
+LOCAL_BASE = "localhost/bosun/python:3.11-slim-bookworm"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# What the official slim base has that the Dockerfiles use: CPython 3.11 with venv (ensurepip
+# and its wheels; Debian's venv needs distutils), and the CA certificates.
+BASE_PACKAGES = (
+    "python3.11",
+    "python3.11-venv",
+    "python3-distutils",
+    "python3-lib2to3",
+    "python3-pip-whl",
+    "python3-setuptools-whl",
+    "ca-certificates",
+)
+# Left out of the made base, as Debian's own container images leave them out: package lists and
+# downloaded archives, documentation, manual pages, translations.
+_BASE_PRUNE = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "debootstrap",
+)
+_CA_CANDIDATES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+_PULL_TIMEOUT = 90.0
+
+
+class BuildError(RuntimeError):
+    """An image could not be built; the message says which step and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    """One shipped image: its repository name and its Dockerfile in the repository."""
+
+    name: str
+    dockerfile: str
+
+
+IMAGES = (
+    ImageSpec("bosun", "Dockerfile"),
+    ImageSpec("bosun-runner", "runner-image/Dockerfile"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    """A shipped image in the store, and whether this call built it."""
+
+    reference: str
+    image: imagestore.StoredImage
+    built: bool
+    seconds: float
+
+
+def _log(message: str) -> None:
+    print(f"[bosun images] {message}", file=sys.stderr, flush=True)
+
+
+def repo_root() -> pathlib.Path:
+    """The checkout this module belongs to (the build context)."""
+    return pathlib.Path(__file__).resolve().parents[3]
+
+
+def version(root: pathlib.Path) -> str:
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    return str(project["project"]["version"])
+
+
+def reference(name: str, tag: str) -> str:
+    """The reference the chart pulls, e.g. ``ghcr.io/bosun-dev/bosun-runner:0.1.0``."""
+    return f"{REGISTRY}/{name}:{tag}"
+
+
+# --- what a build reads ---------------------------------------------------------------------
+
+
+def _context_files(root: pathlib.Path) -> list[pathlib.Path]:
+    """The files the .dockerignore lets into the build context, in a stable order."""
+    files = [root / "pyproject.toml", root / "README.md"]
+    for top in ("operator", "requirements"):
+        for path in sorted((root / top).rglob("*")):
+            if not path.is_file() or "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
+                continue
+            if any(part.endswith(".egg-info") for part in path.parts):
+                continue
+            files.append(path)
+    return files
+
+
+def content_key(root: pathlib.Path, spec: ImageSpec, base: str, base_id: str) -> str:
+    """A digest of everything the image's build reads: a different key, a different image."""
+    digest = hashlib.sha256()
+    digest.update(f"base={base}@{base_id}\n".encode())
+    for path in [root / spec.dockerfile, *_context_files(root)]:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:32]
+
+
+def _revision(root: pathlib.Path) -> str:
+    """The commit the tree is at, ``-dirty`` when the image's inputs differ from it."""
+    try:
+        head = _run(["git", "rev-parse", "HEAD"], cwd=root).strip()
+        paths = ["pyproject.toml", "README.md", "operator", "requirements"]
+        paths += [spec.dockerfile for spec in IMAGES]
+        dirty = _run(["git", "status", "--porcelain", "--", *paths], cwd=root).strip()
+    except BuildError:
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def _ca_bundle() -> pathlib.Path | None:
+    for name in _CA_CANDIDATES:
+        value = os.environ.get(name)
+        if value and pathlib.Path(value).is_file():
+            return pathlib.Path(value)
+    system = pathlib.Path("/etc/ssl/certs/ca-certificates.crt")
+    return system if system.is_file() else None
+
+
+# --- the tools ------------------------------------------------------------------------------
+
+
+def _run(argv: Sequence[str], *, cwd: pathlib.Path | None = None, timeout: float = 1800) -> str:
+    try:
+        proc = subprocess.run(
+            list(argv), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise BuildError(f"{argv[0]}: {err}") from err
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
+        raise BuildError(f"{' '.join(argv[:3])} failed (exit {proc.returncode}):\n{tail}")
+    return proc.stdout
+
+
+def _works(argv: Sequence[str]) -> bool:
+    try:
+        return (
+            subprocess.run(list(argv), capture_output=True, timeout=30, check=False).returncode == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _apt_install(*packages: str) -> None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise BuildError(
+            f"{', '.join(packages)} missing; on Debian: apt-get install {' '.join(packages)}"
+        )
+    _log(f"Installing {', '.join(packages)} from Debian")
+    env_argv = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    try:
+        _run(env_argv, timeout=900)
+    except BuildError:
+        _run(["apt-get", "update"], timeout=900)
+        _run(env_argv, timeout=900)
+
+
+def builder() -> str:
+    """``docker`` or ``podman`` when one can build here, else ``buildah`` (installed if need be)."""
+    forced = os.environ.get("BOSUN_IMAGE_BUILDER")
+    if forced:
+        return forced
+    if shutil.which("docker") and _works(["docker", "info"]):
+        return "docker"
+    if shutil.which("podman") and _works(["podman", "info"]):
+        return "podman"
+    if shutil.which("buildah") is None:
+        _apt_install("buildah")
+    return "buildah"
+
+
+def _image_id(tool: str, ref: str) -> str | None:
+    argv = [tool, "image", "inspect", "--format", "{{.Id}}", ref]
+    if tool == "buildah":
+        argv = ["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref]
+    try:
+        return _run(argv, timeout=60).strip() or None
+    except BuildError:
+        return None
+
+
+def _pull(tool: str, ref: str) -> bool:
+    try:
+        _run([tool, "pull", "--quiet" if tool == "docker" else "-q", ref], timeout=_PULL_TIMEOUT)
+    except BuildError as err:
+        _log(f"Cannot pull {ref}: {str(err).splitlines()[-1]}")
+        return False
+    return True
+
+
+# --- the base -------------------------------------------------------------------------------
+
+
+def _base(tool: str, cache: pathlib.Path) -> tuple[str, str]:
+    """The base image (reference and id): the official one if present or pullable, else made."""
+    forced = os.environ.get("BOSUN_BASE_IMAGE")
+    for ref in [forced] if forced else [OFFICIAL_BASE, LOCAL_BASE]:
+        found = _image_id(tool, ref)
+        if found:
+            return ref, found
+    if not forced and _pull(tool, OFFICIAL_BASE):
+        found = _image_id(tool, OFFICIAL_BASE)
+        if found:
+            return OFFICIAL_BASE, found
+    if forced:
+        raise BuildError(f"BOSUN_BASE_IMAGE={forced} is not an image {tool} has")
+    _make_base(tool, cache / "base")
+    found = _image_id(tool, LOCAL_BASE)
+    if not found:
+        raise BuildError(f"{LOCAL_BASE} is missing after it was made")
+    return LOCAL_BASE, found
+
+
+def _make_base(tool: str, folder: pathlib.Path) -> None:
+    """CPython 3.11 on Debian bookworm from Debian's packages: the official slim base's twin."""
+    if shutil.which("debootstrap") is None:
+        _apt_install("debootstrap")
+    started = time.monotonic()
+    rootfs = folder / "rootfs"
+    if rootfs.exists():
+        shutil.rmtree(rootfs)
+    rootfs.mkdir(parents=True)
+    _log(f"Making {LOCAL_BASE} with debootstrap ({DEBIAN_SUITE}, {DEBIAN_MIRROR})")
+    include = ",".join(BASE_PACKAGES)
+    argv = ["debootstrap", "--variant=minbase", f"--include={include}", DEBIAN_SUITE]
+    _run([*argv, str(rootfs), DEBIAN_MIRROR], timeout=1800)
+    for relative in _BASE_PRUNE:
+        target = rootfs / relative
+        if target.is_dir():
+            shutil.rmtree(target)
+            if not relative.startswith(("debootstrap", "var/cache")):
+                target.mkdir()
+    (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+    # The official image's `python` and `python3` live in /usr/local/bin.
+    for name in ("python", "python3"):
+        link = rootfs / "usr/local/bin" / name
+        link.unlink(missing_ok=True)
+        link.symlink_to("/usr/bin/python3.11")
+    _import_rootfs(tool, rootfs, LOCAL_BASE)
+    shutil.rmtree(rootfs)
+    _log(f"Made {LOCAL_BASE} in {time.monotonic() - started:.0f}s")
+
+
+def _import_rootfs(tool: str, rootfs: pathlib.Path, ref: str) -> None:
+    config = ["--env", "PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    config += ["--env", "LANG=C.UTF-8", "--cmd", "python3"]
+    if tool != "buildah":
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = pathlib.Path(tmp) / "rootfs.tar"
+            _run(["tar", "-C", str(rootfs), "-cf", str(archive), "."])
+            changes = ["--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]']
+            path = "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
+            _run([tool, "import", "--change", path, *changes, str(archive), ref])
+        return
+    container = _run(["buildah", "from", "scratch"]).strip()
+    try:
+        mount = pathlib.Path(_run(["buildah", "mount", container]).strip())
+        _run(["cp", "-a", f"{rootfs}/.", f"{mount}/"])
+        _run(["buildah", "umount", container])
+        _run(["buildah", "config", *config, container])
+        _run(["buildah", "commit", "--quiet", container, ref])
+    finally:
+        _works(["buildah", "rm", container])
+
+
+# --- the images -----------------------------------------------------------------------------
+
+
+def _build(
+    tool: str, root: pathlib.Path, spec: ImageSpec, ref: str, *, base: str, tag: str
+) -> None:
+    argv = [tool, "build"] if tool != "buildah" else ["buildah", "build", "--isolation", "chroot"]
+    argv += ["--layers"] if tool == "buildah" else []
+    argv += ["-f", str(root / spec.dockerfile), "-t", ref]
+    argv += ["--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"VERSION={tag}"]
+    argv += ["--build-arg", f"REVISION={_revision(root)}"]
+    ca = _ca_bundle()
+    if ca is not None:
+        argv += ["--secret", f"id=ca-bundle,src={ca}"]
+    if tool == "buildah":
+        # Never reach for a registry: the base is local by now.
+        argv += ["--pull-never"] if base == LOCAL_BASE else []
+    env_prefix = {"DOCKER_BUILDKIT": "1"} if tool == "docker" else {}
+    with _env(env_prefix):
+        _run([*argv, str(root)], timeout=3600)
+
+
+@contextlib.contextmanager
+def _env(extra: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _export(tool: str, ref: str, destination: pathlib.Path) -> dict[str, object]:
+    """Unpack the image's root filesystem into ``destination`` and return its config."""
+    destination.mkdir(parents=True)
+    if tool == "buildah":
+        raw = json.loads(_run(["buildah", "inspect", "--type", "image", ref]))
+        config = raw["OCIv1"].get("config") or {}
+        image_id = raw.get("FromImageID", "")
+        container = _run(["buildah", "from", "--pull-never", ref]).strip()
+        try:
+            mount = _run(["buildah", "mount", container]).strip()
+            _run(["cp", "-a", f"{mount}/.", f"{destination}/"])
+        finally:
+            _works(["buildah", "umount", container])
+            _works(["buildah", "rm", container])
+    else:
+        raw = json.loads(_run([tool, "image", "inspect", ref]))[0]
+        config = raw.get("Config") or {}
+        image_id = raw.get("Id", "")
+        container = _run([tool, "create", ref]).strip()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                archive = pathlib.Path(tmp) / "rootfs.tar"
+                _run([tool, "export", "-o", str(archive), container])
+                _run(["tar", "-C", str(destination), "-xpf", str(archive)])
+        finally:
+            _works([tool, "rm", container])
+    return {
+        "id": image_id,
+        "user": config.get("User") or "",
+        "env": config.get("Env") or [],
+        "entrypoint": config.get("Entrypoint") or [],
+        "cmd": config.get("Cmd") or [],
+        "workingDir": config.get("WorkingDir") or "",
+        "labels": config.get("Labels") or {},
+    }
+
+
+def ensure(
+    names: Sequence[str] | None = None,
+    *,
+    root: pathlib.Path | None = None,
+    store: imagestore.Store | None = None,
+) -> list[Built]:
+    """Both shipped images (or ``names``) in the store, built only where the content changed."""
+    root = root or repo_root()
+    store = store or imagestore.Store.default()
+    tag = version(root)
+    wanted = [spec for spec in IMAGES if names is None or spec.name in names]
+    results: list[Built] = []
+    tool: str | None = None
+    base: tuple[str, str] | None = None
+    for spec in wanted:
+        ref = reference(spec.name, tag)
+        current = store.lookup(ref)
+        started = time.monotonic()
+        if current is not None and current.key == _key_if_known(root, spec, current):
+            results.append(Built(ref, current, built=False, seconds=0.0))
+            continue
+        tool = tool or builder()
+        base = base or _base(tool, store.root)
+        key = content_key(root, spec, *base)
+        cached = store.get(ref, key)
+        if cached is None:
+            _log(f"Building {ref} with {tool} on {base[0]}")
+            _build(tool, root, spec, ref, base=base[0], tag=tag)
+            cached = store.add(ref, key, base, functools.partial(_export, tool, ref))
+        else:
+            store.point(ref, key)
+        results.append(Built(ref, cached, built=True, seconds=time.monotonic() - started))
+        _log(f"{ref}: {cached.size_bytes / 1e6:.0f} MB ({time.monotonic() - started:.0f}s)")
+    return results
+
+
+def _key_if_known(root: pathlib.Path, spec: ImageSpec, current: imagestore.StoredImage) -> str:
+    """The key the tree would have on the base the current image was built on."""
+    return content_key(root, spec, current.base, current.base_id)
+
+
+def build_all() -> list[Built]:
+    """``make images``: both images, each reported with its size and whether it was built."""
+    results = ensure()
+    for result in results:
+        state = f"built in {result.seconds:.0f}s" if result.built else "up to date"
+        print(f"{result.reference}  {result.image.size_bytes / 1e6:.0f} MB  {state}")
+    return results
