@@ -61,12 +61,15 @@ LABEL org.opencontainers.image.title="bosun" \
 COPY --from=build /opt/bosun /opt/bosun
 # What a running operator never needs: the package managers (apt, dpkg, pip and the wheels
 # venv would seed it with), and any place other than /tmp that anyone may write. dpkg's
-# database stays, so scanners still see which Debian packages are inside.
+# database stays, so scanners still see which Debian packages are inside. The user gets a name,
+# as libraries look it up (getpass.getuser(), which kopf calls, fails without one).
 RUN rm -rf /usr/bin/apt* /usr/lib/apt /etc/apt /var/lib/apt /var/cache/apt /var/cache/debconf \
         /usr/bin/dpkg* /usr/local/bin/pip* /usr/local/bin/idle* /usr/local/bin/2to3* \
         /usr/local/lib/python3.11/site-packages/pip* /usr/local/lib/python3.11/ensurepip \
         /usr/lib/python3.11/ensurepip /usr/share/python-wheels \
-    && find / -xdev -perm -o+w ! -type l ! -path /tmp -exec chmod o-w {} +
+    && find / -xdev -perm -o+w ! -type l ! -path /tmp -exec chmod o-w {} + \
+    && echo "bosun:x:65532:65532:bosun:/tmp:/usr/sbin/nologin" >> /etc/passwd \
+    && echo "bosun:x:65532:" >> /etc/group
 
 ENV PATH=/opt/bosun/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 \

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 
 from bosun import constants, kube
-from bosun.dev import testing
+from bosun.dev import imagebuild, testing
 from bosun.dev.servers import models, tools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
 API = constants.API_VERSION
 FINAL = ("Succeeded", "Failed", "DeadLettered", "Cancelled", "Duplicate")
-# The real runner (the bosun-runner image maps to `python -m bosun.runner` in the emulator),
-# with model retries short enough for a test.
+# The real runner from the built image (make images; the node emulator runs it inside the
+# image's root filesystem), with model retries short enough for a test.
 REAL_RUNNER = {
     "BOSUN_RUNNER_IMAGE": "ghcr.io/bosun-dev/bosun-runner:0.1.0",
     "BOSUN_RUNNER_COMMAND": "",
@@ -47,6 +47,7 @@ def real_operator(
     control_plane: testing.ControlPlaneHandle,
     namespace: str,
     bosun_crds: testing.ControlPlaneHandle,
+    shipped_images: list[imagebuild.Built],
 ) -> Iterator[testing.OperatorProcess]:
     process = testing.start_operator(control_plane, namespace, **REAL_RUNNER)
     try:

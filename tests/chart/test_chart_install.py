@@ -1,8 +1,9 @@
 """`helm install` into the local control plane; the installed operator completes a Run.
 
-The node emulator runs the chart's operator pod (image ``.../bosun`` runs ``python -m bosun``
-from this checkout) with a real token of the chart's ServiceAccount, so a Run that succeeds
-proves the chart's RBAC is enough, and the namespaces are labelled for the PodSecurity
+The node emulator runs the chart's operator pod and the runner Jobs from the built images
+(``make images``: ``ghcr.io/bosun-dev/bosun`` and ``bosun-runner`` at the chart's appVersion,
+inside their own root filesystems, as their own user, read-only), with a real token of the chart's
+ServiceAccount, so a Run that succeeds proves the shipped images and the chart's RBAC are enough, and the namespaces are labelled for the PodSecurity
 "restricted" profile, so the API server itself checks the operator pod and the runner Jobs.
 """
 
@@ -21,13 +22,15 @@ import pytest
 
 from bosun import constants, contract, kube
 from bosun.api import crdgen
-from bosun.dev import cluster, testing
+from bosun.dev import cluster, imagebuild, testing
 
 pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(autouse=True)
-def _local_control_plane(control_plane: testing.ControlPlaneHandle) -> None:
+def _local_control_plane(
+    control_plane: testing.ControlPlaneHandle, shipped_images: list[imagebuild.Built]
+) -> None:
     if control_plane.folder is None:
         pytest.skip(
             "needs the local control plane's node emulator (its pods run from this checkout and "
@@ -71,8 +74,6 @@ class Release:
             "--wait",
             "--timeout",
             "3m",
-            "--set",
-            "runner.command={python,-m,bosun.dev.standin}",
             "--set",
             f"operator.metricsPort={self.metrics_port}",
             "--set",
@@ -168,7 +169,7 @@ def _agent_and_run(rest: kube.Rest, namespace: str, run: str, agent: str = "scri
             "metadata": {"name": run, "namespace": namespace},
             "spec": {
                 "agentRef": {"name": agent},
-                "input": json.dumps({"standin": {"sleepSeconds": 0.2}}),
+                "input": "hello",
             },
         },
     ]
@@ -310,7 +311,7 @@ def _check_missing_secret_shows_on_the_run(
             "metadata": {"name": "keyed", "namespace": namespace},
             "spec": {
                 "agentRef": {"name": "keyed"},
-                "input": json.dumps({"standin": {"sleepSeconds": 0.2}}),
+                "input": "hello",
             },
         }
     )

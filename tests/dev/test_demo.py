@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from bosun.dev import provision
+from bosun.dev import imagebuild, imagestore, provision
 
 pytestmark = pytest.mark.cluster
 
@@ -19,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_runs_a_governed_run_and_says_where_its_metrics_are(
-    tmp_path: pathlib.Path,
+    tmp_path: pathlib.Path, shipped_images: list[imagebuild.Built]
 ) -> None:
     folder = tmp_path / "dev"
     binaries = provision.ensure(["kubectl"])["kubectl"].parent
@@ -27,6 +27,8 @@ def test_the_demo_runs_a_governed_run_and_says_where_its_metrics_are(
         **os.environ,
         "BOSUN_CACHE_DIR": str(tmp_path / "cache"),
         "KUBEBUILDER_ASSETS": str(binaries),
+        # The images this session built (a fresh cache would build them once more).
+        imagestore.STORE_ENV: str(imagestore.Store.default().root),
     }
     try:
         demo = subprocess.run(
@@ -45,6 +47,12 @@ def test_the_demo_runs_a_governed_run_and_says_where_its_metrics_are(
         metrics = urllib.request.urlopen(found.group(1), timeout=10).read().decode()
         assert 'bosun_runs_total{outcome="Succeeded"} 1.0' in metrics
         assert "run demo -n default --input 'Hello' --wait" in demo.stdout
+        # The Run's runner ran from the shipped image.
+        runner = next(b for b in shipped_images if "/bosun-runner:" in b.reference)
+        assert f"Runner image {runner.reference}" in demo.stdout
+        launches = list(folder.glob("**/pods/default_*/runner.launch.json"))
+        assert launches, "the demo's runner pod did not run from an image"
+        assert all(str(runner.image.rootfs) in path.read_text() for path in launches)
     finally:
         subprocess.run(
             [sys.executable, "-m", "bosun", "dev", "down", "--dir", str(folder)],

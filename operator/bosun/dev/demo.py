@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from bosun import kube, ops
-from bosun.dev import daemon, provision
+from bosun.dev import daemon, imagebuild, provision
 from bosun.runner import kubeapi, runtrace
 
 __all__ = ["NAMESPACE", "Log", "run"]
@@ -76,6 +76,9 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
     rest = kube.connect(state.kubeconfig)
     ops.install_crds(rest, manager="bosun-demo")
     log("Installed the Bosun CRDs")
+    # The Run's runner pod runs the shipped runner image, built here on first use.
+    for image in imagebuild.ensure(["bosun-runner"]):
+        log(f"Runner image {image.reference} ({image.image.size_bytes / 1e6:.0f} MB)")
     health = daemon.start_operator(folder, state, log=log)
     _wait_ready(health)
     log("The operator is ready")
