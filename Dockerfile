@@ -15,7 +15,11 @@
 
 # A CPython 3.11 on Debian bookworm: the official slim image (pin it by digest at release), or
 # the equivalent `make images` builds from Debian's own packages where that cannot be pulled.
+# The final stage's base is the same image by default; `make images` gives it the runtime-only
+# twin of the one it made (the same Python at the same paths, no package manager, no shell tools
+# but the few the final RUN uses).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG RUNTIME_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 
@@ -47,7 +51,7 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels 
     && /opt/bosun/bin/python -m compileall -q /opt/bosun/lib
 
 
-FROM ${BASE_IMAGE}
+FROM ${RUNTIME_IMAGE}
 
 ARG VERSION=0.0.0
 ARG REVISION=unknown

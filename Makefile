@@ -35,7 +35,7 @@ test: lint typecheck contracts provision images
 	$(BIN)/pytest
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not cluster"
+	$(BIN)/pytest -m "not cluster and not images"
 
 # The e2e fault scenarios at full size (make test runs them reduced).
 soak: $(STAMP) provision images

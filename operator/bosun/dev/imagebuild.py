@@ -4,8 +4,9 @@ emulator runs them (``make images``, ``bosun dev images``).
 The builder is docker or podman when one works, else Debian's ``buildah`` (installed with
 apt-get when missing and this is root), with chroot isolation, so no container engine or daemon
 is needed. The base is the Dockerfiles' default (the official slim Python) when it can be
-pulled; where it cannot, ``debootstrap`` makes the equivalent from Debian bookworm's own packages
-(CPython 3.11, as the official base has) and the build gets it as ``BASE_IMAGE``. The machine's
+pulled; where it cannot, ``imagebase`` makes the equivalent from Debian bookworm's own packages
+(CPython 3.11, as the official base has) with ``debootstrap``, and the build gets it as
+``BASE_IMAGE`` and its runtime-only twin as ``RUNTIME_IMAGE`` (the final stage). The machine's
 CA bundle, when the package index needs one, reaches the build only as the ``ca-bundle`` build
 secret. Each image is cached by the content of what its build reads (Dockerfile, locks,
 pyproject.toml, README.md, operator/, the base), so an unchanged tree builds nothing. A built
@@ -29,7 +30,7 @@ import time
 import tomllib
 from collections.abc import Iterator, Sequence
 
-from bosun.dev import imagestore
+from bosun.dev import imagebase, imagestore
 
 __all__ = [
     "IMAGES",
@@ -44,31 +45,6 @@ __all__ = [
 
 REGISTRY = "ghcr.io/bosun-dev"
 OFFICIAL_BASE = "docker.io/library/python:3.11-slim-bookworm"
-LOCAL_BASE = "localhost/bosun/python:3.11-slim-bookworm"
-DEBIAN_SUITE = "bookworm"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
-# What the official slim base has that the Dockerfiles use: CPython 3.11 with venv (ensurepip
-# and its wheels; Debian's venv needs distutils), and the CA certificates.
-BASE_PACKAGES = (
-    "python3.11",
-    "python3.11-venv",
-    "python3-distutils",
-    "python3-lib2to3",
-    "python3-pip-whl",
-    "python3-setuptools-whl",
-    "ca-certificates",
-)
-# Left out of the made base, as Debian's own container images leave them out: package lists and
-# downloaded archives, documentation, manual pages, translations.
-_BASE_PRUNE = (
-    "var/cache/apt/archives",
-    "var/lib/apt/lists",
-    "usr/share/doc",
-    "usr/share/man",
-    "usr/share/info",
-    "usr/share/locale",
-    "debootstrap",
-)
 _CA_CANDIDATES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 _PULL_TIMEOUT = 90.0
 
@@ -242,72 +218,84 @@ def _pull(tool: str, ref: str) -> bool:
 # --- the base -------------------------------------------------------------------------------
 
 
-def _base(tool: str, cache: pathlib.Path) -> tuple[str, str]:
-    """The base image (reference and id): the official one if present or pullable, else made."""
+@dataclasses.dataclass(frozen=True)
+class Bases:
+    """The build stage's base and the final stage's, with their image ids."""
+
+    build: str
+    runtime: str
+    ids: str
+
+    @property
+    def made(self) -> bool:
+        return self.build == imagebase.BUILD
+
+
+def _bases(tool: str, cache: pathlib.Path) -> Bases:
+    """The official base if present or pullable (both stages), else the two made here."""
     forced = os.environ.get("BOSUN_BASE_IMAGE")
-    for ref in [forced] if forced else [OFFICIAL_BASE, LOCAL_BASE]:
-        found = _image_id(tool, ref)
-        if found:
-            return ref, found
-    if not forced and _pull(tool, OFFICIAL_BASE):
-        found = _image_id(tool, OFFICIAL_BASE)
-        if found:
-            return OFFICIAL_BASE, found
     if forced:
-        raise BuildError(f"BOSUN_BASE_IMAGE={forced} is not an image {tool} has")
-    _make_base(tool, cache / "base")
-    found = _image_id(tool, LOCAL_BASE)
-    if not found:
-        raise BuildError(f"{LOCAL_BASE} is missing after it was made")
-    return LOCAL_BASE, found
+        found = _image_id(tool, forced)
+        if not found:
+            raise BuildError(f"BOSUN_BASE_IMAGE={forced} is not an image {tool} has")
+        return Bases(forced, forced, found)
+    official = _image_id(tool, OFFICIAL_BASE)
+    if official is None and not _made_ids(tool) and _pull(tool, OFFICIAL_BASE):
+        official = _image_id(tool, OFFICIAL_BASE)
+    if official:
+        return Bases(OFFICIAL_BASE, OFFICIAL_BASE, official)
+    ids = _made_ids(tool)
+    if ids is None:
+        _make_bases(tool, cache / "base")
+        ids = _made_ids(tool)
+    if ids is None:
+        raise BuildError(f"{imagebase.BUILD} or {imagebase.RUNTIME} is missing after being made")
+    return Bases(imagebase.BUILD, imagebase.RUNTIME, ids)
 
 
-def _make_base(tool: str, folder: pathlib.Path) -> None:
-    """CPython 3.11 on Debian bookworm from Debian's packages: the official slim base's twin."""
+def _made_ids(tool: str) -> str | None:
+    build, runtime = _image_id(tool, imagebase.BUILD), _image_id(tool, imagebase.RUNTIME)
+    return f"{build},{runtime}" if build and runtime else None
+
+
+def _make_bases(tool: str, folder: pathlib.Path) -> None:
+    """Both bases from one debootstrap of Debian bookworm's packages."""
     if shutil.which("debootstrap") is None:
         _apt_install("debootstrap")
     started = time.monotonic()
-    rootfs = folder / "rootfs"
-    if rootfs.exists():
-        shutil.rmtree(rootfs)
-    rootfs.mkdir(parents=True)
-    _log(f"Making {LOCAL_BASE} with debootstrap ({DEBIAN_SUITE}, {DEBIAN_MIRROR})")
-    include = ",".join(BASE_PACKAGES)
-    argv = ["debootstrap", "--variant=minbase", f"--include={include}", DEBIAN_SUITE]
-    _run([*argv, str(rootfs), DEBIAN_MIRROR], timeout=1800)
-    for relative in _BASE_PRUNE:
-        target = rootfs / relative
-        if target.is_dir():
-            shutil.rmtree(target)
-            if not relative.startswith(("debootstrap", "var/cache")):
-                target.mkdir()
-    (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
-    # The official image's `python` and `python3` live in /usr/local/bin.
-    for name in ("python", "python3"):
-        link = rootfs / "usr/local/bin" / name
-        link.unlink(missing_ok=True)
-        link.symlink_to("/usr/bin/python3.11")
-    _import_rootfs(tool, rootfs, LOCAL_BASE)
-    shutil.rmtree(rootfs)
-    _log(f"Made {LOCAL_BASE} in {time.monotonic() - started:.0f}s")
+    tree, runtime = folder / "tree", folder / "runtime"
+    for old in (tree, runtime):
+        if old.exists():
+            shutil.rmtree(old)
+    tree.mkdir(parents=True)
+    _log(f"Making {imagebase.BUILD} with debootstrap ({imagebase.SUITE}, {imagebase.MIRROR})")
+    imagebase.make_build_tree(tree, lambda argv: _run(argv, timeout=1800))
+    kept = imagebase.make_runtime_tree(tree, runtime)
+    _import_rootfs(tool, tree, imagebase.BUILD)
+    _import_rootfs(tool, runtime, imagebase.RUNTIME)
+    shutil.rmtree(tree)
+    shutil.rmtree(runtime)
+    _log(
+        f"Made {imagebase.BUILD} and {imagebase.RUNTIME} ({len(kept)} packages)"
+        f" in {time.monotonic() - started:.0f}s"
+    )
 
 
 def _import_rootfs(tool: str, rootfs: pathlib.Path, ref: str) -> None:
-    config = ["--env", "PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"]
-    config += ["--env", "LANG=C.UTF-8", "--cmd", "python3"]
+    path = "PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
     if tool != "buildah":
         with tempfile.TemporaryDirectory() as tmp:
             archive = pathlib.Path(tmp) / "rootfs.tar"
             _run(["tar", "-C", str(rootfs), "-cf", str(archive), "."])
-            changes = ["--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]']
-            path = "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
-            _run([tool, "import", "--change", path, *changes, str(archive), ref])
+            changes = ["--change", f"ENV {path}", "--change", "ENV LANG=C.UTF-8"]
+            _run([tool, "import", *changes, "--change", 'CMD ["python3"]', str(archive), ref])
         return
     container = _run(["buildah", "from", "scratch"]).strip()
     try:
         mount = pathlib.Path(_run(["buildah", "mount", container]).strip())
         _run(["cp", "-a", f"{rootfs}/.", f"{mount}/"])
         _run(["buildah", "umount", container])
+        config = ["--env", path, "--env", "LANG=C.UTF-8", "--cmd", "python3"]
         _run(["buildah", "config", *config, container])
         _run(["buildah", "commit", "--quiet", container, ref])
     finally:
@@ -318,19 +306,20 @@ def _import_rootfs(tool: str, rootfs: pathlib.Path, ref: str) -> None:
 
 
 def _build(
-    tool: str, root: pathlib.Path, spec: ImageSpec, ref: str, *, base: str, tag: str
+    tool: str, root: pathlib.Path, spec: ImageSpec, ref: str, *, bases: Bases, tag: str
 ) -> None:
     argv = [tool, "build"] if tool != "buildah" else ["buildah", "build", "--isolation", "chroot"]
     argv += ["--layers"] if tool == "buildah" else []
     argv += ["-f", str(root / spec.dockerfile), "-t", ref]
-    argv += ["--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"VERSION={tag}"]
+    argv += ["--build-arg", f"BASE_IMAGE={bases.build}"]
+    argv += ["--build-arg", f"RUNTIME_IMAGE={bases.runtime}", "--build-arg", f"VERSION={tag}"]
     argv += ["--build-arg", f"REVISION={_revision(root)}"]
     ca = _ca_bundle()
     if ca is not None:
         argv += ["--secret", f"id=ca-bundle,src={ca}"]
-    if tool == "buildah":
-        # Never reach for a registry: the base is local by now.
-        argv += ["--pull-never"] if base == LOCAL_BASE else []
+    if tool == "buildah" and bases.made:
+        # Never reach for a registry: the bases are local.
+        argv += ["--pull-never"]
     env_prefix = {"DOCKER_BUILDKIT": "1"} if tool == "docker" else {}
     with _env(env_prefix):
         _run([*argv, str(root)], timeout=3600)
@@ -400,7 +389,7 @@ def ensure(
     wanted = [spec for spec in IMAGES if names is None or spec.name in names]
     results: list[Built] = []
     tool: str | None = None
-    base: tuple[str, str] | None = None
+    bases: Bases | None = None
     for spec in wanted:
         ref = reference(spec.name, tag)
         current = store.lookup(ref)
@@ -409,13 +398,14 @@ def ensure(
             results.append(Built(ref, current, built=False, seconds=0.0))
             continue
         tool = tool or builder()
-        base = base or _base(tool, store.root)
-        key = content_key(root, spec, *base)
+        bases = bases or _bases(tool, store.root)
+        key = content_key(root, spec, bases.build, bases.ids)
         cached = store.get(ref, key)
         if cached is None:
-            _log(f"Building {ref} with {tool} on {base[0]}")
-            _build(tool, root, spec, ref, base=base[0], tag=tag)
-            cached = store.add(ref, key, base, functools.partial(_export, tool, ref))
+            _log(f"Building {ref} with {tool} on {bases.build} and {bases.runtime}")
+            _build(tool, root, spec, ref, bases=bases, tag=tag)
+            unpack = functools.partial(_export, tool, ref)
+            cached = store.add(ref, key, (bases.build, bases.ids), unpack)
         else:
             store.point(ref, key)
         results.append(Built(ref, cached, built=True, seconds=time.monotonic() - started))
