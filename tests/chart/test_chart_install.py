@@ -2,9 +2,10 @@
 
 The node emulator runs the chart's operator pod and the runner Jobs from the built images
 (``make images``: ``ghcr.io/bosun-dev/bosun`` and ``bosun-runner`` at the chart's appVersion,
-inside their own root filesystems, as their own user, read-only), with a real token of the chart's
-ServiceAccount, so a Run that succeeds proves the shipped images and the chart's RBAC are enough, and the namespaces are labelled for the PodSecurity
-"restricted" profile, so the API server itself checks the operator pod and the runner Jobs.
+inside their own root filesystems, as their own user, read-only), with a real token of the
+chart's ServiceAccount, so a Run that succeeds proves the shipped images and the chart's RBAC
+are enough, and the namespaces are labelled for the PodSecurity "restricted" profile, so the
+API server itself checks the operator pod and the runner Jobs.
 """
 
 from __future__ import annotations
