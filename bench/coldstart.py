@@ -14,7 +14,11 @@ the API server's caches for the namespace (its first requests are slow whoever s
 
 Two interpreters: the runner image's packages (a virtualenv made from
 ``requirements/runner.lock``, cached by the lock's hash, with Bosun's source on ``PYTHONPATH``),
-and this checkout's ``.venv``, which also carries the dev tools. Runs on a private local control
+and this checkout's ``.venv``, which also carries the dev tools. And the real thing
+(``measure_pods``): a runner pod of the built runner image (``make images``), the pod the
+operator's Job template makes, created through the API server; the node emulator binds it,
+writes its token and runs it inside the image's root filesystem. One sample is from the pod's
+POST to the model server receiving the runner's first request. Runs on a private local control
 plane (started here) or on the one ``report.py`` passes in. Prints median and p99; asserts
 nothing.
 """
@@ -37,7 +41,8 @@ import _common
 
 from bosun import constants, contract, kube
 from bosun.controller import builders
-from bosun.dev import provision
+from bosun.controller import settings as settings_mod
+from bosun.dev import imagebuild, provision, testing
 from bosun.dev.servers import base, models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -73,6 +78,30 @@ def runner_image_python() -> pathlib.Path:
         subprocess.run([str(python), "-m", "compileall", "-q", str(folder / "lib")], check=True)
         (folder / ".complete").touch()
     return python
+
+
+def _agent(rest: kube.Rest, namespace: str, server: _Stopwatch) -> None:
+    """Agent ``cold``: an OpenAI-compatible model, ``server``."""
+    rest.create(
+        {
+            "apiVersion": constants.API_VERSION,
+            "kind": "Agent",
+            "metadata": {"name": "cold", "namespace": namespace},
+            "spec": {
+                "model": {"provider": "openai", "name": "m", "baseURL": f"{server.url}/v1"},
+                "instructions": "Answer.",
+            },
+        }
+    )
+
+
+def _figures(samples: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(samples),
+        "p99": _common.percentile(samples, 99),
+        "min": min(samples),
+        "starts": float(len(samples)),
+    }
 
 
 def _pod_credentials(rest: kube.Rest, run: dict[str, Any], folder: pathlib.Path) -> None:
@@ -164,17 +193,7 @@ def measure(
     server.start()
     samples: list[float] = []
     try:
-        rest.create(
-            {
-                "apiVersion": constants.API_VERSION,
-                "kind": "Agent",
-                "metadata": {"name": "cold", "namespace": namespace},
-                "spec": {
-                    "model": {"provider": "openai", "name": "m", "baseURL": f"{server.url}/v1"},
-                    "instructions": "Answer.",
-                },
-            }
-        )
+        _agent(rest, namespace, server)
         with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile() as log_file:
             # Start 0 warms the API server's caches for the namespace and is not counted.
             for index in range(starts + 1):
@@ -185,12 +204,66 @@ def measure(
                     samples.append(took)
     finally:
         server.stop()
-    return {
-        "median": statistics.median(samples),
-        "p99": _common.percentile(samples, 99),
-        "min": min(samples),
-        "starts": float(len(samples)),
-    }
+    return _figures(samples)
+
+
+def _pod(rest: kube.Rest, run_name: str, namespace: str, image: str) -> dict[str, Any]:
+    """The runner pod of attempt 1, as the operator's Job template has it, on ``image``."""
+    run = rest.get(constants.API_VERSION, "runs", namespace, run_name)
+    agent = rest.get(constants.API_VERSION, "agents", namespace, "cold")
+    assert run is not None and agent is not None
+    job = builders.job(run, agent, [], 1, settings_mod.Settings(runner_image=image))
+    template = job["spec"]["template"]
+    template["spec"]["containers"][0]["env"].append(
+        {"name": contract.ENV_MODEL_API_KEY, "value": "sk-bench"}
+    )
+    meta = {"name": f"{run_name}-pod", "namespace": namespace, **template.get("metadata", {})}
+    meta.pop("generateName", None)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]}
+
+
+def _pod_phase(rest: kube.Rest, namespace: str, name: str) -> str:
+    pod = rest.get("v1", "pods", namespace, name) or {}
+    return str((pod.get("status") or {}).get("phase", ""))
+
+
+def measure_pods(cluster: _common.Cluster, image: str, starts: int = 20) -> dict[str, float]:
+    """Seconds from a runner pod's creation (of the built ``image``) to its first model
+    request: median, p99, min."""
+    rest = cluster.rest
+    namespace = _common.create_namespace(rest, "bench-podstart")
+    server = _Stopwatch()
+    server.start()
+    samples: list[float] = []
+    try:
+        _agent(rest, namespace, server)
+        with tempfile.TemporaryDirectory() as folder:
+            for index in range(starts + 1):
+                name = f"pod-{index:03d}"
+                _prepare(rest, namespace, name, pathlib.Path(folder), ROOT / "operator")
+                pod = _pod(rest, name, namespace, image)
+                before = len(server.times)
+                started = time.monotonic()
+                rest.create(pod)
+                with server.noted:
+                    server.noted.wait_for(lambda b=before: len(server.times) > b, timeout=120)
+                if len(server.times) <= before:
+                    raise RuntimeError(
+                        f"runner pod {name} sent no model request; its log:\n"
+                        + cluster.handle.explain_namespace(namespace)[-3000:]
+                    )
+                if index:
+                    samples.append(server.times[before] - started)
+                testing.until(
+                    lambda n=pod["metadata"]["name"]: (
+                        _pod_phase(rest, namespace, n) in ("Succeeded", "Failed")
+                    ),
+                    120,
+                    what=f"runner pod {name} to end",
+                )
+    finally:
+        server.stop()
+    return _figures(samples)
 
 
 def describe(figures: dict[str, float]) -> str:
@@ -209,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         help="another checkout's operator/ folder, started with this .venv (e.g. an old commit)",
     )
     args = parser.parse_args(argv)
+    runner = next(b for b in imagebuild.ensure(["bosun-runner"]))
     with _common.local_control_plane() as cluster:
+        pods = measure_pods(cluster, runner.reference, args.starts)
         image = measure(cluster, args.starts)
         dev = measure(cluster, args.starts, pathlib.Path(sys.executable))
         other = (
@@ -217,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.compare
             else None
         )
+    size = runner.image.size_bytes / 1e6
+    print(f"runner pod start, {runner.reference} ({size:.0f} MB): {describe(pods)}")
     print(f"runner cold start, runner image packages: {describe(image)}")
     print(f"runner cold start, dev .venv:             {describe(dev)}")
     if other is not None:

@@ -43,6 +43,7 @@ import runner_bench
 import writeup
 
 from bosun import constants
+from bosun.dev import imagebuild
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -183,6 +184,11 @@ def measure(plan: Plan, compare: pathlib.Path | None = None) -> dict[str, Any]:
             "image": coldstart.measure(cluster, 20),
             "dev": coldstart.measure(cluster, 20, pathlib.Path(sys.executable)),
         }
+        _common.log("runner pod start on the built image")
+        built = imagebuild.ensure()
+        runner = next(b for b in built if "/bosun-runner:" in b.reference)
+        facts["images"] = {b.reference: b.image.size_bytes for b in built}
+        facts["runnerPodStart"] = coldstart.measure_pods(cluster, runner.reference, 20)
         _common.log("runner hot paths")
         facts["runnerHotPaths"] = runner_hot_paths(cluster, plan)
         facts["runnerStartup"] = runner_startup()

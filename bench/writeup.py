@@ -330,6 +330,18 @@ def render(facts: dict[str, Any]) -> str:
         )
         for key, label in (("image", "runner image packages"), ("dev", "dev .venv"))
     ]
+    pod = facts.get("runnerPodStart")
+    if pod:
+        startup_rows.append(
+            (
+                "runner pod of the built image created → first model request (median / p99)",
+                f"{_ms(pod['median'])} / {_ms(pod['p99'])}",
+            )
+        )
+    startup_rows += [
+        (f"image {ref} on disk", f"{size / 1e6:.0f} MB")
+        for ref, size in sorted((facts.get("images") or {}).items())
+    ]
     bars = throughput_bars(facts)
     stage_columns = {
         "real runner": real,

@@ -127,6 +127,10 @@ def installed(release: Release, *sets: str) -> Iterator[Release]:
     finally:
         release.helm("uninstall", release.name, "--wait", "--timeout", "2m", check=False)
         control_plane.kubectl("delete", "namespace", release.namespace, "--wait=false", check=False)
+        # The default RunnerClass is a post-install hook, which uninstall leaves behind; the
+        # other tests' operators must not pick it up.
+        selector = f"app.kubernetes.io/instance={release.name}"
+        control_plane.kubectl("delete", "runnerclasses", "-l", selector, check=False)
 
 
 def _crd(rest: kube.Rest, info: Any) -> dict[str, Any] | None:

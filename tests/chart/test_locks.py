@@ -134,5 +134,6 @@ def test_lock_command_targets_the_images_python() -> None:
     assert "--only-binary :all:" in makefile
     assert "x86_64-manylinux" in makefile
     for dockerfile in (lockfile.REPO / "Dockerfile", lockfile.REPO / "runner-image" / "Dockerfile"):
-        bases = re.findall(r"^FROM python:(\d+\.\d+)-", dockerfile.read_text(), re.MULTILINE)
+        pattern = r"^ARG (?:BASE|RUNTIME)_IMAGE=python:(\d+\.\d+)-"
+        bases = re.findall(pattern, dockerfile.read_text(), re.MULTILINE)
         assert bases and set(bases) == {version[1]}, dockerfile

@@ -82,20 +82,17 @@ def _status(rest: kube.Rest, namespace: str, name: str) -> dict[str, Any]:
     return pod.get("status") or {}
 
 
-def _terminated(rest: kube.Rest, namespace: str, name: str) -> dict[str, Any] | None:
+def _state(rest: kube.Rest, namespace: str, name: str, kind: str) -> dict[str, Any] | None:
+    """The container's ``terminated`` or ``waiting`` state (not the ContainerCreating one)."""
     for status in _status(rest, namespace, name).get("containerStatuses") or ():
-        terminated = (status.get("state") or {}).get("terminated")
-        if terminated:
-            return dict(terminated)
+        state = (status.get("state") or {}).get(kind) or {}
+        if state and state.get("reason") != "ContainerCreating":
+            return dict(state)
     return None
 
 
-def _waiting(rest: kube.Rest, namespace: str, name: str) -> dict[str, Any] | None:
-    for status in _status(rest, namespace, name).get("containerStatuses") or ():
-        waiting = (status.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") not in (None, "ContainerCreating"):
-            return dict(waiting)
-    return None
+def _runner(images: list[imagebuild.Built]) -> str:
+    return next(b.reference for b in images if "/bosun-runner:" in b.reference)
 
 
 def test_a_pod_runs_inside_the_runner_image_as_its_user_with_a_read_only_root(
@@ -104,10 +101,10 @@ def test_a_pod_runs_inside_the_runner_image_as_its_user_with_a_read_only_root(
     shipped_images: list[imagebuild.Built],
 ) -> None:
     rest = control_plane.rest()
-    runner = next(b.reference for b in shipped_images if "bosun-runner" in b.reference)
+    runner = _runner(shipped_images)
     rest.create(_pod("probe", namespace, runner))
     ended = testing.until(
-        lambda: _terminated(rest, namespace, "probe"),
+        lambda: _state(rest, namespace, "probe", "terminated"),
         timeout=120,
         what="the probe pod to end",
         explain=lambda: control_plane.explain_namespace(namespace),
@@ -134,17 +131,19 @@ def test_run_as_non_root_refuses_a_root_user_and_a_missing_image_waits(
     shipped_images: list[imagebuild.Built],
 ) -> None:
     rest = control_plane.rest()
-    runner = next(b.reference for b in shipped_images if "bosun-runner" in b.reference)
+    runner = _runner(shipped_images)
     root = {**RESTRICTED, "runAsUser": 0}
     rest.create(_pod("as-root", namespace, runner, securityContext=root))
     missing = runner.rsplit(":", 1)[0] + ":0.0.0-missing"
     rest.create(_pod("missing", namespace, missing))
     refused = testing.until(
-        lambda: _waiting(rest, namespace, "as-root"), what="the root pod to be refused"
+        lambda: _state(rest, namespace, "as-root", "waiting"), what="the root pod to be refused"
     )
     assert refused["reason"] == "CreateContainerConfigError"
     assert "runAsNonRoot and image will run as root" in refused["message"]
-    absent = testing.until(lambda: _waiting(rest, namespace, "missing"), what="the image to miss")
+    absent = testing.until(
+        lambda: _state(rest, namespace, "missing", "waiting"), what="the image to be missed"
+    )
     assert absent["reason"] == "ErrImageNeverPull"
     assert missing in absent["message"]
     assert _status(rest, namespace, "missing")["phase"] == "Pending"
