@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The Bosun operator image: `bosun operator`, as the Helm chart runs it. Build it from the
 # repository root (`make images` does, with docker, podman or buildah, and makes the base where
 # it cannot be pulled):
@@ -64,14 +63,21 @@ LABEL org.opencontainers.image.title="bosun" \
 
 COPY --from=build /opt/bosun /opt/bosun
 # What a running operator never needs: the package managers (apt, dpkg, pip and the wheels
-# venv would seed it with), and any place other than /tmp that anyone may write. dpkg's
+# venv would seed it with), setuid and setgid bits, and any place other than /tmp that anyone
+# may write. dpkg's
 # database stays, so scanners still see which Debian packages are inside. The user gets a name,
 # as libraries look it up (getpass.getuser(), which kopf calls, fails without one).
 RUN rm -rf /usr/bin/apt* /usr/lib/apt /etc/apt /var/lib/apt /var/cache/apt /var/cache/debconf \
         /usr/bin/dpkg* /usr/local/bin/pip* /usr/local/bin/idle* /usr/local/bin/2to3* \
         /usr/local/lib/python3.11/site-packages/pip* /usr/local/lib/python3.11/ensurepip \
+        /usr/local/lib/python3.11/site-packages/setuptools* \
+        /usr/local/lib/python3.11/site-packages/pkg_resources \
+        /usr/local/lib/python3.11/site-packages/_distutils_hack \
+        /usr/local/lib/python3.11/site-packages/distutils-precedence.pth \
+        /usr/local/lib/python3.11/site-packages/wheel* \
         /usr/lib/python3.11/ensurepip /usr/share/python-wheels \
     && find / -xdev -perm -o+w ! -type l ! -path /tmp -exec chmod o-w {} + \
+    && find / -xdev -perm /6000 -type f -exec chmod ug-s {} + \
     && echo "bosun:x:65532:65532:bosun:/tmp:/usr/sbin/nologin" >> /etc/passwd \
     && echo "bosun:x:65532:" >> /etc/group
 

@@ -151,3 +151,44 @@ def test_a_launch_survives_its_json_file(tmp_path: pathlib.Path) -> None:
     launch = _plan(_pod(), _container())
     launch.dump(tmp_path / "launch.json")
     assert container.Launch.load(tmp_path / "launch.json") == launch
+
+
+def test_capabilities_are_a_runtimes_defaults_less_what_the_pod_drops() -> None:
+    defaults = _plan(_pod(), _container()).capabilities
+    assert defaults == sorted(container.CAPABILITIES[n] for n in container.DEFAULT_CAPABILITIES)
+    # Never the ones that would let a root process out of this launcher's chroot.
+    assert not {18, 27} & set(defaults)
+    dropped = _plan(_pod(), _container(securityContext={"capabilities": {"drop": ["ALL"]}}))
+    assert dropped.capabilities == []
+    some = {"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
+    assert _plan(_pod(), _container(securityContext=some)).capabilities == [10]
+    more = {"capabilities": {"add": ["CAP_SYS_ADMIN"]}}
+    with pytest.raises(container.ConfigError, match=r"\['SYS_ADMIN'\] cannot be added"):
+        _plan(_pod(), _container(securityContext=more))
+
+
+def test_sub_paths_are_refused_and_mounts_go_outer_first() -> None:
+    spec = _container(volumeMounts=[{"name": "tmp", "mountPath": "/tmp", "subPath": "x"}])
+    with pytest.raises(container.ConfigError, match=r"\['subPath'\] not supported"):
+        _plan(_pod(), spec)
+    nested = _container(
+        volumeMounts=[
+            {"name": "tmp", "mountPath": "/data/inner/deep"},
+            {"name": "tmp", "mountPath": "/data"},
+        ]
+    )
+    targets = [m.target for m in _plan(_pod(), nested).mounts]
+    assert targets.index("/data") < targets.index("/data/inner/deep")
+
+
+def test_an_image_user_without_a_group_gets_its_primary_group_from_the_image(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text(
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1500::/:/bin/sh\n"
+    )
+    launch = _plan(_pod(), _container(), FakeImage(user="1000", rootfs=tmp_path))
+    assert (launch.uid, launch.gid) == (1000, 1500)
+    unknown = _plan(_pod(), _container(), FakeImage(user="2000", rootfs=tmp_path))
+    assert (unknown.uid, unknown.gid) == (2000, 0)

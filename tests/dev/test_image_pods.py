@@ -28,7 +28,10 @@ PROBE = textwrap.dedent(
     f"""
     import json, os, pathlib, ssl, urllib.request
     facts = {{"uid": os.getuid(), "gid": os.getgid(), "python": os.path.realpath("/proc/self/exe"),
-             "home": os.environ["HOME"], "run": os.environ["BOSUN_PROBE"]}}
+             "home": os.environ["HOME"], "run": os.environ["BOSUN_PROBE"], "pid": os.getpid(),
+             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}}
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines())
+    facts["caps"] = {{k: int(status[k], 16) for k in ("CapEff", "CapPrm", "CapBnd")}}
     for place in ("/etc/probe", "/opt/bosun/probe", "/tmp/probe"):
         try:
             pathlib.Path(place).write_text("x")
@@ -117,6 +120,10 @@ def test_a_pod_runs_inside_the_runner_image_as_its_user_with_a_read_only_root(
         "/usr/local"
     )
     assert facts["home"] == "/tmp" and facts["run"] == "probe"
+    # PID 1 of a PID namespace of its own: no other process is visible.
+    assert facts["pid"] == 1 and facts["pids"] == [1]
+    # capabilities: drop ALL leaves none, not even in the bounding set.
+    assert facts["caps"] == {"CapEff": 0, "CapPrm": 0, "CapBnd": 0}
     # Read-only root; /tmp is the pod's emptyDir.
     assert facts["/etc/probe"] == facts["/opt/bosun/probe"] == "Read-only file system"
     assert facts["/tmp/probe"] == "written"

@@ -112,6 +112,9 @@ def test_a_derived_image_leaves_its_source_untouched_and_unused_images_are_prune
     assert not (broken.rootfs / "bin" / "tool").exists()
     assert (source.rootfs / "bin" / "tool").is_file()
     store.remove("localhost/broken/app:1")
-    store.prune()
+    store.prune(grace_seconds=3600)
+    # Kept a while: a pod may still run from it.
+    assert broken.folder.exists()
+    store.prune(grace_seconds=0)
     assert not broken.folder.exists() and source.folder.exists()
     assert store.references() == ["example.test/app:1"]

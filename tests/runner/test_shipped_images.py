@@ -114,7 +114,7 @@ def test_a_runner_image_without_its_entrypoint_fails_the_run(
     finally:
         operator.stop()
         store.remove(broken_ref)
-        store.prune()
+        store.prune(grace_seconds=0)
     assert status["phase"] in ("Failed", "DeadLettered"), status
     assert control_plane.pods_folder is not None
     logs = "".join(

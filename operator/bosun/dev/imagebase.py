@@ -26,9 +26,12 @@ from collections.abc import Callable, Iterable
 
 __all__ = [
     "BUILD",
+    "MIRROR",
     "PACKAGES",
     "RUNTIME",
     "RUNTIME_SEEDS",
+    "SUITE",
+    "Run",
     "keep_closure",
     "make_build_tree",
     "make_runtime_tree",
@@ -109,7 +112,9 @@ def _python_links(rootfs: pathlib.Path) -> None:
 def make_build_tree(rootfs: pathlib.Path, run: Run) -> None:
     """debootstrap the packages into ``rootfs`` and prune it into the build base's tree."""
     include = ",".join(PACKAGES)
-    run(["debootstrap", "--variant=minbase", f"--include={include}", SUITE, str(rootfs), MIRROR])
+    # --force-check-gpg: the packages come over http; their signatures must check.
+    argv = ["debootstrap", "--force-check-gpg", "--variant=minbase", f"--include={include}"]
+    run([*argv, SUITE, str(rootfs), MIRROR])
     shutil.rmtree(rootfs / "debootstrap", ignore_errors=True)
     for relative in _PRUNE:
         target = rootfs / relative

@@ -34,13 +34,19 @@ from bosun.dev import imagebase, imagestore
 
 __all__ = [
     "IMAGES",
+    "OFFICIAL_BASE",
+    "REGISTRY",
+    "Bases",
     "BuildError",
     "Built",
     "ImageSpec",
     "build_all",
+    "builder",
     "content_key",
     "ensure",
     "reference",
+    "repo_root",
+    "version",
 ]
 
 REGISTRY = "ghcr.io/bosun-dev"
@@ -397,17 +403,19 @@ def ensure(
         if current is not None and current.key == _key_if_known(root, spec, current):
             results.append(Built(ref, current, built=False, seconds=0.0))
             continue
-        tool = tool or builder()
-        bases = bases or _bases(tool, store.root)
-        key = content_key(root, spec, bases.build, bases.ids)
-        cached = store.get(ref, key)
-        if cached is None:
-            _log(f"Building {ref} with {tool} on {bases.build} and {bases.runtime}")
-            _build(tool, root, spec, ref, bases=bases, tag=tag)
-            unpack = functools.partial(_export, tool, ref)
-            cached = store.add(ref, key, (bases.build, bases.ids), unpack)
-        else:
-            store.point(ref, key)
+        # One build at a time per store (two test sessions), each exporting its own result.
+        with store.locked(".build.lock"):
+            tool = tool or builder()
+            bases = bases or _bases(tool, store.root)
+            key = content_key(root, spec, bases.build, bases.ids)
+            cached = store.get(ref, key)
+            if cached is None:
+                _log(f"Building {ref} with {tool} on {bases.build} and {bases.runtime}")
+                _build(tool, root, spec, ref, bases=bases, tag=tag)
+                unpack = functools.partial(_export, tool, ref)
+                cached = store.add(ref, key, (bases.build, bases.ids), unpack)
+            else:
+                store.point(ref, key)
         results.append(Built(ref, cached, built=True, seconds=time.monotonic() - started))
         _log(f"{ref}: {cached.size_bytes / 1e6:.0f} MB ({time.monotonic() - started:.0f}s)")
     return results

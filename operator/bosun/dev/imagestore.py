@@ -21,12 +21,21 @@ import json
 import os
 import pathlib
 import shutil
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["Store", "StoreError", "StoredImage", "normalise"]
+__all__ = [
+    "PRUNE_GRACE_SECONDS",
+    "STORE_ENV",
+    "Store",
+    "StoreError",
+    "StoredImage",
+    "normalise",
+]
 
 STORE_ENV = "BOSUN_IMAGE_STORE"
+PRUNE_GRACE_SECONDS = 3600.0
 
 
 class StoreError(RuntimeError):
@@ -161,10 +170,11 @@ class Store:
     # --- writing --------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Serialise writers (two test sessions building at once)."""
+    def locked(self, name: str = ".lock") -> Iterator[None]:
+        """Serialise writers of the index (``.lock``), or builders (``.build.lock``: two test
+        sessions building at once)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("a") as handle:
+        with (self.root / name).open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -172,9 +182,12 @@ class Store:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def point(self, reference: str, key: str) -> None:
-        """Make ``reference`` name the image with ``key``."""
+        """Make ``reference`` name the image with ``key`` (the one it named is retired)."""
         with self.locked():
             index = self._index()
+            old = index.get(normalise(reference))
+            if old not in (None, key):
+                self._retire(old)
             index[normalise(reference)] = key
             tmp = self.root / "index.json.tmp"
             tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
@@ -184,7 +197,9 @@ class Store:
         """Forget ``reference`` (its files stay until ``prune``)."""
         with self.locked():
             index = self._index()
-            index.pop(normalise(reference), None)
+            old = index.pop(normalise(reference), None)
+            if old is not None:
+                self._retire(old)
             tmp = self.root / "index.json.tmp"
             tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
             tmp.replace(self.root / "index.json")
@@ -226,8 +241,9 @@ class Store:
     def derive(
         self, source: StoredImage, reference: str, change: Callable[[pathlib.Path], None]
     ) -> StoredImage:
-        """A copy of ``source`` under ``reference`` (hard links: cheap), changed by ``change``
-        on its rootfs; for tests that need a broken image."""
+        """A copy of ``source`` under ``reference``, changed by ``change`` on its rootfs; for
+        tests that need a broken image. The copy hard-links the files, so ``change`` may delete
+        or replace files but never write into one (that would change ``source`` too)."""
         key = f"{source.key}-{normalise(reference).encode().hex()[:16]}"
 
         def unpack(rootfs: pathlib.Path) -> Mapping[str, Any]:
@@ -237,9 +253,21 @@ class Store:
 
         return self.add(reference, key, (source.base, source.base_id), unpack)
 
-    def prune(self) -> None:
-        """Delete stored images that no reference names."""
+    def _retire(self, key: str) -> None:
+        folder = self.root / "store" / key
+        if folder.is_dir():
+            (folder / ".retired").touch()
+
+    def prune(self, grace_seconds: float = PRUNE_GRACE_SECONDS) -> None:
+        """Delete stored images that no reference has named for ``grace_seconds``: a pod
+        started from one just before it was replaced may still run from it."""
         keep = set(self._index().values())
+        cutoff = time.time() - grace_seconds
         for folder in (self.root / "store").iterdir():
-            if folder.name not in keep and not folder.name.startswith("."):
+            if folder.name in keep or folder.name.startswith("."):
+                continue
+            marker = folder / ".retired"
+            if not marker.exists():
+                marker.touch()
+            if marker.stat().st_mtime <= cutoff:
                 shutil.rmtree(folder, ignore_errors=True)

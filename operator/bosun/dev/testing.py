@@ -3,7 +3,8 @@
 Load it with ``-p bosun.dev.testing`` (Bosun's pyproject does, in addopts). It provides
 ``control_plane`` (one real control plane per test session, started through the same supervisor
 as ``bosun dev up`` and stopped even when tests fail), ``namespace`` (a fresh namespace per
-test), ``bosun_crds`` and ``operator`` (an operator process with a stand-in runner). When a
+test), ``bosun_crds``, ``operator`` (an operator process with a stand-in runner) and
+``shipped_images`` (both images built from this tree, cached by content). When a
 test that used a namespace fails, its report gains a section with the namespace's objects,
 Events and the logs of its pods, of the operator and of the node emulator.
 ``BOSUN_TEST_KUBECONFIG`` points the fixtures at an existing cluster instead of starting one.
@@ -39,6 +40,7 @@ __all__ = [
     "operator",
     "pytest_runtest_makereport",
     "scenario_size",
+    "shipped_images",
     "start_operator",
     "until",
 ]

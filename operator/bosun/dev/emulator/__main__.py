@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stdout,
     )
     args.dir.mkdir(parents=True, exist_ok=True)
+    args.dir.chmod(0o700)
     api = kubeclient.api_client(args.kubeconfig)
     host = parse.urlparse(api.configuration.host)
     time = clock.SystemClock()

@@ -199,6 +199,8 @@ class Emulator:
         meta = pod["metadata"]
         folder = self.folder / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
         folder.mkdir(parents=True, exist_ok=True)
+        # Root's alone, as the kubelet's pod folders: tokens, Secret values and volumes inside.
+        folder.chmod(0o700)
         state = pods.adopt(pod, self.clock.now(), lost=lost)
         names = [c.name for c in state.containers]
         self.supervisor.track(meta["uid"], pods.ref(pod), folder, names)
@@ -343,7 +345,8 @@ class Emulator:
             launch = self._launch(pod, run, spec, found, pod_env)
             path = run.folder / f"{name}.launch.json"
             launch.dump(path)
-            argv = [sys.executable, "-m", "bosun.dev.container", str(path)]
+            # -P: the pod's folder (the working directory) is not on the launcher's path.
+            argv = [sys.executable, "-P", "-m", "bosun.dev.container", str(path)]
             self.supervisor.start(run.uid, name, argv, self._base_env(run, local=False))
             return
         env = {**self._base_env(run, local=True), **self._kubelet_env(pod), **pod_env}
