@@ -10,7 +10,6 @@ builds from them.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import pathlib
 import shlex
@@ -22,6 +21,8 @@ import tomllib
 import chartkit
 import importgraph
 import pytest
+
+from bosun.dev import imagebuild
 
 OPERATOR = chartkit.REPO / "Dockerfile"
 RUNNER = chartkit.REPO / "runner-image" / "Dockerfile"
@@ -187,34 +188,36 @@ def test_runner_image_runs_the_runner() -> None:
     assert (chartkit.REPO / "operator" / "bosun" / "runner" / "__main__.py").exists()
 
 
-def _ignored(path: str, patterns: list[str]) -> bool:
-    """Docker's rule: the last matching pattern wins; ``!`` re-includes."""
-    ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        body = pattern[1:] if negate else pattern
-        body = body.rstrip("/")
-        if fnmatch.fnmatch(path, body) or path.startswith(body + "/"):
-            ignored = not negate
-    return ignored
-
-
 def test_build_context_has_what_the_build_needs() -> None:
-    lines = (chartkit.REPO / ".dockerignore").read_text().splitlines()
-    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    patterns = imagebuild.ignore_patterns(chartkit.REPO)
+    _ignored = imagebuild.ignored
     project = tomllib.loads((chartkit.REPO / "pyproject.toml").read_text())
     needed = ["pyproject.toml", project["project"]["readme"]]
     needed += project["tool"]["setuptools"]["packages"]["find"]["where"]
     needed.append("operator/bosun/__init__.py")
     for path in needed:
         assert not _ignored(path, patterns), f"{path} is excluded from the build context"
-    for path in (".venv/bin/python", ".git/config", "tests/conftest.py", ".bosun/dev/kubeconfig"):
+    ignored = (
+        ".venv/bin/python",
+        ".git/config",
+        "tests/conftest.py",
+        ".bosun/dev/kubeconfig",
+        "operator/.mypy_cache/3.11/x.json",
+        "operator/bosun.egg-info/SOURCES.txt",
+        "operator/bosun/__pycache__/x.cpython-311.pyc",
+    )
+    for path in ignored:
         assert _ignored(path, patterns), f"{path} would be sent to the Docker build"
     for dockerfile in DOCKERFILES:
         for keyword, rest in stages(dockerfile)[0]:
             if keyword == "COPY":
                 for source in rest.split()[:-1]:
                     assert not _ignored(source.rstrip("/"), patterns), (dockerfile, source)
+    # What the content key of `make images` covers is exactly that context.
+    sent = {str(p.relative_to(chartkit.REPO)) for p in imagebuild.context_files(chartkit.REPO)}
+    assert {"pyproject.toml", "README.md", "operator/bosun/__init__.py"} <= sent
+    assert {"requirements/runner.lock", "requirements/operator.lock"} <= sent
+    assert not [path for path in sent if ".mypy_cache" in path or "__pycache__" in path]
 
 
 def _build_commands(path: pathlib.Path) -> list[list[str]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import functools
 import hashlib
 import json
@@ -43,7 +44,10 @@ __all__ = [
     "build_all",
     "builder",
     "content_key",
+    "context_files",
     "ensure",
+    "ignore_patterns",
+    "ignored",
     "reference",
     "repo_root",
     "version",
@@ -105,24 +109,50 @@ def reference(name: str, tag: str) -> str:
 # --- what a build reads ---------------------------------------------------------------------
 
 
-def _context_files(root: pathlib.Path) -> list[pathlib.Path]:
-    """The files the .dockerignore lets into the build context, in a stable order."""
-    files = [root / "pyproject.toml", root / "README.md"]
-    for top in ("operator", "requirements"):
-        for path in sorted((root / top).rglob("*")):
-            if not path.is_file() or "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
-                continue
-            if any(part.endswith(".egg-info") for part in path.parts):
-                continue
-            files.append(path)
-    return files
+def ignore_patterns(root: pathlib.Path) -> list[str]:
+    """The .dockerignore's patterns, in order."""
+    lines = (root / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(path: str, patterns: Sequence[str]) -> bool:
+    """Docker's rule for a context path: the last pattern that matches it (or a folder above
+    it) wins; ``!`` lets it back in."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        body = pattern.removeprefix("!").rstrip("/")
+        if any(fnmatch.fnmatchcase(prefix, body) for prefix in prefixes):
+            verdict = not negate
+    return verdict
+
+
+def context_files(root: pathlib.Path) -> list[pathlib.Path]:
+    """The files a build of ``root`` sends as its context (the .dockerignore applied), sorted."""
+    patterns = ignore_patterns(root)
+    reincluded = [p.removeprefix("!").rstrip("/") for p in patterns if p.startswith("!")]
+    files: list[pathlib.Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = pathlib.Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if here == "." else f"{here}/"
+        # A folder that is ignored, with nothing under it let back in, is not walked.
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not ignored(prefix + d, patterns)
+            or any(r.startswith(prefix + d + "/") or r == prefix + d for r in reincluded)
+        )
+        files += [root / (prefix + f) for f in filenames if not ignored(prefix + f, patterns)]
+    return sorted(files)
 
 
 def content_key(root: pathlib.Path, spec: ImageSpec, base: str, base_id: str) -> str:
     """A digest of everything the image's build reads: a different key, a different image."""
     digest = hashlib.sha256()
     digest.update(f"base={base}@{base_id}\n".encode())
-    for path in [root / spec.dockerfile, *_context_files(root)]:
+    for path in [root / spec.dockerfile, *context_files(root)]:
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:32]
