@@ -47,12 +47,15 @@ def test_the_demo_runs_a_governed_run_and_says_where_its_metrics_are(
         metrics = urllib.request.urlopen(found.group(1), timeout=10).read().decode()
         assert 'bosun_runs_total{outcome="Succeeded"} 1.0' in metrics
         assert "run demo -n default --input 'Hello' --wait" in demo.stdout
-        # The Run's runner ran from the shipped image.
-        runner = next(b for b in shipped_images if "/bosun-runner:" in b.reference)
-        assert f"Runner image {runner.reference}" in demo.stdout
-        launches = list(folder.glob("**/pods/default_*/runner.launch.json"))
-        assert launches, "the demo's runner pod did not run from an image"
-        assert all(str(runner.image.rootfs) in path.read_text() for path in launches)
+        # The operator (the chart's Deployment) and the Run's runner ran from the shipped images.
+        for built in shipped_images:
+            name = built.reference.rsplit("/", 1)[-1].split(":")[0]
+            pods, container = (
+                ("default", "runner") if name == "bosun-runner" else ("bosun-system", "operator")
+            )
+            launches = list(folder.glob(f"**/pods/{pods}_*/{container}.launch.json"))
+            assert launches, f"no {container} pod ran from {built.reference}"
+            assert all(str(built.image.rootfs) in path.read_text() for path in launches)
     finally:
         subprocess.run(
             [sys.executable, "-m", "bosun", "dev", "down", "--dir", str(folder)],

@@ -83,8 +83,13 @@ def dev_status(folder: pathlib.Path | None) -> None:
         click.echo(f"  {name:<24} pid {pid:<8} {'running' if alive else 'EXITED'}")
     operator = daemon.operator_info(state.folder)
     if operator is not None:
+        where = (
+            f"pid {operator['pid']:<8}"
+            if operator.get("pid") is not None
+            else f"release {operator['namespace']}/{operator['release']}"
+        )
         click.echo(
-            f"  {'operator':<24} pid {operator['pid']:<8} running;"
+            f"  {'operator':<24} {where} running;"
             f" metrics {operator['metrics']}/metrics, health {operator['health']}/healthz"
         )
     click.echo(f"Logs: {state.logs}")

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,8 @@ from bosun.dev import cluster, provision
 __all__ = [
     "DEFAULT_DIR",
     "OPERATOR_FILE",
+    "OPERATOR_NAMESPACE",
+    "OPERATOR_RELEASE",
     "STATE_FILE",
     "Log",
     "State",
@@ -174,28 +178,42 @@ def _pid_gone(pid: int) -> bool:
 
 
 OPERATOR_FILE = "operator.json"
+OPERATOR_RELEASE = "bosun"
+OPERATOR_NAMESPACE = "bosun-system"
 
 
 def _operator_pid(folder: pathlib.Path) -> int | None:
+    """The pid of an operator an older ``bosun demo`` ran as a local process."""
     try:
         pid = int(json.loads((folder / OPERATOR_FILE).read_text())["pid"])
         cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     return pid if b"operator" in cmdline and b"bosun" in cmdline else None
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def operator_info(folder: pathlib.Path) -> dict[str, Any] | None:
-    """The background operator of ``folder`` (``pid``, ``health`` and ``metrics`` URLs), or
-    None when none runs."""
-    if _operator_pid(folder) is None:
+    """The demo's operator in ``folder``'s control plane (``release``, ``namespace``, ``health``
+    and ``metrics`` URLs), or None when none answers."""
+    try:
+        info: dict[str, Any] = json.loads((folder / OPERATOR_FILE).read_text())
+    except (OSError, ValueError):
         return None
-    info: dict[str, Any] = json.loads((folder / OPERATOR_FILE).read_text())
-    return info
+    if info.get("pid") is not None:
+        return info if _operator_pid(folder) is not None else None
+    return info if _answers(str(info.get("health", ""))) else None
 
 
 def operator_health(folder: pathlib.Path) -> str | None:
-    """The health URL of the background operator of ``folder``, or None when none runs."""
+    """The health URL of the demo's operator of ``folder``, or None when none runs."""
     info = operator_info(folder)
     return None if info is None else str(info["health"])
 
@@ -229,41 +247,47 @@ def locate(folder: pathlib.Path | None) -> tuple[State | None, list[pathlib.Path
     return None, candidates
 
 
-def start_operator(folder: pathlib.Path, state: State, log: Log = print) -> str:
-    """Run ``bosun operator`` in the background against this control plane (once).
-
-    Returns its health URL; ``down`` stops it with the control plane.
-    """
+def start_operator(
+    folder: pathlib.Path, state: State, chart: pathlib.Path, watch: str, log: Log = print
+) -> str:
+    """Install the Helm ``chart`` into this control plane (once): the operator Deployment on
+    the built operator image, with the chart's CRDs and RBAC, watching namespace ``watch``.
+    Returns its health URL; ``down`` stops it with the control plane."""
     folder = folder.resolve()
     running = operator_health(folder)
     if running is not None:
         log("Operator already running")
         return running
+    helm = provision.ensure(["helm"], log=log)["helm"]
     metrics_port, health_port = cluster.free_port(), cluster.free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(state.kubeconfig),
-        "BOSUN_METRICS_PORT": str(metrics_port),
-        "BOSUN_HEALTH_PORT": str(health_port),
-        "BOSUN_LEADER_NAMESPACE": "default",
+    sets = {
+        "operator.watchNamespaces": f"{{{watch}}}",
+        "operator.metricsPort": str(metrics_port),
+        "operator.healthPort": str(health_port),
     }
-    with (folder / "logs" / "operator.log").open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bosun", "operator"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
+    argv = [str(helm), "upgrade", "--install", OPERATOR_RELEASE, str(chart)]
+    argv += ["--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", "3m"]
+    argv += [f"--kubeconfig={state.kubeconfig}"]
+    argv += [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise cluster.StartError(f"helm install of the operator failed:\n{proc.stderr.strip()}")
     health = f"http://127.0.0.1:{health_port}"
-    info = {"pid": proc.pid, "health": health, "metrics": f"http://127.0.0.1:{metrics_port}"}
+    info = {
+        "release": OPERATOR_RELEASE,
+        "namespace": OPERATOR_NAMESPACE,
+        "health": health,
+        "metrics": f"http://127.0.0.1:{metrics_port}",
+    }
     (folder / OPERATOR_FILE).write_text(json.dumps(info))
-    log(f"Started the operator (pid {proc.pid}); log: {folder / 'logs' / 'operator.log'}")
+    log(
+        f"Installed the chart: operator Deployment {OPERATOR_NAMESPACE}/{OPERATOR_RELEASE}-operator"
+    )
     return health
 
 
 def _stop_operator(folder: pathlib.Path) -> None:
+    """Stop an operator an older demo ran as a local process (a pod stops with the node)."""
     pid = _operator_pid(folder)
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):

@@ -1,8 +1,9 @@
 """``bosun demo``: what a newcomer runs first, on a bare machine.
 
-Brings up the local control plane (building it on first use), installs the CRDs, starts the
-operator in the background, applies the scripted demo agent with its Tool and Policy, runs it
-once to completion through the real runner in an emulated Job pod, and prints the Run's trace.
+Brings up the local control plane (building it on first use), builds the images (cached),
+installs the Helm chart (the CRDs, and the operator Deployment on the operator image with the
+chart's RBAC), applies the scripted demo agent with its Tool and Policy, runs it once to
+completion through the runner image in an emulated Job pod, and prints the Run's trace.
 """
 
 from __future__ import annotations
@@ -74,12 +75,11 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
     kubectl = provision.ensure(["kubectl"], log=log)["kubectl"]
     log(_kubectl(kubectl, state.kubeconfig, "get", "nodes"))
     rest = kube.connect(state.kubeconfig)
-    ops.install_crds(rest, manager="bosun-demo")
-    log("Installed the Bosun CRDs")
-    # The Run's runner pod runs the shipped runner image, built here on first use.
-    for image in imagebuild.ensure(["bosun-runner"]):
-        log(f"Runner image {image.reference} ({image.image.size_bytes / 1e6:.0f} MB)")
-    health = daemon.start_operator(folder, state, log=log)
+    # The operator and the Run's runner run from the shipped images, built here on first use.
+    for image in imagebuild.ensure():
+        kind = "Runner" if "/bosun-runner:" in image.reference else "Operator"
+        log(f"{kind} image {image.reference} ({image.image.size_bytes / 1e6:.0f} MB)")
+    health = daemon.start_operator(folder, state, root / "helm" / "bosun", NAMESPACE, log=log)
     _wait_ready(health)
     log("The operator is ready")
     demo = root / "examples" / "demo"
@@ -116,7 +116,8 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
     log(f"Demo finished in {time.monotonic() - started:.0f}s.")
     log(
         f"Operator metrics: {operator.get('metrics', '?')}/metrics (bosun_* series),"
-        f" health {operator.get('health', '?')}/healthz; log {state.logs / 'operator.log'}"
+        f" health {operator.get('health', '?')}/healthz;"
+        f" log {state.folder / 'pods'}/{daemon.OPERATOR_NAMESPACE}_*/operator.log"
     )
     log("Try:")
     log(f"  export KUBECONFIG={state.kubeconfig}")
