@@ -38,6 +38,7 @@ __all__ = [
     "Launch",
     "Mount",
     "argv_for",
+    "is_token_volume",
     "main",
     "plan",
 ]
@@ -149,7 +150,7 @@ def argv_for(
 
 
 def _numeric_user(user: str) -> tuple[int | None, int | None]:
-    """``uid[:gid]`` of an image's USER; (None, None) when it is empty, a name stays unknown."""
+    """``uid[:gid]`` of an image's USER: root when it is empty, None for what is a name."""
     if not user:
         return 0, None
     name, _, group = user.partition(":")
@@ -260,7 +261,7 @@ def plan(
         read_only = bool(vm.get("readOnly"))
         if "emptyDir" in volume:
             source = volumes[vm["name"]]
-        elif _is_token_volume(volume) and token_dir is not None:
+        elif is_token_volume(volume) and token_dir is not None:
             source, read_only = token_dir, True
         else:
             kinds = sorted(k for k in volume if k != "name")
@@ -285,7 +286,8 @@ def plan(
     )
 
 
-def _is_token_volume(volume: Mapping[str, Any]) -> bool:
+def is_token_volume(volume: Mapping[str, Any]) -> bool:
+    """A projected volume with a service-account token in it."""
     sources = (volume.get("projected") or {}).get("sources") or ()
     return any(source.get("serviceAccountToken") for source in sources)
 

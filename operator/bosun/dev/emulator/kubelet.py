@@ -78,6 +78,10 @@ class _Run:
     uid: str
     folder: pathlib.Path
     state: model.PodState
+    launches: dict[str, images.LocalCommand | container.Launch] = dataclasses.field(
+        default_factory=dict
+    )
+    """How each container starts, decided when the pod was prepared."""
 
 
 class Emulator:
@@ -235,23 +239,34 @@ class Emulator:
     # --- what a container is given ------------------------------------------------------------
 
     def _prepare(self, pod: model.Pod, run: _Run) -> model.Outcome:
-        """Resolve every container's image and env, and write the token when one is mounted."""
+        """Resolve every container's image and env (and, from an image, how to launch it), and
+        write the token when one is mounted."""
         envs: dict[str, dict[str, str]] = {}
+        launches: dict[str, images.LocalCommand | container.Launch] = {}
+        volumes: dict[str, pathlib.Path] | None = None
         for spec in pod["spec"].get("containers", []):
+            name = spec["name"]
             try:
                 found = self._resolve(spec)
             except images.UnknownImageError as err:
-                if not _waiting(run.state, spec["name"], "ErrImageNeverPull"):
+                if not _waiting(run.state, name, "ErrImageNeverPull"):
                     log.warning("Image not present pod=%s error=%s", pods.ref(pod), err)
-                return model.ImageMissing(spec["name"], str(err))
+                return model.ImageMissing(name, str(err))
             try:
                 secret, configmap = self.pod_api.secret, self.pod_api.configmap
-                envs[spec["name"]] = podenv.container_env(pod, spec, secret, configmap)
+                envs[name] = podenv.container_env(pod, spec, secret, configmap)
                 if isinstance(found, images.FromImage):
-                    self._launch(pod, run, spec, found, envs[spec["name"]])
+                    if volumes is None:
+                        volumes = self._pod_files(pod, run)
+                    launches[name] = self._launch(
+                        pod, run, spec, found, envs[name], volumes=volumes
+                    )
+                else:
+                    launches[name] = found
             except (podenv.EnvError, container.ConfigError) as err:
-                return model.EnvMissing(spec["name"], str(err))
-        wants_token = _wants_token(pod)
+                return model.EnvMissing(name, str(err))
+        run.launches = launches
+        wants_token = _token_volume(pod) is not None
         if wants_token:
             self._write_token(pod, run)
         return model.EnvReady(envs, token_written=wants_token)
@@ -265,15 +280,9 @@ class Emulator:
             table=self.image_table,
         )
 
-    def _launch(
-        self,
-        pod: model.Pod,
-        run: _Run,
-        spec: dict[str, Any],
-        found: images.FromImage,
-        env: dict[str, str],
-    ) -> container.Launch:
-        """How to start a container from its image (ConfigError when it cannot be)."""
+    def _pod_files(self, pod: model.Pod, run: _Run) -> dict[str, pathlib.Path]:
+        """What a kubelet makes for a pod's containers: its hostname and hosts files and a
+        folder per emptyDir volume (returned by volume name)."""
         volumes: dict[str, pathlib.Path] = {}
         for volume in pod["spec"].get("volumes") or ():
             if "emptyDir" in volume:
@@ -286,6 +295,19 @@ class Emulator:
         (run.folder / "hosts").write_text(
             f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
         )
+        return volumes
+
+    def _launch(
+        self,
+        pod: model.Pod,
+        run: _Run,
+        spec: dict[str, Any],
+        found: images.FromImage,
+        env: dict[str, str],
+        *,
+        volumes: dict[str, pathlib.Path],
+    ) -> container.Launch:
+        """How to start a container from its image (ConfigError when it cannot be)."""
         return container.plan(
             pod,
             spec,
@@ -306,7 +328,7 @@ class Emulator:
         tmp = sa_dir / ".token.tmp"
         tmp.write_text(token)
         # The projected volume's defaultMode, 0644 unless it says otherwise, as the kubelet.
-        mode = _token_mode(pod)
+        mode = int(((_token_volume(pod) or {}).get("projected") or {}).get("defaultMode", 0o644))
         tmp.chmod(mode)
         tmp.replace(sa_dir / "token")
         shutil.copyfile(self.ca_file, sa_dir / "ca.crt")
@@ -338,36 +360,24 @@ class Emulator:
         return env
 
     def _start(self, pod: model.Pod, run: _Run, name: str) -> None:
-        spec = next(c for c in pod["spec"].get("containers", []) if c["name"] == name)
-        pod_env = dict((run.state.env or {}).get(name, {}))
-        found = self._resolve(spec)
-        if isinstance(found, images.FromImage):
-            launch = self._launch(pod, run, spec, found, pod_env)
+        launch = run.launches[name]
+        if isinstance(launch, container.Launch):
             path = run.folder / f"{name}.launch.json"
             launch.dump(path)
             # -P: the pod's folder (the working directory) is not on the launcher's path.
             argv = [sys.executable, "-P", "-m", "bosun.dev.container", str(path)]
             self.supervisor.start(run.uid, name, argv, self._base_env(run, local=False))
             return
+        pod_env = (run.state.env or {}).get(name, {})
         env = {**self._base_env(run, local=True), **self._kubelet_env(pod), **pod_env}
-        self.supervisor.start(run.uid, name, found.argv, env)
+        self.supervisor.start(run.uid, name, launch.argv, env)
 
 
 def _waiting(state: model.PodState, name: str, reason: str) -> bool:
     return any(c.name == name and c.waiting_reason == reason for c in state.containers)
 
 
-def _token_mode(pod: model.Pod) -> int:
-    for volume in pod["spec"].get("volumes") or ():
-        projected = volume.get("projected") or {}
-        if any(source.get("serviceAccountToken") for source in projected.get("sources") or ()):
-            return int(projected.get("defaultMode", 0o644))
-    return 0o644
-
-
-def _wants_token(pod: model.Pod) -> bool:
-    for volume in pod["spec"].get("volumes") or ():
-        for source in (volume.get("projected") or {}).get("sources") or ():
-            if source.get("serviceAccountToken"):
-                return True
-    return False
+def _token_volume(pod: model.Pod) -> dict[str, Any] | None:
+    """The pod's projected volume with a service-account token, if it has one."""
+    volumes = pod["spec"].get("volumes") or ()
+    return next((v for v in volumes if container.is_token_volume(v)), None)
