@@ -91,13 +91,8 @@ def known_images() -> dict[str, Image]:
 def repository_name(image: str) -> str:
     """An image reference without tag or digest (``checkout.invalid/bosun-runner:x`` gives
     ``checkout.invalid/bosun-runner``, ``docker.io/library/busybox`` gives ``busybox``)."""
-    name = image.split("@", 1)[0]
-    head, slash, last = name.rpartition("/")
-    name = f"{head}{slash}{last.split(':', 1)[0]}"
-    for prefix in ("docker.io/library/", "docker.io/"):
-        if name.startswith(prefix) and "/" not in name.removeprefix(prefix):
-            return name.removeprefix(prefix)
-    return name
+    head, _, last = imagestore.normalise(image).split("@", 1)[0].rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}".removeprefix("docker.io/library/")
 
 
 def local_argv(
