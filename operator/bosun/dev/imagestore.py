@@ -189,9 +189,7 @@ class Store:
             if old not in (None, key):
                 self._retire(old)
             index[normalise(reference)] = key
-            tmp = self.root / "index.json.tmp"
-            tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-            tmp.replace(self.root / "index.json")
+            self._write_index(index)
 
     def remove(self, reference: str) -> None:
         """Forget ``reference`` (its files stay until ``prune``)."""
@@ -200,9 +198,13 @@ class Store:
             old = index.pop(normalise(reference), None)
             if old is not None:
                 self._retire(old)
-            tmp = self.root / "index.json.tmp"
-            tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-            tmp.replace(self.root / "index.json")
+            self._write_index(index)
+
+    def _write_index(self, index: Mapping[str, str]) -> None:
+        """Replace index.json at once (the caller holds the lock)."""
+        tmp = self.root / "index.json.tmp"
+        tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.root / "index.json")
 
     def add(
         self,
