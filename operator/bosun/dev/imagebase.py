@@ -134,9 +134,9 @@ def make_build_tree(rootfs: pathlib.Path, run: Run) -> None:
 # --- the runtime subset --------------------------------------------------------------------
 
 
-def _status(tree: pathlib.Path) -> list[dict[str, str]]:
-    """The stanzas of dpkg's status file, continuation lines joined."""
-    stanzas: list[dict[str, str]] = []
+def _status(tree: pathlib.Path) -> list[tuple[dict[str, str], str]]:
+    """The stanzas of dpkg's status file: the fields (continuation lines joined) and the text."""
+    stanzas: list[tuple[dict[str, str], str]] = []
     for block in (tree / "var/lib/dpkg/status").read_text().split("\n\n"):
         fields: dict[str, str] = {}
         key = ""
@@ -147,7 +147,7 @@ def _status(tree: pathlib.Path) -> list[dict[str, str]]:
                 key, _, value = line.partition(":")
                 fields[key] = value.strip()
         if fields.get("Package"):
-            stanzas.append(fields)
+            stanzas.append((fields, block.strip("\n")))
     return stanzas
 
 
@@ -172,7 +172,7 @@ def keep_closure(
             provides.setdefault(group[0], name)
     banned = set(never)
     keep: set[str] = set()
-    todo = [s for s in seeds]
+    todo = list(seeds)
     while todo:
         name = todo.pop()
         name = name if name in installed else provides.get(name, name)
@@ -215,7 +215,7 @@ def _copy(tree: pathlib.Path, rootfs: pathlib.Path, relative: str) -> None:
 def make_runtime_tree(tree: pathlib.Path, rootfs: pathlib.Path) -> set[str]:
     """Copy into ``rootfs`` only what the runtime packages of ``tree`` installed; return them."""
     stanzas = _status(tree)
-    keep = keep_closure(stanzas, RUNTIME_SEEDS)
+    keep = keep_closure((fields for fields, _ in stanzas), RUNTIME_SEEDS)
     rootfs.mkdir(parents=True)
     os.chmod(rootfs, 0o755)
     (rootfs / "usr").mkdir()
@@ -247,16 +247,7 @@ def make_runtime_tree(tree: pathlib.Path, rootfs: pathlib.Path) -> set[str]:
     # dpkg's database, cut down to what is there, so scanners still see the packages.
     status = rootfs / "var/lib/dpkg/status"
     status.parent.mkdir(parents=True, exist_ok=True)
-    kept = [s for s in (tree / "var/lib/dpkg/status").read_text().split("\n\n") if s.strip()]
-    status.write_text(
-        "\n\n".join(s for s in kept if _stanza_package(s) in keep).rstrip("\n") + "\n"
-    )
+    kept = [text for fields, text in stanzas if fields["Package"] in keep]
+    status.write_text("\n\n".join(kept) + "\n")
     _python_links(rootfs)
     return keep
-
-
-def _stanza_package(stanza: str) -> str:
-    for line in stanza.splitlines():
-        if line.startswith("Package:"):
-            return line.partition(":")[2].strip()
-    return ""
