@@ -186,7 +186,7 @@ def measure(plan: Plan, compare: pathlib.Path | None = None) -> dict[str, Any]:
         }
         _common.log("runner pod start on the built image")
         built = imagebuild.ensure()
-        runner = next(b for b in built if "/bosun-runner:" in b.reference)
+        runner = next(b for b in built if b.name == "bosun-runner")
         facts["images"] = {b.reference: b.image.size_bytes for b in built}
         facts["runnerPodStart"] = coldstart.measure_pods(cluster, runner.reference, 20)
         _common.log("runner hot paths")

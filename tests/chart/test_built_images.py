@@ -30,13 +30,7 @@ TOOLS = ("apt", "apt-get", "dpkg", "pip", "pip3", "pip3.11", "easy_install", "gc
 def image(
     request: pytest.FixtureRequest, shipped_images: list[imagebuild.Built]
 ) -> imagebuild.Built:
-    return next(
-        b for b in shipped_images if b.reference.rsplit("/", 1)[-1].split(":")[0] == request.param
-    )
-
-
-def _name(built: imagebuild.Built) -> str:
-    return built.reference.rsplit("/", 1)[-1].split(":")[0]
+    return next(b for b in shipped_images if b.name == request.param)
 
 
 def _walk(root: pathlib.Path) -> list[tuple[str, os.stat_result]]:
@@ -93,7 +87,7 @@ def test_its_environment_holds_the_locks_packages_and_nothing_else(image: imageb
         installed[utils.canonicalize_name(name)] = version
     pinned = {
         name: e.version
-        for name, e in lockfile.parse(chartkit.REPO / "requirements" / LOCKS[_name(image)]).items()
+        for name, e in lockfile.parse(chartkit.REPO / "requirements" / LOCKS[image.name]).items()
     }
     project = tomllib.loads((chartkit.REPO / "pyproject.toml").read_text())["project"]
     assert installed == {**pinned, "bosun": project["version"]}
@@ -104,7 +98,7 @@ def test_it_carries_the_oci_labels_of_its_source(image: imagebuild.Built) -> Non
     project = tomllib.loads((chartkit.REPO / "pyproject.toml").read_text())["project"]
     assert labels["org.opencontainers.image.version"] == project["version"]
     assert labels["org.opencontainers.image.source"].startswith("https://")
-    assert labels["org.opencontainers.image.title"] == _name(image)
+    assert labels["org.opencontainers.image.title"] == image.name
     revision = labels["org.opencontainers.image.revision"]
     found = re.fullmatch(r"([0-9a-f]{40})(-dirty)?", revision)
     assert found, revision
@@ -117,11 +111,11 @@ def test_it_carries_the_oci_labels_of_its_source(image: imagebuild.Built) -> Non
 def test_the_runner_image_leaves_out_the_operator_the_cli_and_the_dev_tools(
     shipped_images: list[imagebuild.Built],
 ) -> None:
-    runner = next(b for b in shipped_images if _name(b) == "bosun-runner")
+    runner = next(b for b in shipped_images if b.name == "bosun-runner")
     package = runner.image.rootfs / SITE / "bosun"
     assert (package / "runner" / "__main__.py").is_file()
     for gone in ("dev", "controller", "cli", "__main__.py", "ops.py"):
         assert not (package / gone).exists(), gone
     assert runner.image.entrypoint == ["python", "-m", "bosun.runner"]
-    operator = next(b for b in shipped_images if _name(b) == "bosun")
+    operator = next(b for b in shipped_images if b.name == "bosun")
     assert (operator.image.entrypoint, operator.image.cmd) == (["bosun"], ["operator"])

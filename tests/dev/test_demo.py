@@ -49,9 +49,10 @@ def test_the_demo_runs_a_governed_run_and_says_where_its_metrics_are(
         assert "run demo -n default --input 'Hello' --wait" in demo.stdout
         # The operator (the chart's Deployment) and the Run's runner ran from the shipped images.
         for built in shipped_images:
-            name = built.reference.rsplit("/", 1)[-1].split(":")[0]
             pods, container = (
-                ("default", "runner") if name == "bosun-runner" else ("bosun-system", "operator")
+                ("default", "runner")
+                if built.name == "bosun-runner"
+                else ("bosun-system", "operator")
             )
             launches = list(folder.glob(f"**/pods/{pods}_*/{container}.launch.json"))
             assert launches, f"no {container} pod ran from {built.reference}"

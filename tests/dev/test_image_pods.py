@@ -95,7 +95,7 @@ def _state(rest: kube.Rest, namespace: str, name: str, kind: str) -> dict[str, A
 
 
 def _runner(images: list[imagebuild.Built]) -> str:
-    return next(b.reference for b in images if "/bosun-runner:" in b.reference)
+    return next(b.reference for b in images if b.name == "bosun-runner")
 
 
 def test_a_pod_runs_inside_the_runner_image_as_its_user_with_a_read_only_root(

@@ -27,7 +27,7 @@ ENTRYPOINT_MODULE = "opt/bosun/lib/python3.11/site-packages/bosun/runner/__main_
 
 
 def _runner(images: list[imagebuild.Built]) -> imagebuild.Built:
-    return next(b for b in images if "/bosun-runner:" in b.reference)
+    return next(b for b in images if b.name == "bosun-runner")
 
 
 def _operator(cp: testing.ControlPlaneHandle, namespace: str, image: str) -> Any:

@@ -77,7 +77,7 @@ def run(folder: pathlib.Path, root: pathlib.Path, log: Log = print) -> int:
     rest = kube.connect(state.kubeconfig)
     # The operator and the Run's runner run from the shipped images, built here on first use.
     for image in imagebuild.ensure():
-        kind = "Runner" if "/bosun-runner:" in image.reference else "Operator"
+        kind = "Runner" if image.name == "bosun-runner" else "Operator"
         log(f"{kind} image {image.reference} ({image.image.size_bytes / 1e6:.0f} MB)")
     health = daemon.start_operator(folder, state, root / "helm" / "bosun", NAMESPACE, log=log)
     _wait_ready(health)

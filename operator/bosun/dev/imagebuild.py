@@ -15,7 +15,6 @@ image is exported into the image store (``imagestore``): its root filesystem and
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fnmatch
 import functools
@@ -29,7 +28,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 
 from bosun.dev import imagebase, imagestore
 
@@ -44,6 +43,7 @@ __all__ = [
     "build_all",
     "builder",
     "content_key",
+    "context_digest",
     "context_files",
     "ensure",
     "ignore_patterns",
@@ -81,6 +81,8 @@ IMAGES = (
 class Built:
     """A shipped image in the store, and whether this call built it."""
 
+    name: str
+    """The image's repository name, ``bosun`` or ``bosun-runner`` (``ImageSpec.name``)."""
     reference: str
     image: imagestore.StoredImage
     built: bool
@@ -148,13 +150,24 @@ def context_files(root: pathlib.Path) -> list[pathlib.Path]:
     return sorted(files)
 
 
-def content_key(root: pathlib.Path, spec: ImageSpec, base: str, base_id: str) -> str:
-    """A digest of everything the image's build reads: a different key, a different image."""
+def context_digest(root: pathlib.Path) -> bytes:
+    """A digest of the build context (names and contents), the same for both images."""
     digest = hashlib.sha256()
-    digest.update(f"base={base}@{base_id}\n".encode())
-    for path in [root / spec.dockerfile, *context_files(root)]:
+    for path in context_files(root):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.digest()
+
+
+def content_key(
+    root: pathlib.Path, spec: ImageSpec, base: str, base_id: str, context: bytes
+) -> str:
+    """A digest of everything the image's build reads (``context``: ``context_digest``, then
+    its Dockerfile and the base): a different key, a different image."""
+    digest = hashlib.sha256(context)
+    digest.update(f"base={base}@{base_id}\n".encode())
+    digest.update(spec.dockerfile.encode() + b"\0")
+    digest.update(hashlib.sha256((root / spec.dockerfile).read_bytes()).digest())
     return digest.hexdigest()[:32]
 
 
@@ -162,7 +175,8 @@ def _revision(root: pathlib.Path) -> str:
     """The commit the tree is at, ``-dirty`` when the image's inputs differ from it."""
     try:
         head = _run(["git", "rev-parse", "HEAD"], cwd=root).strip()
-        paths = ["pyproject.toml", "README.md", "operator", "requirements"]
+        # What the .dockerignore lets back into the context, and the Dockerfiles.
+        paths = [p[1:].rstrip("/") for p in ignore_patterns(root) if p.startswith("!")]
         paths += [spec.dockerfile for spec in IMAGES]
         dirty = _run(["git", "status", "--porcelain", "--", *paths], cwd=root).strip()
     except BuildError:
@@ -182,10 +196,24 @@ def _ca_bundle() -> pathlib.Path | None:
 # --- the tools ------------------------------------------------------------------------------
 
 
-def _run(argv: Sequence[str], *, cwd: pathlib.Path | None = None, timeout: float = 1800) -> str:
+def _run(
+    argv: Sequence[str],
+    *,
+    cwd: pathlib.Path | None = None,
+    timeout: float = 1800,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """``argv``'s output; BuildError with the end of what it printed when it fails."""
+    full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.run(
-            list(argv), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+            list(argv),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=full_env,
         )
     except (OSError, subprocess.TimeoutExpired) as err:
         raise BuildError(f"{argv[0]}: {err}") from err
@@ -275,12 +303,11 @@ def _bases(tool: str, cache: pathlib.Path) -> Bases:
         if not found:
             raise BuildError(f"BOSUN_BASE_IMAGE={forced} is not an image {tool} has")
         return Bases(forced, forced, found)
-    official = _image_id(tool, OFFICIAL_BASE)
-    if official is None and not _made_ids(tool) and _pull(tool, OFFICIAL_BASE):
+    official, ids = _image_id(tool, OFFICIAL_BASE), _made_ids(tool)
+    if official is None and ids is None and _pull(tool, OFFICIAL_BASE):
         official = _image_id(tool, OFFICIAL_BASE)
     if official:
         return Bases(OFFICIAL_BASE, OFFICIAL_BASE, official)
-    ids = _made_ids(tool)
     if ids is None:
         _make_bases(tool, cache / "base")
         ids = _made_ids(tool)
@@ -356,23 +383,8 @@ def _build(
     if tool == "buildah" and bases.made:
         # Never reach for a registry: the bases are local.
         argv += ["--pull-never"]
-    env_prefix = {"DOCKER_BUILDKIT": "1"} if tool == "docker" else {}
-    with _env(env_prefix):
-        _run([*argv, str(root)], timeout=3600)
-
-
-@contextlib.contextmanager
-def _env(extra: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    buildkit = {"DOCKER_BUILDKIT": "1"} if tool == "docker" else None
+    _run([*argv, str(root)], timeout=3600, env=buildkit)
 
 
 def _export(tool: str, ref: str, destination: pathlib.Path) -> dict[str, object]:
@@ -426,18 +438,21 @@ def ensure(
     results: list[Built] = []
     tool: str | None = None
     bases: Bases | None = None
+    context = context_digest(root)
     for spec in wanted:
         ref = reference(spec.name, tag)
         current = store.lookup(ref)
         started = time.monotonic()
-        if current is not None and current.key == _key_if_known(root, spec, current):
-            results.append(Built(ref, current, built=False, seconds=0.0))
+        if current is not None and current.key == content_key(
+            root, spec, current.base, current.base_id, context
+        ):
+            results.append(Built(spec.name, ref, current, built=False, seconds=0.0))
             continue
         # One build at a time per store (two test sessions), each exporting its own result.
         with store.locked(".build.lock"):
             tool = tool or builder()
             bases = bases or _bases(tool, store.root)
-            key = content_key(root, spec, bases.build, bases.ids)
+            key = content_key(root, spec, bases.build, bases.ids, context)
             cached = store.get(ref, key)
             if cached is None:
                 _log(f"Building {ref} with {tool} on {bases.build} and {bases.runtime}")
@@ -446,14 +461,9 @@ def ensure(
                 cached = store.add(ref, key, (bases.build, bases.ids), unpack)
             else:
                 store.point(ref, key)
-        results.append(Built(ref, cached, built=True, seconds=time.monotonic() - started))
+        results.append(Built(spec.name, ref, cached, True, time.monotonic() - started))
         _log(f"{ref}: {cached.size_bytes / 1e6:.0f} MB ({time.monotonic() - started:.0f}s)")
     return results
-
-
-def _key_if_known(root: pathlib.Path, spec: ImageSpec, current: imagestore.StoredImage) -> str:
-    """The key the tree would have on the base the current image was built on."""
-    return content_key(root, spec, current.base, current.base_id)
 
 
 def build_all() -> list[Built]:
