@@ -30,12 +30,15 @@ __all__ = [
     "GROUP",
     "JOURNAL_MAX_CHUNKS",
     "KINDS",
+    "LABEL_AGENT",
     "LABEL_ATTEMPT",
     "LABEL_DEAD_LETTER",
     "LABEL_MANAGED_BY",
+    "LABEL_POOL_WORKER",
     "LABEL_RUN",
     "OUTCOME_CANCELLED",
     "OUTCOME_FAILED",
+    "OUTCOME_HANDED_BACK",
     "OUTCOME_LOST",
     "OUTCOME_SUCCEEDED",
     "OUTCOME_TIMED_OUT",
@@ -58,6 +61,7 @@ __all__ = [
     "REASON_CANCELLED",
     "REASON_DEADLINE_EXCEEDED",
     "REASON_DUPLICATE",
+    "REASON_HANDED_BACK",
     "REASON_INVALID_RESOURCES",
     "REASON_JOB_NOT_OWNED",
     "REASON_LEASE_EXPIRED",
@@ -100,6 +104,11 @@ LABEL_DEAD_LETTER = f"{GROUP}/dead-letter"
 LABEL_RUN = f"{GROUP}/run"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_AGENT = f"{GROUP}/agent"
+"""On a pooled Run's Lease and journal chunks, its pool's Deployment, pods and worker Leases:
+the Agent they serve (what the pool-worker admission policy holds a worker to)."""
+LABEL_POOL_WORKER = f"{GROUP}/pool-worker"
+"""``"true"`` on a pool worker's own Lease (its liveness, one for all the Runs it holds)."""
 ANNOTATION_REDRIVE = f"{GROUP}/redrive"
 """Set by ``bosun redrive``: a new value starts a DeadLettered or Failed Run again."""
 ANNOTATION_DEFAULT_RUNNER_CLASS = f"runnerclass.{GROUP}/is-default-class"
@@ -152,6 +161,8 @@ REASON_RUNNER_NEVER_STARTED = "RunnerNeverStarted"
 # The Running condition while the attempt's pod says it cannot start its runner (a Secret it
 # references is missing, its image cannot be pulled): the kubelet keeps trying.
 REASON_RUNNER_NOT_STARTING = "RunnerNotStarting"
+REASON_HANDED_BACK = "HandedBack"
+"""A draining pool worker handed the attempt back; the next one starts at once."""
 
 # Reasons of an Agent's Ready condition about its RunnerClass, and of RunnerClass readiness.
 REASON_RUNNER_CLASS_NOT_FOUND = "RunnerClassNotFound"
@@ -182,6 +193,9 @@ OUTCOME_FAILED = "Failed"
 OUTCOME_LOST = "Lost"
 OUTCOME_CANCELLED = "Cancelled"
 OUTCOME_TIMED_OUT = "TimedOut"
+OUTCOME_HANDED_BACK = "HandedBack"
+"""A pool worker gave the attempt back while draining: the next attempt starts at once from the
+journal and the retry budget is not spent."""
 
 ENV_SCHEMA_DESCRIPTIONS = "BOSUN_SCHEMA_DESCRIPTIONS"
 """``0`` builds the API models without their field descriptions (read from the source at import,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import enum
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,8 @@ from typing import Any
 from bosun import constants
 
 __all__ = [
+    "ANNOTATION_CLAIM",
+    "ANNOTATION_OUTCOME",
     "CLUSTERPOLICY_READER_RULES",
     "ENV_ATTEMPT",
     "ENV_LEASE_DURATION",
@@ -34,6 +37,9 @@ __all__ = [
     "ENV_MODEL_API_KEY",
     "ENV_NAMESPACE_LABELS",
     "ENV_POD_NAME",
+    "ENV_POD_UID",
+    "ENV_POOL_AGENT",
+    "ENV_POOL_RUNS_PER_WORKER",
     "ENV_RUN_NAME",
     "ENV_RUN_NAMESPACE",
     "ENV_RUN_UID",
@@ -43,16 +49,21 @@ __all__ = [
     "JOURNAL_MAX_CHUNKS",
     "LEASE_DURATION_SECONDS",
     "LEASE_RENEW_SECONDS",
+    "POOL_ACCOUNT_PREFIX",
     "SECRET_ENV_PREFIX",
     "ExitCode",
     "job_name",
     "journal_name",
     "lease_name",
+    "lease_note",
     "pod_labels",
+    "pool_name",
+    "pool_rules",
     "run_deadline",
     "runner_account_name",
     "runner_rules",
     "secret_env_name",
+    "worker_lease_name",
 ]
 
 # Environment the operator gives every runner container.
@@ -64,6 +75,10 @@ ENV_POD_NAME = "BOSUN_POD_NAME"
 ENV_LEASE_NAME = "BOSUN_LEASE_NAME"
 ENV_LEASE_DURATION = "BOSUN_LEASE_DURATION_SECONDS"
 ENV_MODEL_API_KEY = "BOSUN_MODEL_API_KEY"
+ENV_POOL_AGENT = "BOSUN_POOL_AGENT"
+"""Set on a pool worker instead of the Run variables: the Agent whose attempts it claims."""
+ENV_POOL_RUNS_PER_WORKER = "BOSUN_POOL_RUNS_PER_WORKER"
+ENV_POD_UID = "BOSUN_POD_UID"
 ENV_NAMESPACE_LABELS = "BOSUN_NAMESPACE_LABELS"
 """The labels of the Run's namespace as a JSON object, when the operator created the attempt:
 what ClusterPolicies' namespaceSelectors match (the runner may not read Namespaces)."""
@@ -94,6 +109,8 @@ class ExitCode(enum.IntEnum):
     CANCELLED = 13
     # A call's outcome is unknown and its Tool is not idempotent: a human must decide.
     NEEDS_HUMAN = 14
+    # A draining pool worker gave the attempt back at a step boundary (never a pod's exit).
+    HANDED_BACK = 15
 
 
 def _short_hash(text: str, length: int = 6) -> str:
@@ -127,6 +144,43 @@ def journal_name(run: str, chunk: int) -> str:
 def runner_account_name(run: str) -> str:
     """The ServiceAccount (and Role, RoleBinding) scoped to the single Run it serves."""
     return _bounded(f"bosun-runner-{run}", "", _NAME_MAX)
+
+
+POOL_ACCOUNT_PREFIX = "bosun-pool-"
+"""Pool objects (Deployment, ServiceAccount, Role, RoleBinding) are this plus the Agent's full
+name; the pool-worker admission policy reads the Agent back from the ServiceAccount's name."""
+
+
+def pool_name(agent: str) -> str:
+    """The Deployment, ServiceAccount, Role and RoleBinding of Agent ``agent``'s worker pool
+    (an Agent with a pool has a name of at most ``api.agent.POOL_NAME_MAX`` characters)."""
+    return POOL_ACCOUNT_PREFIX + agent
+
+
+def worker_lease_name(pod: str) -> str:
+    """The Lease a pool worker renews for all the Runs it holds (its liveness)."""
+    return _bounded(f"bosun-worker-{pod}", "", _NAME_MAX)
+
+
+ANNOTATION_CLAIM = f"{constants.GROUP}/claim"
+"""On a pooled Run's Lease, written with the claim: JSON ``{"attempt", "worker",
+"workerLease"}``. The claim holds while that worker's own Lease is renewed."""
+ANNOTATION_OUTCOME = f"{constants.GROUP}/outcome"
+"""On a pooled Run's Lease, written when the worker releases it: JSON ``{"attempt", "epoch",
+"exitCode", "reason", "message"}``, what a Job's exit code and termination message say."""
+
+
+def lease_note(lease: Mapping[str, Any], annotation: str) -> dict[str, Any] | None:
+    """A Run Lease's claim or outcome annotation (``ANNOTATION_CLAIM``, ``ANNOTATION_OUTCOME``)
+    as a JSON object; None when absent or unreadable."""
+    raw = ((lease.get("metadata") or {}).get("annotations") or {}).get(annotation)
+    if not raw:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 SECRET_ENV_PREFIX = "BOSUN_SECRET_"
@@ -198,6 +252,46 @@ def runner_rules(run: str) -> list[dict[str, object]]:
             "resources": ["runjournals"],
             "resourceNames": journals,
             "verbs": ["get", "update", "patch"],
+        },
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]
+
+
+def pool_rules() -> list[dict[str, object]]:
+    """The RBAC rules of a pool's Role: what its workers need for any Run of the namespace.
+
+    RBAC cannot name objects that do not exist yet, so writes are namespace-wide here and the
+    chart's pool-worker ValidatingAdmissionPolicy holds them to the Agent the pool serves (its
+    Runs' status, the Leases and journal chunks labelled with it, Events about Runs). Reads
+    of Runs and journals are namespace-wide: Agents whose Runs must stay apart from each other
+    belong in separate namespaces, or in Job mode. No Secrets: they reach the pods through
+    ``secretKeyRef``.
+    """
+    return [
+        {
+            "apiGroups": [constants.GROUP],
+            "resources": ["runs"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": [constants.GROUP],
+            "resources": ["runs/status"],
+            "verbs": ["get", "patch", "update"],
+        },
+        {
+            "apiGroups": [constants.GROUP],
+            "resources": ["agents", "tools", "policies", "approvals"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        },
+        {
+            "apiGroups": [constants.GROUP],
+            "resources": ["runjournals"],
+            "verbs": ["get", "create", "update", "patch"],
         },
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ]

@@ -223,6 +223,26 @@ def _moved(field: str) -> dict[str, Any]:
     return rule
 
 
+POOL_NAME_MAX = 52
+"""The longest name of an Agent with a pool: its workers' ServiceAccount `bosun-pool-<agent>`
+must spell the Agent out in full (the admission policy reads the Agent from it) and stay a
+DNS label."""
+
+
+class PoolSpec(common.Model):
+    """Long-lived workers that claim this Agent's attempts instead of a Job per attempt: for
+    many short or mostly-waiting Runs whose tools the platform trusts. A worker serves only
+    this Agent (its Secrets reach only these pods); its pods are what the RunnerClass defines.
+    Journal, replay, governance, approvals, budgets and retries are those of Job mode."""
+
+    workers: int = pydantic.Field(default=1, ge=0, le=100)
+    """Worker pods (Deployment replicas). 0 stops the pool: offered attempts then wait, and
+    end as Lost after the start timeout. An autoscaler may own the number instead (see the
+    README's autoscaling section)."""
+    runs_per_worker: int = pydantic.Field(default=10, ge=1, le=1000)
+    """Attempts one worker executes at once (most of them waiting on the model)."""
+
+
 class RunnerSpec(common.Model):
     """Each attempt of a Run executes in one runner pod, created by a Job the operator owns,
     as the RunnerClass `className` defines it. What changes a runner's privileges (image,
@@ -250,6 +270,9 @@ class RunnerSpec(common.Model):
     """Deprecated, ignored: moved to RunnerClass.spec.nodeSelector."""
     tolerations: list[Toleration] = pydantic.Field(default_factory=list, max_length=32)
     """Deprecated, ignored: moved to RunnerClass.spec.tolerations."""
+    pool: PoolSpec | None = None
+    """Long-lived workers claim the attempts of this Agent's Runs. Unset: a Job (a fresh pod)
+    per attempt, the stronger isolation."""
 
 
 class AgentSpec(common.Model):
@@ -323,12 +346,29 @@ class AgentUsage(common.Model):
     """When the operator last changed these figures."""
 
 
+class PoolStatus(common.Model):
+    """The Agent's worker pool as the operator last saw it."""
+
+    deployment: str | None = None
+    """Name of the pool's Deployment."""
+    workers: int = pydantic.Field(default=0, ge=0)
+    """Worker pods asked for."""
+    ready_workers: int = pydantic.Field(default=0, ge=0)
+    """Worker pods ready to claim attempts."""
+    free_slots: int = pydantic.Field(default=0, ge=0)
+    """Attempts the ready workers could take on now."""
+
+
 class AgentStatus(common.Status):
     """The observed state of an Agent. Ready is False while a listed Tool or a referenced
     Secret is missing."""
 
     usage: AgentUsage | None = None
     """Consumption over the last hour across the Agent's Runs, for Policy budgets."""
+    runner_mode: Literal["Job", "Pool"] | None = None
+    """How attempts run: a Job per attempt, or claimed by the pool's workers."""
+    pool: PoolStatus | None = None
+    """The worker pool, when the Agent has one."""
 
 
 class Agent(common.Resource):
@@ -336,6 +376,17 @@ class Agent(common.Resource):
 
     Each execution is a Run that references the Agent.
     """
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=common.validations(
+            common.cel(
+                "!has(self.spec.runner) || !has(self.spec.runner.pool) ||"
+                f" size(self.metadata.name) <= {POOL_NAME_MAX}",
+                f"metadata.name of an Agent with spec.runner.pool must be at most {POOL_NAME_MAX}"
+                " characters (its workers' ServiceAccount is bosun-pool-<name>)",
+            )
+        )
+    )
 
     kind: Literal["Agent"] = "Agent"
     """Kind of the object: Agent."""
@@ -353,6 +404,10 @@ KIND = common.KindInfo(
         common.PrinterColumn("Provider", ".spec.model.provider", description="Model provider"),
         common.PrinterColumn("Model", ".spec.model.name", description="Model name"),
         common.READY_COLUMN,
+        common.PrinterColumn("Mode", ".status.runnerMode", description="Job or Pool"),
+        common.PrinterColumn(
+            "Workers", ".status.pool.readyWorkers", "integer", "Ready pool workers"
+        ),
         common.PrinterColumn(
             "Runs/h", ".status.usage.runs", "integer", "Runs started in the last hour"
         ),

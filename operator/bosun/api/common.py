@@ -489,6 +489,9 @@ class KindInfo:
     short_names: Sequence[str]
     columns: Sequence[PrinterColumn]
     scope: Literal["Namespaced", "Cluster"] = "Namespaced"  # Cluster: not in the category
+    selectable_fields: Sequence[str] = ()
+    """JSON paths a field selector may use on this Kind (`selectableFields`), such as the
+    pool workers' watch of their Agent's Runs."""
 
     @property
     def kind(self) -> str:

@@ -119,6 +119,16 @@ def crd(info: common.KindInfo) -> dict[str, Any]:
     }
     if info.scope == "Namespaced" and info.kind not in _UNCATEGORIZED:
         names["categories"] = [constants.CATEGORY]
+    version: dict[str, Any] = {
+        "name": constants.VERSION,
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": openapi_schema(info)},
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": columns,
+    }
+    if info.selectable_fields:
+        version["selectableFields"] = [{"jsonPath": path} for path in info.selectable_fields]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -130,16 +140,7 @@ def crd(info: common.KindInfo) -> dict[str, Any]:
             "group": constants.GROUP,
             "names": names,
             "scope": info.scope,
-            "versions": [
-                {
-                    "name": constants.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": openapi_schema(info)},
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": columns,
-                }
-            ],
+            "versions": [version],
         },
     }
 

@@ -40,7 +40,7 @@ RunPhase = Literal[
     "DeadLettered",
     "Duplicate",
 ]
-AttemptOutcome = Literal["Succeeded", "Failed", "Lost", "Cancelled", "TimedOut"]
+AttemptOutcome = Literal["Succeeded", "Failed", "Lost", "Cancelled", "TimedOut", "HandedBack"]
 
 
 class RunSpec(common.Model):
@@ -97,21 +97,24 @@ class RunSpec(common.Model):
 
 
 class Attempt(common.Model):
-    """One attempt of a Run: one Job and its pod."""
+    """One attempt of a Run: one Job and its pod, or a claim by a worker of its Agent's pool."""
 
     number: int = pydantic.Field(ge=1)
     """Attempt number, counting from 1."""
     job: str | None = None
-    """Name of the attempt's Job."""
+    """Name of the attempt's Job (unset for an attempt offered to a pool)."""
+    pool: str | None = None
+    """Name of the pool's Deployment the attempt was offered to, instead of a Job."""
     pod: str | None = None
-    """Name of the pod that ran the attempt."""
+    """Name of the pod that ran the attempt (in a pool: the worker that claimed it)."""
     start_time: datetime.datetime | None = None
     """When the attempt started."""
     end_time: datetime.datetime | None = None
     """When the attempt ended; unset while it runs."""
     outcome: AttemptOutcome | None = None
-    """How the attempt ended: Succeeded, Failed, Lost (its lease expired), Cancelled or
-    TimedOut; unset while it runs."""
+    """How the attempt ended: Succeeded, Failed, Lost (its lease expired), Cancelled,
+    TimedOut or HandedBack (a draining pool worker gave it back; not counted as a failure);
+    unset while it runs."""
     reason: str | None = None
     """CamelCase reason for the outcome, such as ModelUnavailable or PodFailed."""
     message: str | None = None
@@ -229,6 +232,7 @@ KIND = common.KindInfo(
     model=Run,
     plural="runs",
     short_names=("brun",),
+    selectable_fields=(".spec.agentRef.name",),
     columns=(
         common.PrinterColumn("Agent", ".spec.agentRef.name", description="The Agent"),
         common.PrinterColumn("Phase", ".status.phase", description="Derived phase"),

@@ -25,6 +25,8 @@ __all__ = [
     "role",
     "role_binding",
     "runner_env",
+    "runner_pod",
+    "secret_env",
     "secret_refs",
     "service_account",
 ]
@@ -83,12 +85,16 @@ def role_binding(run: Obj) -> dict[str, Any]:
     )
 
 
-def lease(run: Obj, duration_seconds: int) -> dict[str, Any]:
-    """The Run's Lease, created free: the first runner acquires it (epoch 1)."""
+def lease(run: Obj, duration_seconds: int, agent: str | None = None) -> dict[str, Any]:
+    """The Run's Lease, created free: the first runner acquires it (epoch 1). Given the
+    ``agent`` of a pool, it carries the Agent's label, which lets that pool's workers claim it."""
+    meta = _meta(run, contract.lease_name(run["metadata"]["name"]))
+    if agent is not None:
+        meta["labels"][constants.LABEL_AGENT] = agent
     return {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": _meta(run, contract.lease_name(run["metadata"]["name"])),
+        "metadata": meta,
         "spec": {"leaseDurationSeconds": duration_seconds, "leaseTransitions": 0},
     }
 
@@ -132,6 +138,12 @@ def runner_env(
         {"name": contract.ENV_LEASE_NAME, "value": contract.lease_name(meta["name"])},
         {"name": contract.ENV_LEASE_DURATION, "value": str(lease_seconds)},
     ]
+    return env + secret_env(agent, tools)
+
+
+def secret_env(agent: Obj, tools: Iterable[Obj]) -> list[dict[str, Any]]:
+    """The Agent's Secrets as ``secretKeyRef`` variables: its model key and tool headers."""
+    env: list[dict[str, Any]] = []
     model_key = agent.get("spec", {}).get("model", {}).get("apiKeySecretRef")
     if model_key:
         env.append(_secret_env(contract.ENV_MODEL_API_KEY, model_key))
@@ -161,6 +173,57 @@ def network_policy(run: Obj, runner_class: runnerclasses.Resolved) -> dict[str, 
     )
 
 
+def runner_pod(
+    agent: Obj,
+    env: list[dict[str, Any]],
+    settings: settings_mod.Settings,
+    runner_class: runnerclasses.Resolved,
+    *,
+    namespace_labels: Mapping[str, str] | None,
+    service_account: str,
+    args: Iterable[str] = (),
+    restart_policy: str = "Never",
+) -> dict[str, Any]:
+    """The pod spec of a runner, a Job's or a pool worker's: what ``runner_class`` defines
+    (None: the operator's built-in class, the configured runner image); of the Agent's runner
+    only the resources count, within the class's bounds. The runner fields that moved to
+    RunnerClass are ignored. The namespace's labels (``namespace_labels``; None: unknown, and
+    then not passed) go to the runner for ClusterPolicies' namespaceSelectors."""
+    spec = runner_class.spec
+    container: dict[str, Any] = {
+        "name": "runner",
+        "image": spec.get("image") or settings.runner_image,
+        "env": env,
+        "resources": runnerclasses.resources(runner_class, agent),
+        "securityContext": runnerclasses.container_security(runner_class),
+    }
+    if namespace_labels is not None:
+        labels = json.dumps(dict(namespace_labels), sort_keys=True, separators=(",", ":"))
+        container["env"].append({"name": contract.ENV_NAMESPACE_LABELS, "value": labels})
+    container["env"] += [{"name": k, "value": v} for k, v in settings.runner_env]
+    if spec.get("imagePullPolicy"):
+        container["imagePullPolicy"] = spec["imagePullPolicy"]
+    if settings.runner_command:
+        container["command"] = list(settings.runner_command)
+    if args:
+        container["args"] = list(args)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": restart_policy,
+        "serviceAccountName": spec.get("serviceAccountName") or service_account,
+        "automountServiceAccountToken": True,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": runnerclasses.pod_security(runner_class),
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if spec.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(spec["nodeSelector"])
+    if spec.get("tolerations"):
+        pod_spec["tolerations"] = [dict(t) for t in spec["tolerations"]]
+    return pod_spec
+
+
 def job(
     run: Obj,
     agent: Obj,
@@ -171,47 +234,19 @@ def job(
     runner_class: runnerclasses.Resolved | None = None,
     namespace_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Job of one attempt: ``backoffLimit: 0`` (Bosun owns retries), owned by the Run.
-
-    Its pod is what ``runner_class`` defines (None: the operator's built-in class, the
-    configured runner image); of the Agent's runner only the resources count, within the
-    class's bounds. The runner fields that moved to RunnerClass are ignored. The namespace's
-    labels (``namespace_labels``; None: unknown, and then not passed) go to the runner for
-    ClusterPolicies' namespaceSelectors: a relabeled namespace counts from the next attempt.
-    """
+    """The Job of one attempt: ``backoffLimit: 0`` (Bosun owns retries), owned by the Run,
+    its pod a ``runner_pod``. A relabeled namespace counts from the next attempt."""
     name = run["metadata"]["name"]
     chosen = runner_class or runnerclasses.Resolved(None, None, False)
-    spec = chosen.spec
     limits = agent.get("spec", {}).get("limits") or {}
-    container: dict[str, Any] = {
-        "name": "runner",
-        "image": spec.get("image") or settings.runner_image,
-        "env": runner_env(run, agent, tools, attempt, settings.lease_duration_seconds),
-        "resources": runnerclasses.resources(chosen, agent),
-        "securityContext": runnerclasses.container_security(chosen),
-    }
-    if namespace_labels is not None:
-        labels = json.dumps(dict(namespace_labels), sort_keys=True, separators=(",", ":"))
-        container["env"].append({"name": contract.ENV_NAMESPACE_LABELS, "value": labels})
-    container["env"] += [{"name": k, "value": v} for k, v in settings.runner_env]
-    if spec.get("imagePullPolicy"):
-        container["imagePullPolicy"] = spec["imagePullPolicy"]
-    if settings.runner_command:
-        container["command"] = list(settings.runner_command)
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "serviceAccountName": spec.get("serviceAccountName") or contract.runner_account_name(name),
-        "automountServiceAccountToken": True,
-        "terminationGracePeriodSeconds": 30,
-        "securityContext": runnerclasses.pod_security(chosen),
-        "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-    }
-    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
-    if spec.get("nodeSelector"):
-        pod_spec["nodeSelector"] = dict(spec["nodeSelector"])
-    if spec.get("tolerations"):
-        pod_spec["tolerations"] = [dict(t) for t in spec["tolerations"]]
+    pod_spec = runner_pod(
+        agent,
+        runner_env(run, agent, tools, attempt, settings.lease_duration_seconds),
+        settings,
+        chosen,
+        namespace_labels=namespace_labels,
+        service_account=contract.runner_account_name(name),
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

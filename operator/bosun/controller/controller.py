@@ -23,14 +23,16 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from bosun import constants, kube, retry
+from bosun import constants, contract, kube, retry
 from bosun.controller import (
     conditions,
     fairshare,
     lifecycle,
     metrics,
+    pools,
     resources,
     retention,
+    runnerclasses,
     runs,
     runstatus,
     usage,
@@ -60,6 +62,7 @@ WATCHED: dict[str, tuple[str, str | None]] = {
     "runs": (constants.API_VERSION, None),
     "jobs": ("batch/v1", f"{constants.LABEL_MANAGED_BY}=bosun"),
     "leases": ("coordination.k8s.io/v1", f"{constants.LABEL_MANAGED_BY}=bosun"),
+    "deployments": ("apps/v1", f"{constants.LABEL_MANAGED_BY}=bosun"),
 }
 CLUSTER_SCOPED = frozenset({"runnerclasses", "clusterpolicies", "namespaces"})
 """Watched kinds listed cluster-wide even when the operator watches some namespaces."""
@@ -73,6 +76,7 @@ class Controller:
         self.queue: workqueue.WorkQueue[Item] = workqueue.WorkQueue()
         self.runs = runs.RunReconciler(self.store, rest, settings)
         self.resources = resources.ResourceReconciler(self.store, rest)
+        self.pools = pools.PoolReconciler(self.store, rest, settings)
         self.usage = usage.UsageReconciler(self.store, rest)
         self.retention = retention.Retention(self.store, rest, settings)
         self._retention_due = threading.Event()
@@ -150,6 +154,18 @@ class Controller:
                 self._admission.set()
                 with self._locks_guard:
                     self._locks.pop(key, None)
+        elif plural == "leases" and _labels(obj).get(constants.LABEL_POOL_WORKER) == "true":
+            # A pool worker's own Lease: look again when it would expire unrenewed; gone, its
+            # Runs' attempts end now.
+            if event_type == "DELETED":
+                self._wake_claims(key)
+            else:
+                duration = float((obj.get("spec") or {}).get("leaseDurationSeconds") or 15)
+                self.queue.add_after(("workers", key), duration + 0.5)
+        elif plural == "deployments":
+            served = _labels(obj).get(constants.LABEL_AGENT)
+            if served:
+                self.queue.add(("agents", (key[0], served)))
         elif plural in ("jobs", "leases"):
             run_name = (obj["metadata"].get("labels") or {}).get(constants.LABEL_RUN)
             owner = _run_owner(obj)
@@ -190,6 +206,9 @@ class Controller:
             self._admission.set()  # a changed runsPerHour may let Runs start
         elif plural == "namespaces":
             self._admission.set()  # new labels may select other ClusterPolicies' budgets
+            for agent in self.store.agents.values():  # pools' workers are told the labels
+                if agent["metadata"]["namespace"] == key[1] and pools.pool_of(agent):
+                    self.queue.add(("agents", store_mod.key_of(agent)))
 
     def usage_soon(self, agent: store_mod.Key, delay: float) -> None:
         """Publish the Agent's usage within ``delay`` seconds (sooner if already due)."""
@@ -221,6 +240,10 @@ class Controller:
                         self._admission.set()
                     if result.requeue_after is not None:
                         self.queue.add_after(item, result.requeue_after)
+                elif plural == "workers":
+                    again = self._check_worker(key)
+                    if again is not None:
+                        self.queue.add_after(item, again)
                 elif plural == "usage":
                     with self._usage_guard:
                         self._usage_due.pop(key, None)
@@ -229,6 +252,8 @@ class Controller:
                         self.usage_soon(key, later)
                 else:
                     again = self.resources.reconcile(plural, key)
+                    if plural == "agents":
+                        self._reconcile_pool(key)
                     if again is not None:
                         self.queue.add_after(item, again)
                 self._failures.pop(item, None)
@@ -247,6 +272,42 @@ class Controller:
             finally:
                 metrics.RECONCILE.labels(plural).observe(time.perf_counter() - started)
                 self.queue.done(item)
+
+    # --- pools ---------------------------------------------------------------------------------
+
+    def _reconcile_pool(self, key: store_mod.Key) -> None:
+        agent = self.store.agents.get(key)
+        if agent is not None:
+            chosen = runnerclasses.resolve(agent, self.store.runnerclasses.values())
+            self.pools.reconcile(agent, chosen)
+
+    def _check_worker(self, key: store_mod.Key) -> float | None:
+        """Wake the Runs a pool worker claimed once its Lease expired; else when to look again."""
+        found = self.store.leases.get(key)
+        if found is None:
+            self._wake_claims(key)
+            return None
+        spec = found.get("spec") or {}
+        claim = {
+            "workerLease": key[1],
+            "worker": spec.get("holderIdentity"),
+            "workerEpoch": int(spec.get("leaseTransitions") or 0),
+        }
+        left = self.runs.worker_left(key[0], claim)
+        if left >= 0:
+            return left + 0.5
+        self._wake_claims(key)
+        return None
+
+    def _wake_claims(self, worker: store_mod.Key) -> None:
+        """Reconcile every Run whose Lease a claim of the worker Lease ``worker`` holds."""
+        for lease in self.store.leases.values():
+            if lease["metadata"].get("namespace") != worker[0]:
+                continue
+            claim = contract.lease_note(lease, contract.ANNOTATION_CLAIM)
+            run = _labels(lease).get(constants.LABEL_RUN)
+            if claim is not None and claim.get("workerLease") == worker[1] and run:
+                self.queue.add(("runs", (worker[0], _run_owner(lease) or run)))
 
     # --- retention -----------------------------------------------------------------------------
 
@@ -460,6 +521,10 @@ def _agent_limit(agent: Mapping[str, Any]) -> int | None:
     concurrency = (agent.get("spec") or {}).get("concurrency") or {}
     value = concurrency.get("maxConcurrentRuns")
     return int(value) if value else None
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
 
 
 def _run_owner(obj: Mapping[str, Any]) -> str | None:

@@ -121,6 +121,11 @@ async def lease_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
     _observe(memo, "leases", event)
 
 
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "deployments", event)
+
+
 @kopf.on.login()
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """Log kopf in with the credentials Bosun's own client loaded (kubeconfig or in-cluster)."""

@@ -152,8 +152,11 @@ _NOT_ORIGINALS = (
 # --- admission's decisions -------------------------------------------------------------------
 
 
-def admit(run: Mapping[str, Any], now: datetime.datetime) -> plans.Plan | None:
-    """Start the Run's next attempt (recorded in status before its Job exists); None when the
+def admit(
+    run: Mapping[str, Any], now: datetime.datetime, pool: str | None = None
+) -> plans.Plan | None:
+    """Start the Run's next attempt (recorded in status before its Job exists; with ``pool``,
+    the name of its Agent's pool, the record is the offer its workers claim); None when the
     Run has an active attempt or has finished."""
     st = runstatus.RunStatus(run)
     if st.active_attempt() is not None or st.phase in runstatus.TERMINAL_PHASES:
@@ -161,12 +164,18 @@ def admit(run: Mapping[str, Any], now: datetime.datetime) -> plans.Plan | None:
     name = run["metadata"]["name"]
     number = st.next_attempt_number()
     job = contract.job_name(name, number)
-    st.attempts.append({"number": number, "job": job, "startTime": conditions.stamp(now)})
+    started = conditions.stamp(now)
+    if pool is not None:
+        st.attempts.append({"number": number, "pool": pool, "startTime": started})
+    else:
+        st.attempts.append({"number": number, "job": job, "startTime": started})
     st.fields.pop("nextRetryTime", None)
     st.fields.setdefault("startTime", conditions.stamp(now))
     st.fields.setdefault("lease", {"name": contract.lease_name(name), "transitions": 0})
     st.set(_QUEUED, False, constants.REASON_ADMITTED, f"Admitted as attempt {number}", at=now)
     message = f"Attempt {number} runs as Job {job}"
+    if pool is not None:
+        message = f"Attempt {number} is offered to the workers of pool {pool}"
     st.set(_RUNNING, True, constants.REASON_ATTEMPT_RUNNING, message, at=now)
     return plans.Plan(status=st.render(), admitted=number)
 

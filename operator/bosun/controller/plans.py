@@ -87,6 +87,10 @@ class World:
     """The latest attempt's pod; None when not looked at (``Plan.look_at_pods`` asks: once its
     Job ended, and while its runner has not taken the Lease)."""
     lease: Mapping[str, Any] | None = None
+    worker_left: float | None = None
+    """For an attempt a pool worker claimed: seconds until that worker's own Lease expires
+    (measured like ``sighting``; negative: expired, gone, or renewed at another epoch than the
+    claim's). None while no worker claimed the active attempt."""
     sighting: LeaseSighting | None = None
     """The sighting of ``lease`` last returned in a Plan for this Run."""
     monotonic: float = 0.0

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bosun import cel, constants, contract, kube
-from bosun.controller import conditions, events, runnerclasses
+from bosun.controller import conditions, events, pools, runnerclasses
 from bosun.controller import store as store_mod
 
 __all__ = ["RECHECK_SECONDS", "Obj", "Readiness", "ResourceReconciler"]
@@ -77,7 +77,29 @@ class ResourceReconciler:
             return Readiness(False, unusable[0], unusable[1], notes=notes)
         model = spec.get("model") or {}
         described = "/".join(str(p) for p in (model.get("provider"), model.get("name")) if p)
-        return Readiness(True, "Ready", f"Model {described}", notes=notes)
+        return Readiness(True, "Ready", f"Model {described}", self._mode(agent), notes=notes)
+
+    def _mode(self, agent: Obj) -> dict[str, Any]:
+        """``runnerMode`` and, for a pool, its workers as its Deployment reports them, and the
+        slots they have free for attempts (as of this look; the metrics say it live)."""
+        pool = pools.pool_of(agent)
+        if pool is None:
+            return {"runnerMode": "Job"}
+        ns, name = agent["metadata"]["namespace"], agent["metadata"]["name"]
+        deployment = self.store.deployments.get((ns, contract.pool_name(name)))
+        status = (deployment or {}).get("status") or {}
+        ready = int(status.get("readyReplicas") or 0)
+        held = pools.claimed_attempts(self.store, (ns, name))
+        free = max(0, ready * int(pool.get("runsPerWorker", 10)) - held)
+        return {
+            "runnerMode": "Pool",
+            "pool": {
+                "deployment": contract.pool_name(name),
+                "workers": int(((deployment or {}).get("spec") or {}).get("replicas") or 0),
+                "readyWorkers": ready,
+                "freeSlots": free,
+            },
+        }
 
     def _runner_class_problem(self, agent: Obj) -> tuple[str, str] | None:
         """(reason, message) when the Agent's RunnerClass is missing or its runner resources

@@ -15,12 +15,22 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from bosun import constants, contract, kube
-from bosun.controller import conditions, events, lifecycle, metrics, plans, runnerclasses, runstatus
+from bosun.controller import (
+    conditions,
+    events,
+    lifecycle,
+    metrics,
+    plans,
+    pools,
+    runnerclasses,
+    runstatus,
+)
 from bosun.controller import settings as settings_mod
 from bosun.controller import store as store_mod
 
@@ -49,8 +59,10 @@ class RunReconciler:
         self.store = store
         self.rest = rest
         self.settings = settings
-        # (namespace, lease) -> what the Lease said, and when this process first saw it say so.
+        # (namespace, lease) -> what the Lease said, and when this process first saw it say so
+        # (Runs' Leases, and pool workers' own, which many reconciles read at once).
         self._lease_seen: dict[store_mod.Key, plans.LeaseSighting] = {}
+        self._seen_guard = threading.Lock()
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -73,7 +85,11 @@ class RunReconciler:
         if run is None:
             return False
         now = conditions.now()
-        plan = lifecycle.admit(run, now)
+        agent = self.store.agents.get(store_mod.agent_key_of(run))
+        pool = None
+        if agent is not None and pools.pool_of(agent) is not None:
+            pool = contract.pool_name(agent["metadata"]["name"])
+        plan = lifecycle.admit(run, now, pool)
         if plan is None or plan.admitted is None:
             return False
         self._write(run, plan)
@@ -83,8 +99,8 @@ class RunReconciler:
             if created is not None:
                 metrics.ADMISSION_LATENCY.observe(max(0.0, (now - created).total_seconds()))
         metrics.ATTEMPTS_STARTED.inc()
-        job = contract.job_name(key[1], number)
-        log.info("Admitted run=%s/%s attempt=%d job=%s", key[0], key[1], number, job)
+        where = pool or contract.job_name(key[1], number)
+        log.info("Admitted run=%s/%s attempt=%d to=%s", key[0], key[1], number, where)
         return True
 
     def hold(self, key: store_mod.Key, reason: str, message: str, event: str | None = None) -> None:
@@ -109,8 +125,15 @@ class RunReconciler:
             found = (self.store.tools.get((ns, n)) for n in agent.get("spec", {}).get("tools", []))
             tools = tuple(t for t in found if t is not None)
         attempts = (run.get("status") or {}).get("attempts") or ()
-        job = self.store.jobs.get((ns, attempts[-1]["job"])) if attempts else None
+        latest = attempts[-1] if attempts else {}
+        job = self.store.jobs.get((ns, latest["job"])) if latest.get("job") else None
         lease_key = (ns, contract.lease_name(meta["name"]))
+        lease = self.store.leases.get(lease_key)
+        worker_left = None
+        if latest.get("pool") and lease is not None:
+            claim = contract.lease_note(lease, contract.ANNOTATION_CLAIM)
+            if claim is not None and claim.get("attempt") == latest.get("number"):
+                worker_left = self.worker_left(ns, claim)
         peers: tuple[Obj, ...] = ()
         if spec.get("idempotencyKey"):
             peers = tuple(
@@ -130,12 +153,35 @@ class RunReconciler:
             ),
             namespace_labels=_labels(self.store.namespaces.get(("", ns))),
             job=job,
-            lease=self.store.leases.get(lease_key),
+            lease=lease,
+            worker_left=worker_left,
             sighting=self._lease_seen.get(lease_key),
             monotonic=time.monotonic(),
             peers=peers,
             settings=self.settings,
         )
+
+    def worker_left(self, namespace: str, claim: Mapping[str, Any]) -> float:
+        """Seconds until the Lease of the worker a claim names expires, measured on this
+        process's monotonic clock from when it was first seen saying what it says (negative:
+        gone, or held by another holder or epoch than the claim's)."""
+        key = (namespace, str(claim.get("workerLease") or ""))
+        found = self.store.leases.get(key)
+        if found is None:
+            return -1.0
+        spec = found.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        epoch = int(spec.get("leaseTransitions") or 0)
+        if holder != claim.get("worker") or epoch != claim.get("workerEpoch"):
+            return -1.0
+        version = (holder, spec.get("renewTime"), epoch)
+        now = time.monotonic()
+        with self._seen_guard:
+            seen = self._lease_seen.get(key)
+            if seen is None or seen.version != version:
+                seen = self._lease_seen[key] = plans.LeaseSighting(version, now)
+        duration = float(spec.get("leaseDurationSeconds") or contract.LEASE_DURATION_SECONDS)
+        return seen.seen_at + duration - now
 
     def _pod_facts(self, world: plans.World) -> plans.PodFacts:
         """What the pods of the latest attempt's Job left behind."""

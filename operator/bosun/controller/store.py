@@ -74,7 +74,8 @@ def slim_run(obj: Obj) -> Obj:
 
 
 def slim_job(obj: Obj) -> Obj:
-    """A Job as ``slim`` keeps it, without its pod template (the operator wrote it)."""
+    """A Job (or a pool's Deployment) as ``slim`` keeps it, without its pod template (the
+    operator wrote it)."""
     found = slim(obj)
     if isinstance(found.get("spec"), dict):
         found["spec"] = _without(found["spec"], "template")
@@ -176,6 +177,7 @@ class Store:
         self.namespaces = Kind()  # cluster-scoped: their labels select ClusterPolicies
         self.jobs = Kind(slim_job)
         self.leases = Kind()
+        self.deployments = Kind(slim_job)  # pools' workers: their pod template is ours too
 
     def runs_of(self, agent: Key) -> Iterator[Obj]:
         """The Runs that refer to the Agent ``agent``."""
@@ -192,5 +194,6 @@ class Store:
             "namespaces": self.namespaces,
             "jobs": self.jobs,
             "leases": self.leases,
+            "deployments": self.deployments,
         }
         return kinds[plural]

@@ -43,6 +43,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 _PLURALS = {
     "ConfigMap": "configmaps",
     "Event": "events",
+    "Deployment": "deployments",
     "Job": "jobs",
     "Lease": "leases",
     "Namespace": "namespaces",

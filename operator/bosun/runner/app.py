@@ -10,6 +10,7 @@ happens, renewal stops and the Lease is released unless it was lost.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -42,7 +43,15 @@ from bosun.runner import (
     tools,
 )
 
-__all__ = ["MESSAGE_MAX_CHARS", "TERMINATION_LOG", "interruptible_sleep", "main", "redact"]
+__all__ = [
+    "MESSAGE_MAX_CHARS",
+    "TERMINATION_LOG",
+    "Ending",
+    "execute",
+    "interruptible_sleep",
+    "main",
+    "redact",
+]
 
 log = logging.getLogger("bosun.runner")
 
@@ -140,6 +149,15 @@ def main(env: Mapping[str, str] | None = None) -> int:
         telemetry.shutdown()
 
 
+@dataclasses.dataclass(frozen=True)
+class Ending:
+    """How an attempt ended: the exit code and the reason and message for the operator."""
+
+    code: contract.ExitCode
+    reason: str
+    message: str = ""
+
+
 def _attempt(
     settings: config.Settings,
     stop: threading.Event,
@@ -161,17 +179,62 @@ def _attempt(
         duration_seconds=settings.lease_duration_seconds,
         renew_seconds=settings.lease_renew_seconds,
     )
-    code = contract.ExitCode.FAILED_RETRYABLE
+    ending = Ending(contract.ExitCode.FAILED_RETRYABLE, "Failed")
+    try:
+        try:
+            epoch = keeper.acquire(settings.lease_duration_seconds + settings.lease_renew_seconds)
+        except errors.AttemptEnded as err:
+            ending = _ended(err, env, bound)
+        except kube.ApiError as err:
+            ending = _api_failed(err, env, bound)
+        else:
+            keeper.start()
+            identity["epoch"] = epoch
+            ending = execute(settings, env, cluster, keeper, epoch, stop=stop)
+    finally:
+        keeper.stop(release=ending.code != contract.ExitCode.LEASE_LOST)
+        rest.close()
+    _terminate_message(ending.reason, ending.message)
+    bound.info("Exited", fields={"exitCode": int(ending.code), "reason": ending.reason})
+    return int(ending.code)
+
+
+def _ended(err: errors.AttemptEnded, env: Mapping[str, str], bound: logs.RunLogger) -> Ending:
+    # Redacted whole, then shortened: a secret cut by the shortening is blanked already.
+    message = redact(err.message, env)[:MESSAGE_MAX_CHARS]
+    level = logging.WARNING if isinstance(err, errors.LeaseLost) else logging.ERROR
+    bound.log(level, "Ended attempt", fields={"reason": err.reason, "detail": message})
+    return Ending(err.exit_code, err.reason, message)
+
+
+def _api_failed(err: kube.ApiError, env: Mapping[str, str], bound: logs.RunLogger) -> Ending:
+    message = redact(str(err), env)[:500]
+    bound.error("Ended attempt", fields={"reason": "APIError", "detail": message})
+    return Ending(contract.ExitCode.FAILED_RETRYABLE, "APIError", message)
+
+
+def execute(
+    settings: config.Settings,
+    env: Mapping[str, str],
+    cluster: kubeapi.ClusterAPI,
+    holder: lease.Holder,
+    epoch: int,
+    *,
+    stop: threading.Event,
+    tools_stop: threading.Event | None = None,
+) -> Ending:
+    """One attempt of the Run ``settings`` names, once ``holder`` owns it at ``epoch``: open and
+    replay the journal, run the loop, record how it ended. The same code serves a Job's runner
+    and a pool worker. ``stop`` ends the attempt at its next checkpoint and abandons a model
+    request in flight; a tool call in flight is abandoned on ``tools_stop`` (default: ``stop``),
+    so a draining worker lets a call finish and a cancelled Run does not wait for it."""
+    bound = logs.bind("bosun.runner")
     reporter: status.Reporter | None = None
     the_journal: journal.Journal | None = None
     executor: tools.Caller | None = None
-    reason, message = "Failed", ""
     try:
-        epoch = keeper.acquire(settings.lease_duration_seconds + settings.lease_renew_seconds)
-        keeper.start()
-        identity["epoch"] = epoch
         try:
-            awaiting = _awaiting(cluster.get_run(settings.run_name))
+            run = cluster.get_run(settings.run_name)
         except kube.NotFound as err:
             raise errors.Cancelled("RunDeleted", "the Run no longer exists") from err
         reporter = status.Reporter(
@@ -179,16 +242,21 @@ def _attempt(
             settings.run_name,
             settings.run_uid,
             settings.pod_name,
-            awaiting=awaiting,
-            may_write=keeper.held,
+            awaiting=_awaiting(run),
+            may_write=holder.held,
         )
+        agent_name = str(((run.get("spec") or {}).get("agentRef") or {}).get("name") or "")
         backend = journal_chunks.ChunkBackend(
-            cluster, settings.run_name, settings.run_uid, settings.journal_chunk_bytes
+            cluster,
+            settings.run_name,
+            settings.run_uid,
+            settings.journal_chunk_bytes,
+            agent=agent_name or None,
         )
-        the_journal = journal.Journal(backend, epoch, settings.attempt, guard=keeper.ensure_held)
+        the_journal = journal.Journal(backend, epoch, settings.attempt, guard=holder.ensure_held)
         journaled = the_journal.open()
         bound.info("Opened journal", fields={"records": len(journaled), "epoch": epoch})
-        sleep = interruptible_sleep(stop, keeper.ensure_held)
+        sleep = interruptible_sleep(stop, holder.ensure_held)
         policy = providers.RetryPolicy(
             pacing=settings.model_pacing,
             max_retry_after_seconds=settings.max_retry_after_seconds,
@@ -197,6 +265,7 @@ def _attempt(
 
         # A request in flight when the pod is stopped is abandoned, not waited out.
         interrupter = interrupt.Interrupter(stop)
+        tool_interrupter = interrupter if tools_stop is None else interrupt.Interrupter(tools_stop)
 
         def build_provider(spec: agent_api.ModelSpec) -> providers.Provider:
             built = providers.build(
@@ -214,13 +283,13 @@ def _attempt(
                 sleep=sleep,
                 max_response_bytes=settings.tool_response_max_bytes,
             ),
-            interrupter,
+            tool_interrupter,
         )
         deps = loop.Deps(
             settings=settings,
             cluster=cluster,
             journal=the_journal,
-            lease=keeper,
+            lease=holder,
             reporter=reporter,
             executor=executor,
             build_provider=build_provider,
@@ -229,13 +298,9 @@ def _attempt(
         )
         output = loop.AgentLoop(deps).execute(journaled)
         succeeded = redaction.shorten(output, 200, redaction.secrets(env))
-        code, reason, message = contract.ExitCode.SUCCEEDED, "Succeeded", succeeded
+        return Ending(contract.ExitCode.SUCCEEDED, "Succeeded", succeeded)
     except errors.AttemptEnded as err:
-        # Redacted whole, then shortened: a secret cut by the shortening is blanked already.
-        message = redact(err.message, env)[:MESSAGE_MAX_CHARS]
-        code, reason = err.exit_code, err.reason
-        level = logging.WARNING if isinstance(err, errors.LeaseLost) else logging.ERROR
-        bound.log(level, "Ended attempt", fields={"reason": err.reason, "detail": message})
+        ending = _ended(err, env, bound)
         if isinstance(err, errors.LeaseLost):
             if reporter is not None:
                 reporter.event(
@@ -246,28 +311,24 @@ def _attempt(
         elif isinstance(err, errors.JournalUntrusted):
             # Not a journal of this Run: nothing is added to it, and a human is told.
             if reporter is not None:
-                reporter.event(err.reason, message, warning=True)
+                reporter.event(err.reason, ending.message, warning=True)
         elif (
             the_journal is not None
-            and keeper.held()
+            and holder.held()
             # A journal this runner cannot read is not one it adds to.
             and not isinstance(err, records.Unreadable)
         ):
             try:
                 the_journal.write(
-                    records.AttemptEnded(reason=err.reason, message=message, exit_code=int(code))
+                    records.AttemptEnded(
+                        reason=err.reason, message=ending.message, exit_code=int(ending.code)
+                    )
                 )
             except Exception as write_err:
                 bound.warning("Failed to journal the end", fields={"error": repr(write_err)})
+        return ending
     except kube.ApiError as err:
-        code, reason = contract.ExitCode.FAILED_RETRYABLE, "APIError"
-        message = redact(str(err), env)[:500]
-        bound.error("Ended attempt", fields={"reason": reason, "detail": message})
+        return _api_failed(err, env, bound)
     finally:
-        keeper.stop(release=code != contract.ExitCode.LEASE_LOST)
         if executor is not None:
             executor.close()
-        rest.close()
-    _terminate_message(reason, message)
-    bound.info("Exited", fields={"exitCode": int(code), "reason": reason})
-    return int(code)

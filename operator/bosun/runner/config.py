@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bosun import contract, retry
 
@@ -150,32 +150,61 @@ class Settings:
             attempt=_number(source, contract.ENV_ATTEMPT, int, 1),
             pod_name=source.get(contract.ENV_POD_NAME) or source.get("HOSTNAME") or run,
             lease_name=source.get(contract.ENV_LEASE_NAME) or contract.lease_name(run),
-            lease_duration_seconds=_number(
-                source, contract.ENV_LEASE_DURATION, float, float(contract.LEASE_DURATION_SECONDS)
-            ),
-            model_api_key=source.get(contract.ENV_MODEL_API_KEY, ""),
-            approval_poll_seconds=_number(source, ENV_APPROVAL_POLL, float, 2.0),
-            model_max_retries=_number(source, ENV_MODEL_RETRIES, int, _MODEL.max_attempts - 1),
-            model_backoff_seconds=_number(
-                source, ENV_MODEL_BACKOFF, float, _MODEL.initial_backoff_seconds
-            ),
-            model_max_backoff_seconds=_number(
-                source, ENV_MODEL_MAX_BACKOFF, float, _MODEL.max_backoff_seconds
-            ),
-            max_retry_after_seconds=_number(source, ENV_MAX_RETRY_AFTER, float, 300.0),
-            journal_chunk_bytes=_number(source, ENV_JOURNAL_CHUNK_BYTES, int, 128 * 1024),
-            model_response_max_bytes=_positive(
-                _number(source, ENV_MODEL_RESPONSE_MAX_BYTES, int, RESPONSE_MAX_BYTES),
-                ENV_MODEL_RESPONSE_MAX_BYTES,
-            ),
-            tool_response_max_bytes=_positive(
-                _number(source, ENV_TOOL_RESPONSE_MAX_BYTES, int, RESPONSE_MAX_BYTES),
-                ENV_TOOL_RESPONSE_MAX_BYTES,
-            ),
-            log_level=source.get(ENV_LOG_LEVEL, "INFO").upper(),
-            otlp_endpoint=source.get(ENV_OTLP_ENDPOINT) or None,
-            namespace_labels=_labels(source.get(contract.ENV_NAMESPACE_LABELS)),
+            **_tuning(source),
         )
+
+    @classmethod
+    def for_pool(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """A pool worker's settings: its pod and tuning; each claimed attempt then gets
+        ``dataclasses.replace`` with its Run, attempt and Lease."""
+        source = os.environ if env is None else env
+        pod = source.get(contract.ENV_POD_NAME) or source.get("HOSTNAME") or ""
+        namespace = source.get(contract.ENV_RUN_NAMESPACE) or ""
+        if not pod or not namespace or not source.get(contract.ENV_POOL_AGENT):
+            raise ConfigError(
+                f"a pool worker needs {contract.ENV_POOL_AGENT}, {contract.ENV_RUN_NAMESPACE}"
+                f" and {contract.ENV_POD_NAME}"
+            )
+        return cls(
+            run_name="",
+            namespace=namespace,
+            run_uid="",
+            attempt=0,
+            pod_name=pod,
+            lease_name=contract.worker_lease_name(pod),
+            **_tuning(source),
+        )
+
+
+def _tuning(source: Mapping[str, str]) -> dict[str, Any]:
+    """The settings every runner reads the same way, Job or pool worker."""
+    return dict(
+        lease_duration_seconds=_number(
+            source, contract.ENV_LEASE_DURATION, float, float(contract.LEASE_DURATION_SECONDS)
+        ),
+        model_api_key=source.get(contract.ENV_MODEL_API_KEY, ""),
+        approval_poll_seconds=_number(source, ENV_APPROVAL_POLL, float, 2.0),
+        model_max_retries=_number(source, ENV_MODEL_RETRIES, int, _MODEL.max_attempts - 1),
+        model_backoff_seconds=_number(
+            source, ENV_MODEL_BACKOFF, float, _MODEL.initial_backoff_seconds
+        ),
+        model_max_backoff_seconds=_number(
+            source, ENV_MODEL_MAX_BACKOFF, float, _MODEL.max_backoff_seconds
+        ),
+        max_retry_after_seconds=_number(source, ENV_MAX_RETRY_AFTER, float, 300.0),
+        journal_chunk_bytes=_number(source, ENV_JOURNAL_CHUNK_BYTES, int, 128 * 1024),
+        model_response_max_bytes=_positive(
+            _number(source, ENV_MODEL_RESPONSE_MAX_BYTES, int, RESPONSE_MAX_BYTES),
+            ENV_MODEL_RESPONSE_MAX_BYTES,
+        ),
+        tool_response_max_bytes=_positive(
+            _number(source, ENV_TOOL_RESPONSE_MAX_BYTES, int, RESPONSE_MAX_BYTES),
+            ENV_TOOL_RESPONSE_MAX_BYTES,
+        ),
+        log_level=source.get(ENV_LOG_LEVEL, "INFO").upper(),
+        otlp_endpoint=source.get(ENV_OTLP_ENDPOINT) or None,
+        namespace_labels=_labels(source.get(contract.ENV_NAMESPACE_LABELS)),
+    )
 
 
 def _number(source: Mapping[str, str], name: str, kind: type[_N], default: _N) -> _N:

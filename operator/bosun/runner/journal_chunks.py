@@ -108,8 +108,13 @@ class ChunkBackend:
         run_uid: str,
         chunk_bytes: int = 128 * 1024,
         max_chunks: int = contract.JOURNAL_MAX_CHUNKS,
+        *,
+        agent: str | None = None,
     ) -> None:
         self.cluster = cluster
+        self.agent = agent
+        """The Run's Agent, labelled on the chunks this backend creates (what the pool-worker
+        admission policy holds a worker's journal writes to)."""
         self.run_name = run_name
         self.run_uid = run_uid
         self.chunk_bytes = chunk_bytes
@@ -237,17 +242,20 @@ class ChunkBackend:
             size = len(blob)
         kind = self._where()
         api_version = kubeapi.CHUNK_KINDS[kind][0]
+        labels = {
+            constants.LABEL_RUN: contract.pod_labels(self.run_name, 0)[constants.LABEL_RUN],
+            constants.LABEL_MANAGED_BY: "bosun",
+            LABEL_COMPONENT: "journal",
+        }
+        if self.agent and len(self.agent) <= 63:  # a label value's limit
+            labels[constants.LABEL_AGENT] = self.agent
         body: dict[str, Any] = {
             "apiVersion": api_version,
             "kind": kind,
             "metadata": {
                 "name": name,
                 "namespace": self.cluster.namespace,
-                "labels": {
-                    constants.LABEL_RUN: contract.pod_labels(self.run_name, 0)[constants.LABEL_RUN],
-                    constants.LABEL_MANAGED_BY: "bosun",
-                    LABEL_COMPONENT: "journal",
-                },
+                "labels": labels,
                 "annotations": self._annotations(len(records), sealed=False),
                 "ownerReferences": [
                     {

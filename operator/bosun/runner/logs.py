@@ -9,6 +9,7 @@ Given the Secret values the runner holds, the formatter blanks them from every r
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import json
 import logging
@@ -18,7 +19,22 @@ from typing import Any, TextIO
 
 from bosun.runner import redaction
 
-__all__ = ["IdentityFilter", "JSONFormatter", "RunLogger", "bind", "configure", "record"]
+__all__ = [
+    "SCOPE",
+    "IdentityFilter",
+    "JSONFormatter",
+    "RunLogger",
+    "bind",
+    "configure",
+    "record",
+]
+
+SCOPE: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "log_scope", default=None
+)
+"""The identity of the Run the current thread works for, over the process's own: a pool
+worker executes many Runs at once, each in its thread (and the threads it hands requests to,
+which copy its context)."""
 
 _RESERVED = {"time", "level", "logger", "msg"}
 
@@ -61,6 +77,7 @@ class IdentityFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         fields = getattr(record, "fields", None)
         merged = dict(self.identity)
+        merged.update(SCOPE.get() or {})
         if isinstance(fields, Mapping):
             merged.update(fields)
         record.fields = merged

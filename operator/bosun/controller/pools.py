@@ -1,0 +1,264 @@
+"""Worker pools: an Agent with ``spec.runner.pool`` gets a Deployment of long-lived workers.
+
+``objects`` renders what the operator owns for a pooled Agent (each with an owner reference to
+the Agent): the workers' ServiceAccount, their Role (``contract.pool_rules``) and RoleBinding,
+the NetworkPolicy of their class's egress, and the Deployment. The Deployment's pods are
+``builders.runner_pod``, the same pod a Job's runner gets from the Agent's RunnerClass, with the
+Agent's Secrets as ``secretKeyRef`` variables: one Agent's credentials never share a process
+with another's. ``PoolReconciler`` creates them, replaces the Deployment when what it renders
+changed (a hash annotation tells), keeps an autoscaler's replica count unless the Agent's
+``workers`` changed, and deletes the Deployment when the Agent drops its pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bosun import constants, contract, kube
+from bosun.controller import builders, runnerclasses
+from bosun.controller import settings as settings_mod
+from bosun.controller import store as store_mod
+
+__all__ = [
+    "ANNOTATION_SPEC_HASH",
+    "ANNOTATION_WORKERS",
+    "COMPONENT",
+    "PoolReconciler",
+    "claimed_attempts",
+    "deployment",
+    "objects",
+    "pool_of",
+    "selector",
+]
+
+log = logging.getLogger("bosun.operator")
+
+Obj = dict[str, Any]
+
+ANNOTATION_SPEC_HASH = f"{constants.GROUP}/pool-spec-hash"
+ANNOTATION_WORKERS = f"{constants.GROUP}/pool-workers"
+"""The Agent's ``workers`` when the operator last set the Deployment's replicas: replicas are
+set again only when it changes, so an autoscaler's count stands in between."""
+COMPONENT = "pool-worker"
+_COMPONENT_LABEL = "app.kubernetes.io/component"
+
+
+def pool_of(agent: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The Agent's ``spec.runner.pool``; None for a Job per attempt."""
+    if agent is None:
+        return None
+    pool = ((agent.get("spec") or {}).get("runner") or {}).get("pool")
+    return pool if isinstance(pool, Mapping) else None
+
+
+def selector(agent: str) -> dict[str, str]:
+    """The labels of a pool's pods (and its Deployment's selector)."""
+    return {
+        constants.LABEL_MANAGED_BY: "bosun",
+        constants.LABEL_AGENT: agent,
+        _COMPONENT_LABEL: COMPONENT,
+    }
+
+
+def _owner(agent: Mapping[str, Any]) -> dict[str, Any]:
+    meta = agent["metadata"]
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": "Agent",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(agent: Mapping[str, Any]) -> dict[str, Any]:
+    name = agent["metadata"]["name"]
+    return {
+        "name": contract.pool_name(name),
+        "namespace": agent["metadata"]["namespace"],
+        "labels": selector(name),
+        "ownerReferences": [_owner(agent)],
+    }
+
+
+def deployment(
+    agent: Mapping[str, Any],
+    tools: Iterable[Mapping[str, Any]],
+    settings: settings_mod.Settings,
+    runner_class: runnerclasses.Resolved,
+    namespace_labels: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """The pool's Deployment: ``workers`` replicas of the Agent's runner pod running
+    ``python -m bosun.runner pool``, rolled one surge pod at a time without going below the
+    pool's size."""
+    name = agent["metadata"]["name"]
+    pool = pool_of(agent) or {}
+    env: list[dict[str, Any]] = [
+        {"name": contract.ENV_POOL_AGENT, "value": name},
+        {
+            "name": contract.ENV_RUN_NAMESPACE,
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
+        {"name": contract.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": contract.ENV_POD_UID, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+        {"name": contract.ENV_POOL_RUNS_PER_WORKER, "value": str(pool.get("runsPerWorker", 10))},
+        {"name": contract.ENV_LEASE_DURATION, "value": str(settings.lease_duration_seconds)},
+        *builders.secret_env(agent, tools),
+    ]
+    pod_spec = builders.runner_pod(
+        agent,
+        env,
+        settings,
+        runner_class,
+        namespace_labels=namespace_labels,
+        service_account=contract.pool_name(name),
+        args=("pool",),
+        restart_policy="Always",
+    )
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(agent),
+        "spec": {
+            "replicas": int(pool.get("workers", 1)),
+            "selector": {"matchLabels": selector(name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {"metadata": {"labels": selector(name)}, "spec": pod_spec},
+        },
+    }
+    rendered = json.dumps(body["spec"]["template"], sort_keys=True).encode()
+    body["metadata"]["annotations"] = {
+        ANNOTATION_SPEC_HASH: hashlib.sha256(rendered).hexdigest()[:16],
+        ANNOTATION_WORKERS: str(body["spec"]["replicas"]),
+    }
+    return body
+
+
+def objects(
+    agent: Mapping[str, Any],
+    tools: Iterable[Mapping[str, Any]],
+    settings: settings_mod.Settings,
+    runner_class: runnerclasses.Resolved,
+    namespace_labels: Mapping[str, str] | None,
+) -> list[dict[str, Any]]:
+    """Everything a pooled Agent's workers need, the Deployment last (so its pods find their
+    account, Role and NetworkPolicy in place)."""
+    name = contract.pool_name(agent["metadata"]["name"])
+    account = {"kind": "ServiceAccount", "name": name, "namespace": agent["metadata"]["namespace"]}
+    rbac = "rbac.authorization.k8s.io/v1"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(agent),
+            "automountServiceAccountToken": True,
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "Role",
+            "metadata": _meta(agent),
+            "rules": contract.pool_rules(),
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": _meta(agent),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [account],
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(agent),
+            "spec": {
+                "podSelector": {"matchLabels": selector(agent["metadata"]["name"])},
+                "policyTypes": ["Egress"],
+                "egress": runnerclasses.egress(runner_class),
+            },
+        },
+        deployment(agent, tools, settings, runner_class, namespace_labels),
+    ]
+
+
+class PoolReconciler:
+    """Brings one Agent's pool objects in line with its ``spec.runner.pool``."""
+
+    def __init__(
+        self, store: store_mod.Store, rest: kube.Rest, settings: settings_mod.Settings
+    ) -> None:
+        self.store = store
+        self.rest = rest
+        self.settings = settings
+
+    def reconcile(self, agent: Mapping[str, Any], runner_class: runnerclasses.Resolved) -> None:
+        meta = agent["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        key = (ns, contract.pool_name(name))
+        current = self.store.deployments.get(key)
+        if pool_of(agent) is None or runner_class.missing:
+            if current is not None and _controlled_by(current, agent):
+                self.rest.delete("apps/v1", "deployments", ns, key[1])
+                self.store.deployments.delete(current)
+                log.info("Deleted pool deployment=%s/%s", ns, key[1])
+            return
+        tools = [
+            t
+            for t in (
+                self.store.tools.get((ns, n)) for n in (agent.get("spec") or {}).get("tools", [])
+            )
+            if t is not None
+        ]
+        namespace = self.store.namespaces.get(("", ns))
+        labels = None if namespace is None else dict(namespace["metadata"].get("labels") or {})
+        wanted = objects(agent, tools, self.settings, runner_class, labels)
+        if current is None:
+            for child in wanted:
+                created = self.rest.create(child)
+                if created is not None and child["kind"] == "Deployment":
+                    self.store.deployments.put(created)
+            log.info("Created pool deployment=%s/%s", ns, key[1])
+            return
+        if not _controlled_by(current, agent):
+            log.warning("Deployment %s/%s is not this Agent's; pool not managed", ns, key[1])
+            return
+        desired = wanted[-1]
+        had = current["metadata"].get("annotations") or {}
+        want = desired["metadata"]["annotations"]
+        if (
+            had.get(ANNOTATION_SPEC_HASH) == want[ANNOTATION_SPEC_HASH]
+            and had.get(ANNOTATION_WORKERS) == want[ANNOTATION_WORKERS]
+        ):
+            return
+        if had.get(ANNOTATION_WORKERS) == want[ANNOTATION_WORKERS]:
+            # The Agent's workers did not change: keep whatever count is set now.
+            desired["spec"]["replicas"] = (current.get("spec") or {}).get("replicas", 1)
+        desired["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
+        updated = self.rest.request(
+            "PUT", kube.object_path("apps/v1", "deployments", ns, key[1]), desired
+        )
+        self.store.deployments.put(updated)
+        log.info("Updated pool deployment=%s/%s", ns, key[1])
+
+
+def claimed_attempts(store: store_mod.Store, agent: store_mod.Key) -> int:
+    """The Agent's Runs whose active attempt is offered to its pool (claimed or waiting)."""
+    count = 0
+    for run in store.runs_of(agent):
+        attempts = (run.get("status") or {}).get("attempts") or ()
+        if attempts and attempts[-1].get("pool") and not attempts[-1].get("endTime"):
+            count += 1
+    return count
+
+
+def _controlled_by(obj: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:
+    uid = agent["metadata"].get("uid")
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or ()
+    return any(o.get("controller") and o.get("uid") == uid for o in owners)

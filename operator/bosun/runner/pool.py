@@ -1,0 +1,576 @@
+"""A pool worker: a long-lived runner that claims the attempts offered to its Agent's pool.
+
+The operator offers an admitted attempt of a pooled Agent by recording it in the Run's status
+(``attempts[-1].pool``) instead of creating a Job. Every worker of the pool watches the Agent's
+Runs (a field selector on ``spec.agentRef.name``) and claims an offer by updating the Run's
+Lease with its resourceVersion: one more ``leaseTransitions`` (the claim's fencing epoch,
+exactly a Job runner's) and the claim annotation naming the attempt, the worker and the
+worker's own Lease. Of several workers racing, the API server lets exactly one update through.
+
+Liveness costs one renewal per worker, not per Run: a claim holds while the worker's own Lease
+(``contract.worker_lease_name``) is renewed at the epoch the claim names. The worker executes
+each claimed attempt with the Job runner's code (``app.execute``) on a thread of its own; when
+the attempt ends it releases the Run's Lease with the outcome in an annotation, which the
+operator reads as it reads a Job's exit code. A worker that cannot renew its Lease stops every
+attempt before its next tool call and exits (the Deployment starts it again); the operator ends
+those attempts as Lost once the worker's Lease expires, and another worker claims the next.
+
+SIGTERM drains: no more claims; every attempt stops at its next step boundary (a model request
+in flight is abandoned and asked again by the next attempt, a tool call in flight finishes) and
+is handed back (``ExitCode.HANDED_BACK``), so the operator starts its next attempt at once,
+without spending the retry budget; then the worker releases its Lease and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from bosun import constants, contract, httpclients, kube
+from bosun.runner import app, config, errors, kubeapi, lease, logs, redaction, telemetry
+
+__all__ = ["Claim", "Worker", "claim_of", "main", "offered_attempt"]
+
+log = logging.getLogger("bosun.runner.pool")
+
+Obj = dict[str, Any]
+
+DRAIN_SECONDS_ENV = "BOSUN_POOL_DRAIN_SECONDS"
+"""How long a draining worker waits for its attempts to reach a step boundary (default 25 s,
+inside the pod's 30 s grace period) before it abandons the tool calls still in flight."""
+
+_RETRY_CLAIM_SECONDS = 1.0
+"""How soon to look again at an offer whose Lease an earlier attempt's live worker holds."""
+
+
+def offered_attempt(run: Mapping[str, Any], pool: str) -> int | None:
+    """The number of the attempt ``run`` offers to the pool named ``pool``; None when it offers
+    none (its newest attempt ran as a Job, ended, or belongs to another pool)."""
+    attempts = (run.get("status") or {}).get("attempts") or ()
+    if not attempts:
+        return None
+    newest = attempts[-1]
+    if newest.get("pool") != pool or newest.get("endTime"):
+        return None
+    try:
+        return int(newest["number"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def claim_of(lease_obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The claim annotation of a Run's Lease, parsed; None when absent or unreadable."""
+    return contract.lease_note(lease_obj, contract.ANNOTATION_CLAIM)
+
+
+class Claim:
+    """One claimed Run's ``lease.Holder``: held while the worker's Lease is, until revoked
+    (the operator ended the attempt, or the Run went away)."""
+
+    def __init__(self, worker: lease.LeaseKeeper, run: str) -> None:
+        self.worker = worker
+        self.run = run
+        self.revoked: str | None = None
+
+    def revoke(self, reason: str) -> None:
+        self.revoked = self.revoked or reason
+
+    def held(self) -> bool:
+        return self.revoked is None and self.worker.held()
+
+    def ensure_held(self) -> None:
+        if self.revoked is not None:
+            raise errors.LeaseLost(self.revoked, f"the claim on Run {self.run} was revoked")
+        self.worker.ensure_held()
+
+
+@dataclasses.dataclass
+class _Active:
+    run: str
+    uid: str
+    attempt: int
+    claim: Claim
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    tools_stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class Worker:
+    """Claims and executes the attempts offered to one Agent's pool."""
+
+    def __init__(
+        self,
+        template: config.Settings,
+        env: Mapping[str, str],
+        rest: kube.Rest,
+        agent: str,
+        slots: int,
+        *,
+        pod_uid: str | None = None,
+        drain_seconds: float = 25.0,
+    ) -> None:
+        self.template = template
+        self.env = env
+        self.rest = rest
+        self.agent = agent
+        self.pool = contract.pool_name(agent)
+        self.slots = max(1, slots)
+        self.pod_uid = pod_uid
+        self.drain_seconds = drain_seconds
+        self.namespace = template.namespace
+        self.cluster = kubeapi.Cluster(self.namespace, rest)
+        self.keeper = lease.LeaseKeeper(
+            lambda: kubeapi.Cluster(self.namespace, rest),
+            template.lease_name,
+            template.pod_name,
+            duration_seconds=template.lease_duration_seconds,
+            renew_seconds=template.lease_renew_seconds,
+        )
+        self.worker_epoch = 0
+        self.draining = threading.Event()
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._active: dict[str, _Active] = {}
+        self._runs: dict[str, Obj] = {}
+        self._retry_at: dict[str, float] = {}
+        self._wake = threading.Event()
+        self.claimed = 0
+        self.lost = False
+
+    # --- the worker's own Lease --------------------------------------------------------------
+
+    def _ensure_own_lease(self) -> None:
+        meta: Obj = {
+            "name": self.template.lease_name,
+            "namespace": self.namespace,
+            "labels": {
+                constants.LABEL_MANAGED_BY: "bosun",
+                constants.LABEL_AGENT: self.agent,
+                constants.LABEL_POOL_WORKER: "true",
+            },
+        }
+        if self.pod_uid:
+            meta["ownerReferences"] = [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": self.template.pod_name,
+                    "uid": self.pod_uid,
+                }
+            ]
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta,
+            "spec": {
+                "leaseDurationSeconds": round(self.template.lease_duration_seconds),
+                "leaseTransitions": 0,
+            },
+        }
+        # AlreadyExists: this pod's earlier process made it; acquire() takes it once it expired.
+        with contextlib.suppress(kube.AlreadyExists):
+            self.rest.request(
+                "POST",
+                kube.collection_path("coordination.k8s.io/v1", "leases", self.namespace),
+                body,
+            )
+
+    def start(self) -> None:
+        self._ensure_own_lease()
+        wait = self.template.lease_duration_seconds + self.template.lease_renew_seconds
+        self.worker_epoch = self.keeper.acquire(wait)
+        self.keeper.start()
+        log.info(
+            "Started pool worker",
+            extra={
+                "fields": {"agent": self.agent, "slots": self.slots, "epoch": self.worker_epoch}
+            },
+        )
+
+    # --- watching the Agent's Runs -----------------------------------------------------------
+
+    def _runs_path(self) -> str:
+        return kube.collection_path(constants.API_VERSION, "runs", self.namespace)
+
+    def watch_forever(self) -> None:
+        """List and watch the Agent's Runs until the worker stops, relisting when the watch
+        breaks; each change is considered for a claim or a revocation."""
+        selector = [("fieldSelector", f"spec.agentRef.name={self.agent}")]
+        while not self.done.is_set():
+            try:
+                listed = self.rest.request("GET", self._runs_path(), query=selector)
+                names = set()
+                for run in listed.get("items") or ():
+                    names.add(run["metadata"]["name"])
+                    self._seen(run)
+                with self._lock:
+                    for gone in set(self._runs) - names:
+                        self._forget(gone)
+                version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                query = [*selector, ("watch", "true"), ("resourceVersion", version)]
+                query.append(("allowWatchBookmarks", "true"))
+                with self.rest.stream(self._runs_path(), query, read_timeout=60) as events:
+                    for event in events:
+                        if self.done.is_set():
+                            return
+                        kind, obj = event.get("type"), event.get("object") or {}
+                        if kind == "ERROR":
+                            break  # expired resourceVersion: list again
+                        if kind == "BOOKMARK":
+                            continue
+                        if kind == "DELETED":
+                            with self._lock:
+                                self._forget(obj["metadata"]["name"])
+                        else:
+                            self._seen(obj)
+            except Exception as err:
+                if self.done.is_set():
+                    return
+                log.warning("Watch of Runs broke", extra={"fields": {"error": repr(err)}})
+                self.done.wait(1.0)
+
+    def _seen(self, run: Obj) -> None:
+        name = run["metadata"]["name"]
+        with self._lock:
+            self._runs[name] = run
+            active = self._active.get(name)
+            if active is not None:
+                attempts = (run.get("status") or {}).get("attempts") or ()
+                current = attempts[-1] if attempts else {}
+                uid = run["metadata"].get("uid")
+                if (
+                    int(current.get("number") or 0) != active.attempt
+                    or current.get("endTime")
+                    or uid != active.uid
+                ):
+                    self._revoke(active, "AttemptEnded")
+        self._wake.set()
+
+    def _forget(self, name: str) -> None:
+        self._runs.pop(name, None)
+        self._retry_at.pop(name, None)
+        active = self._active.get(name)
+        if active is not None:
+            self._revoke(active, "RunDeleted")
+
+    def _revoke(self, active: _Active, reason: str) -> None:
+        active.claim.revoke(reason)
+        active.stop.set()
+        active.tools_stop.set()
+
+    # --- claiming ------------------------------------------------------------------------------
+
+    def claim_forever(self) -> None:
+        """Claim offered attempts while slots are free, until draining."""
+        while not self.done.is_set() and not self.draining.is_set():
+            self._wake.wait(_RETRY_CLAIM_SECONDS)
+            self._wake.clear()
+            if self.draining.is_set() or not self.keeper.held():
+                continue
+            for name, number, run in self._offers():
+                if self.draining.is_set() or not self._free():
+                    break
+                try:
+                    self._try_claim(run, number)
+                except kube.ApiError as err:
+                    log.warning(
+                        "Failed to claim",
+                        extra={"fields": {"run": name, "status": err.status, "error": str(err)}},
+                    )
+                    self._retry_at[name] = time.monotonic() + _RETRY_CLAIM_SECONDS
+
+    def _free(self) -> bool:
+        with self._lock:
+            return len(self._active) < self.slots
+
+    def _offers(self) -> list[tuple[str, int, Obj]]:
+        now = time.monotonic()
+        with self._lock:
+            offers = []
+            for name, run in self._runs.items():
+                if name in self._active or self._retry_at.get(name, 0.0) > now:
+                    continue
+                number = offered_attempt(run, self.pool)
+                if number is not None:
+                    offers.append(
+                        (str(run["metadata"].get("creationTimestamp") or ""), name, number, run)
+                    )
+        offers.sort(key=lambda o: (o[0], o[1]))
+        return [(name, number, run) for _, name, number, run in offers]
+
+    def _try_claim(self, run: Obj, number: int) -> None:
+        name = run["metadata"]["name"]
+        lease_name = contract.lease_name(name)
+        try:
+            current = self.cluster.get_lease(lease_name)
+        except kube.NotFound:
+            self._retry_at[name] = time.monotonic() + _RETRY_CLAIM_SECONDS
+            return  # the operator creates it with the first offer
+        if not self._owned_by(current, run):
+            log.warning("Lease not owned by the Run", extra={"fields": {"run": name}})
+            self._retry_at[name] = time.monotonic() + 30.0
+            return
+        previous = claim_of(current)
+        if previous is not None and int(previous.get("attempt") or 0) >= number:
+            self._retry_at[name] = time.monotonic() + 30.0
+            return  # claimed already (by another worker: its watch event will follow)
+        if not self._claimable(current, previous):
+            self._retry_at[name] = time.monotonic() + _RETRY_CLAIM_SECONDS
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        taken = lease.acquired(
+            current, self.template.pod_name, self.template.lease_duration_seconds, now
+        )
+        annotations = dict(taken["metadata"].get("annotations") or {})
+        annotations.pop(contract.ANNOTATION_OUTCOME, None)
+        annotations[contract.ANNOTATION_CLAIM] = json.dumps(
+            {
+                "attempt": number,
+                "worker": self.template.pod_name,
+                "workerLease": self.template.lease_name,
+                "workerEpoch": self.worker_epoch,
+            },
+            separators=(",", ":"),
+        )
+        taken["metadata"] = {**taken["metadata"], "annotations": annotations}
+        try:
+            stored = self.cluster.replace_lease(lease_name, taken)
+        except kube.Conflict:
+            self._wake.set()  # someone else moved first: look again
+            return
+        epoch = int(stored["spec"]["leaseTransitions"])
+        self._start(run, number, epoch)
+
+    def _owned_by(self, lease_obj: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
+        owners = (lease_obj.get("metadata") or {}).get("ownerReferences") or ()
+        uid = run["metadata"].get("uid")
+        return any(o.get("kind") == "Run" and o.get("uid") == uid for o in owners)
+
+    def _claimable(self, current: Obj, previous: Mapping[str, Any] | None) -> bool:
+        """Whether the Run's Lease may be claimed now: nobody holds it, or its holder (an
+        earlier attempt's worker, or a Job's runner) stopped renewing."""
+        spec = current.get("spec") or {}
+        if not spec.get("holderIdentity"):
+            return True
+        now = datetime.datetime.now(datetime.UTC)
+        if previous is None:
+            return lease.is_free(current, now)  # a Job runner's: its own renewals decide
+        try:
+            worker = self.cluster.get_lease(str(previous.get("workerLease") or ""))
+        except kube.NotFound:
+            return True
+        worker_spec = worker.get("spec") or {}
+        if worker_spec.get("holderIdentity") != previous.get("worker") or int(
+            worker_spec.get("leaseTransitions") or 0
+        ) != int(previous.get("workerEpoch") or 0):
+            return True  # that worker restarted: its claims went with its old epoch
+        return lease.is_free(worker, now)
+
+    # --- executing -------------------------------------------------------------------------------
+
+    def _start(self, run: Obj, number: int, epoch: int) -> None:
+        name = run["metadata"]["name"]
+        claim = Claim(self.keeper, name)
+        active = _Active(name, str(run["metadata"].get("uid") or ""), number, claim)
+        settings = dataclasses.replace(
+            self.template,
+            run_name=name,
+            run_uid=str(run["metadata"].get("uid") or ""),
+            attempt=number,
+            lease_name=contract.lease_name(name),
+        )
+        thread = threading.Thread(
+            target=self._execute, args=(active, settings, epoch), name=f"run-{name}", daemon=True
+        )
+        active.thread = thread
+        with self._lock:
+            self._active[name] = active
+            self.claimed += 1
+        log.info("Claimed", extra={"fields": {"run": name, "attempt": number, "epoch": epoch}})
+        thread.start()
+
+    def _execute(self, active: _Active, settings: config.Settings, epoch: int) -> None:
+        scope = {"run": settings.run_name, "attempt": settings.attempt, "epoch": epoch}
+        logs.SCOPE.set(scope)
+        try:
+            ending = app.execute(
+                settings,
+                self.env,
+                self.cluster,
+                active.claim,
+                epoch,
+                stop=active.stop,
+                tools_stop=active.tools_stop,
+            )
+            if (
+                self.draining.is_set()
+                and active.claim.revoked is None
+                and ending.reason == "Terminated"
+            ):
+                ending = app.Ending(
+                    contract.ExitCode.HANDED_BACK,
+                    constants.REASON_HANDED_BACK,
+                    f"worker {settings.pod_name} drained; the next attempt resumes the journal",
+                )
+            if active.claim.revoked is None and ending.code != contract.ExitCode.LEASE_LOST:
+                self._release(settings, epoch, ending)
+        except Exception:
+            log.exception("Attempt crashed", extra={"fields": {"run": settings.run_name}})
+        finally:
+            with self._lock:
+                self._active.pop(active.run, None)
+            self._wake.set()
+
+    def _release(self, settings: config.Settings, epoch: int, ending: app.Ending) -> None:
+        """Hand the Run's Lease back with the attempt's outcome, if this claim still holds it."""
+        outcome = json.dumps(
+            {
+                "attempt": settings.attempt,
+                "epoch": epoch,
+                "exitCode": int(ending.code),
+                "reason": ending.reason[:200],
+                "message": ending.message[: app.MESSAGE_MAX_CHARS],
+            },
+            separators=(",", ":"),
+        )
+        for _ in range(5):
+            try:
+                current = self.cluster.get_lease(settings.lease_name)
+                spec = dict(current.get("spec") or {})
+                if (
+                    spec.get("holderIdentity") != settings.pod_name
+                    or int(spec.get("leaseTransitions") or 0) != epoch
+                ):
+                    return  # taken over: the attempt is someone else's now
+                spec["holderIdentity"] = None
+                spec["renewTime"] = lease.format_time(datetime.datetime.now(datetime.UTC))
+                meta = dict(current["metadata"])
+                meta["annotations"] = {
+                    **(meta.get("annotations") or {}),
+                    contract.ANNOTATION_OUTCOME: outcome,
+                }
+                self.cluster.replace_lease(
+                    settings.lease_name, {**current, "metadata": meta, "spec": spec}
+                )
+                log.info(
+                    "Released",
+                    extra={"fields": {"exitCode": int(ending.code), "reason": ending.reason}},
+                )
+                return
+            except kube.Conflict:
+                continue
+            except kube.ApiError as err:
+                log.warning("Failed to release", extra={"fields": {"error": str(err)}})
+                time.sleep(1.0)
+
+    # --- stopping ------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Stop claiming; every attempt stops at its next step boundary and is handed back."""
+        self.draining.set()
+        self._wake.set()
+        with self._lock:
+            active = list(self._active.values())
+        for each in active:
+            each.stop.set()
+
+    def wait_idle(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                threads = [a.thread for a in self._active.values() if a.thread is not None]
+            if not threads:
+                return True
+            threads[0].join(timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+        with self._lock:
+            return not self._active
+
+    def abandon(self) -> None:
+        """Give up on attempts still in flight (their tool calls too)."""
+        with self._lock:
+            active = list(self._active.values())
+        for each in active:
+            each.stop.set()
+            each.tools_stop.set()
+
+    def close(self, release: bool) -> None:
+        self.done.set()
+        self.keeper.stop(release=release)
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    source = os.environ if env is None else env
+    try:
+        template = config.Settings.for_pool(source)
+        slots = int(source.get(contract.ENV_POOL_RUNS_PER_WORKER) or "10")
+        drain_seconds = float(source.get(DRAIN_SECONDS_ENV) or "25")
+    except (config.ConfigError, ValueError) as err:
+        logs.configure()
+        log.error("Failed to read settings", extra={"fields": {"error": str(err)}})
+        return int(contract.ExitCode.FAILED_PERMANENT)
+    agent = source[contract.ENV_POOL_AGENT]
+    identity = {"namespace": template.namespace, "pod": template.pod_name, "agent": agent}
+    logs.configure(template.log_level, identity=identity, secrets=redaction.secrets(source))
+    threading.Thread(target=httpclients.prepare, name="tls", daemon=True).start()
+    telemetry.configure(template.otlp_endpoint)
+    # Most of a worker's threads wait on a socket: a small stack each keeps many Runs cheap.
+    threading.stack_size(512 * 1024)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        rest = kube.connect(timeout=kubeapi.TIMEOUT)
+    except (kube.ConfigError, OSError) as err:
+        log.error("Failed to reach the API server", extra={"fields": {"error": str(err)}})
+        return int(contract.ExitCode.FAILED_RETRYABLE)
+    worker = Worker(
+        template,
+        source,
+        rest,
+        agent,
+        slots,
+        pod_uid=source.get(contract.ENV_POD_UID) or None,
+        drain_seconds=drain_seconds,
+    )
+    code = contract.ExitCode.SUCCEEDED
+    try:
+        try:
+            worker.start()
+        except (errors.AttemptEnded, kube.ApiError) as err:
+            log.error("Failed to take the worker's Lease", extra={"fields": {"error": str(err)}})
+            return int(contract.ExitCode.FAILED_RETRYABLE)
+        for target, name in ((worker.watch_forever, "watch"), (worker.claim_forever, "claim")):
+            threading.Thread(target=target, name=name, daemon=True).start()
+        while not stop.wait(0.5):
+            if not worker.keeper.held():
+                # Every claim went with the Lease: stop before any further tool call.
+                log.error("Lost the worker's Lease; stopping every attempt and exiting")
+                worker.lost = True
+                worker.abandon()
+                worker.wait_idle(5.0)
+                code = contract.ExitCode.LEASE_LOST
+                return int(code)
+        log.info("Draining", extra={"fields": {"active": len(worker._active)}})
+        worker.drain()
+        if not worker.wait_idle(worker.drain_seconds):
+            worker.abandon()
+            worker.wait_idle(3.0)
+        return int(code)
+    finally:
+        worker.close(release=not worker.lost)
+        telemetry.shutdown()
+        rest.close()
+        log.info("Exited", extra={"fields": {"exitCode": int(code), "claimed": worker.claimed}})

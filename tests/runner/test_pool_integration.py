@@ -1,0 +1,137 @@
+"""Worker pools on the real control plane: the operator's Deployment, claims, takeovers, drain.
+
+The real operator runs the checkout's runner as pool workers (pods of a real Deployment and
+ReplicaSet, executed by the node emulator); models are scripted, tools real HTTP servers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from bosun import constants, contract
+from bosun.dev import testing
+from bosun.dev.servers import tools
+
+from . import harness
+
+pytestmark = pytest.mark.cluster
+
+POOLED = {
+    "BOSUN_RUNNER_COMMAND": '["python", "-m", "bosun.runner"]',
+    "BOSUN_LEASE_DURATION_SECONDS": "6",
+}
+
+
+@pytest.fixture
+def operator(
+    control_plane: testing.ControlPlaneHandle, kube: harness.Harness
+) -> Iterator[testing.OperatorProcess]:
+    process = testing.start_operator(control_plane, kube.namespace, **POOLED)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _pooled_agent(kube: harness.Harness, name: str, script: list[Any], **pool: int) -> None:
+    kube.agent(
+        name,
+        {"provider": "scripted", "script": script},
+        ["charge"],
+        runner={"pool": {"workers": 2, "runsPerWorker": 4, **pool}},
+    )
+
+
+def _charge(kube: harness.Harness, servers: Callable[[Any], Any]) -> tools.ToolServer:
+    server: tools.ToolServer = servers(tools.ToolServer({"charge": lambda a: {"charged": a}}))
+    kube.http_tool(
+        "charge",
+        server.url_for("charge"),
+        {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        idempotent=True,
+    )
+    kube.allow_all()
+    return server
+
+
+def _workers_ready(kube: harness.Harness, agent: str, count: int) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        status = kube.get("Agent", agent).get("status") or {}
+        pool = status.get("pool") or {}
+        return status if pool.get("readyWorkers") == count else None
+
+    found: dict[str, Any] = testing.until(
+        ready,
+        120,
+        what=f"{count} ready workers of Agent {agent}",
+        explain=lambda: kube.cp.explain_namespace(kube.namespace),
+    )
+    return found
+
+
+def _finish(kube: harness.Harness, names: list[str], timeout: float = 180) -> dict[str, Any]:
+    final = ("Succeeded", "Failed", "DeadLettered", "Cancelled")
+
+    def done() -> dict[str, Any] | None:
+        statuses = {n: kube.status(n) for n in names}
+        return statuses if all(s.get("phase") in final for s in statuses.values()) else None
+
+    found: dict[str, Any] = testing.until(
+        done,
+        timeout,
+        what=f"{len(names)} pooled Runs to finish",
+        explain=lambda: kube.cp.explain_namespace(kube.namespace),
+    )
+    return found
+
+
+def test_a_pool_claims_every_attempt_once_with_no_job_and_counts_workers(
+    kube: harness.Harness,
+    servers: Callable[[Any], Any],
+    operator: testing.OperatorProcess,
+) -> None:
+    charge = _charge(kube, servers)
+    script = [{"toolCalls": [{"tool": "charge", "args": {"n": 1}}]}, {"reply": "charged"}]
+    _pooled_agent(kube, "payer", script)
+    status = _workers_ready(kube, "payer", 2)
+    assert status["runnerMode"] == "Pool"
+    assert status["pool"]["deployment"] == "bosun-pool-payer"
+    deployment = kube.rest.get(
+        "apps/v1", "deployments", kube.namespace, "bosun-pool-payer"
+    )
+    assert deployment is not None
+    owner = deployment["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("Agent", "payer")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "bosun-pool-payer"
+    assert pod["containers"][0]["args"] == ["pool"]
+
+    names = [f"pay-{i}" for i in range(10)]
+    for name in names:
+        kube.submit_run(name, "payer", "charge once")
+    statuses = _finish(kube, names)
+
+    assert {n: s["phase"] for n, s in statuses.items()} == dict.fromkeys(names, "Succeeded")
+    assert len(charge.executions) == 10
+    workers = set()
+    for name, status in statuses.items():
+        (attempt,) = status["attempts"]
+        assert attempt["pool"] == "bosun-pool-payer" and "job" not in attempt, attempt
+        assert attempt["outcome"] == "Succeeded" and attempt["epoch"] == 1
+        workers.add(attempt["pod"])
+        assert status["output"] == "charged"
+        assert kube.journal(name)[-1]["type"] == "runFinished"
+    assert all(w.startswith("bosun-pool-payer-") for w in workers)
+    jobs = kube.rest.list("batch/v1", "jobs", kube.namespace)
+    assert jobs == []
+    lease = kube.rest.get(
+        "coordination.k8s.io/v1", "leases", kube.namespace, contract.lease_name(names[0])
+    )
+    assert lease is not None and not lease["spec"].get("holderIdentity")
+    outcome = json.loads(lease["metadata"]["annotations"][contract.ANNOTATION_OUTCOME])
+    assert outcome["exitCode"] == 0 and outcome["attempt"] == 1
+    assert lease["metadata"]["labels"][constants.LABEL_AGENT] == "payer"
