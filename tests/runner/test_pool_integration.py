@@ -100,9 +100,7 @@ def test_a_pool_claims_every_attempt_once_with_no_job_and_counts_workers(
     status = _workers_ready(kube, "payer", 2)
     assert status["runnerMode"] == "Pool"
     assert status["pool"]["deployment"] == "bosun-pool-payer"
-    deployment = kube.rest.get(
-        "apps/v1", "deployments", kube.namespace, "bosun-pool-payer"
-    )
+    deployment = kube.rest.get("apps/v1", "deployments", kube.namespace, "bosun-pool-payer")
     assert deployment is not None
     owner = deployment["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"]) == ("Agent", "payer")
