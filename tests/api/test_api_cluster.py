@@ -108,7 +108,8 @@ def test_examples_apply_and_show_up_in_get_bosun(
     }
     assert set(out) == expected
     agents = bosun_crds.kubectl("get", "agents", "-n", namespace).stdout
-    assert re.search(r"^NAME\s+PROVIDER\s+MODEL\s+READY\s+MODE\s+WORKERS\s+RUNS/H\s+TOKENS/H\s+AGE", agents, re.M)
+    columns = r"^NAME\s+PROVIDER\s+MODEL\s+READY\s+MODE\s+WORKERS\s+RUNS/H\s+TOKENS/H\s+AGE"
+    assert re.search(columns, agents, re.M)
     assert re.search(r"^support-triage\s+openai\s+gpt-4o-mini\s", agents, re.M)
     assert re.search(r"^demo\s+scripted\s", agents, re.M)
 

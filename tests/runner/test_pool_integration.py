@@ -10,11 +10,14 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from bosun import constants, contract
+from bosun import kube as k8s
 from bosun.dev import testing
 from bosun.dev.servers import tools
+from bosun.runner import approvals, kubeapi
 
 from . import harness
 
@@ -107,6 +110,10 @@ def test_a_pool_claims_every_attempt_once_with_no_job_and_counts_workers(
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "bosun-pool-payer"
     assert pod["containers"][0]["args"] == ["pool"]
+    labels = f'agent="payer",namespace="{kube.namespace}"'
+    scraped = httpx.get(operator.metrics_url).text
+    assert f"bosun_pool_workers_ready{{{labels}}} 2.0" in scraped, scraped
+    assert f"bosun_pool_free_slots{{{labels}}} 8.0" in scraped
 
     names = [f"pay-{i}" for i in range(10)]
     for name in names:
@@ -126,6 +133,9 @@ def test_a_pool_claims_every_attempt_once_with_no_job_and_counts_workers(
     assert all(w.startswith("bosun-pool-payer-") for w in workers)
     jobs = kube.rest.list("batch/v1", "jobs", kube.namespace)
     assert jobs == []
+    scraped = httpx.get(operator.metrics_url).text
+    assert f"bosun_pool_queue_depth{{{labels}}} 0.0" in scraped
+    assert f"bosun_pool_claimed_runs{{{labels}}} 0.0" in scraped
     lease = kube.rest.get(
         "coordination.k8s.io/v1", "leases", kube.namespace, contract.lease_name(names[0])
     )
@@ -133,3 +143,68 @@ def test_a_pool_claims_every_attempt_once_with_no_job_and_counts_workers(
     outcome = json.loads(lease["metadata"]["annotations"][contract.ANNOTATION_OUTCOME])
     assert outcome["exitCode"] == 0 and outcome["attempt"] == 1
     assert lease["metadata"]["labels"][constants.LABEL_AGENT] == "payer"
+
+
+def test_a_pooled_run_pauses_for_approval_in_its_worker_and_proceeds_once_approved(
+    kube: harness.Harness,
+    servers: Callable[[Any], Any],
+    operator: testing.OperatorProcess,
+) -> None:
+    toolbox = servers(tools.ToolServer({"refund": lambda a: {"refunded": a["amount"]}}))
+    script = [{"toolCalls": [{"tool": "refund", "args": {"amount": 500}}]}, {"reply": "refunded"}]
+    kube.agent(
+        "clerk",
+        {"provider": "scripted", "script": script},
+        ["refund"],
+        runner={"pool": {"workers": 1, "runsPerWorker": 2}},
+    )
+    kube.http_tool("refund", toolbox.url_for("refund"))
+    kube.policy("ask", [{"name": "ask", "tools": ["refund"], "action": "RequireApproval"}])
+    _workers_ready(kube, "clerk", 1)
+    kube.submit_run("pay", "clerk", "refund 500")
+    waiting = testing.until(
+        lambda: (s := kube.status("pay")).get("phase") == "AwaitingApproval" and s,
+        120,
+        what="the pooled Run to await approval",
+        explain=lambda: kube.cp.explain_namespace(kube.namespace),
+    )
+    assert toolbox.executions == []
+    assert waiting["attempts"][-1]["pod"].startswith("bosun-pool-clerk-")
+    pending = waiting["pendingApprovals"][0]
+    admin = kubeapi.Cluster(kube.namespace, kube.cp.rest())
+    approvals.create_approval(admin, "pay", pending["callHash"][:12], "Approved")
+    (status,) = _finish(kube, ["pay"]).values()
+    assert status["phase"] == "Succeeded", status
+    assert toolbox.executions == [("refund", {"amount": 500})]
+    decisions = [d.get("action") for d in kube.decisions("pay")]
+    assert "RequireApproval" in decisions, decisions
+
+
+def test_dropping_the_pool_deletes_its_deployment_and_runs_go_back_to_jobs(
+    kube: harness.Harness,
+    servers: Callable[[Any], Any],
+    operator: testing.OperatorProcess,
+) -> None:
+    _charge(kube, servers)
+    script = [{"reply": "done"}]
+    _pooled_agent(kube, "payer", script, workers=1)
+    _workers_ready(kube, "payer", 1)
+    agent = kube.get("Agent", "payer")
+    agent["spec"]["runner"] = {}
+    kube.rest.request(
+        "PUT", k8s.object_path(constants.API_VERSION, "agents", kube.namespace, "payer"), agent
+    )
+    testing.until(
+        lambda: kube.rest.get("apps/v1", "deployments", kube.namespace, "bosun-pool-payer") is None,
+        60,
+        what="the pool's Deployment to be deleted",
+    )
+    testing.until(
+        lambda: (kube.get("Agent", "payer").get("status") or {}).get("runnerMode") == "Job",
+        60,
+        what="the Agent to report Job mode",
+    )
+    kube.submit_run("plain", "payer", "hi")
+    (status,) = _finish(kube, ["plain"]).values()
+    assert status["phase"] == "Succeeded"
+    assert status["attempts"][0]["job"] == contract.job_name("plain", 1)

@@ -77,6 +77,7 @@ class Controller:
         self.runs = runs.RunReconciler(self.store, rest, settings)
         self.resources = resources.ResourceReconciler(self.store, rest)
         self.pools = pools.PoolReconciler(self.store, rest, settings)
+        metrics.POOLS.source = lambda: pools.figures(self.store)
         self.usage = usage.UsageReconciler(self.store, rest)
         self.retention = retention.Retention(self.store, rest, settings)
         self._retention_due = threading.Event()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+
 import prometheus_client
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = [
     "ACTIVE_RUNS",
@@ -12,6 +16,7 @@ __all__ = [
     "DEAD_LETTERS",
     "LEADER",
     "LEASE_TAKEOVERS",
+    "POOLS",
     "QUEUE_DEPTH",
     "RECONCILE",
     "RECONCILE_ERRORS",
@@ -104,6 +109,49 @@ LEADER = prometheus_client.Gauge(
 RECONCILE_ERRORS = prometheus_client.Counter(
     "bosun_reconcile_errors_total", "Reconciles that raised, by kind.", ["kind"], registry=REGISTRY
 )
+
+
+PoolFigures = tuple[str, str, int, int, int, int]
+"""(namespace, agent, waiting attempts, claimed attempts, free slots, ready workers)."""
+
+
+class _PoolCollector(Collector):
+    """Per pooled Agent, read from the operator's store at each scrape: what autoscaling
+    watches (labels namespace and agent, bounded by the Agents that have a pool)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[PoolFigures]] = tuple
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["namespace", "agent"]
+        waiting = GaugeMetricFamily(
+            "bosun_pool_queue_depth",
+            "Runs of a pooled Agent waiting for a worker: queued for admission, or offered and"
+            " not yet claimed (scale the pool out while it stays above 0).",
+            labels=labels,
+        )
+        claimed = GaugeMetricFamily(
+            "bosun_pool_claimed_runs", "Attempts the pool's workers hold now.", labels=labels
+        )
+        free = GaugeMetricFamily(
+            "bosun_pool_free_slots",
+            "Attempts the pool's ready workers could take on now (runsPerWorker each).",
+            labels=labels,
+        )
+        ready = GaugeMetricFamily(
+            "bosun_pool_workers_ready", "Ready worker pods of the pool.", labels=labels
+        )
+        for namespace, agent, queued, held, slots, workers in self.source():
+            waiting.add_metric([namespace, agent], queued)
+            claimed.add_metric([namespace, agent], held)
+            free.add_metric([namespace, agent], slots)
+            ready.add_metric([namespace, agent], workers)
+        yield from (waiting, claimed, free, ready)
+
+
+POOLS = _PoolCollector()
+"""Set ``POOLS.source`` to where the figures come from (the running controller's store)."""
+REGISTRY.register(POOLS)
 
 
 def serve(port: int) -> None:

@@ -28,8 +28,8 @@ __all__ = [
     "ANNOTATION_WORKERS",
     "COMPONENT",
     "PoolReconciler",
-    "claimed_attempts",
     "deployment",
+    "figures",
     "objects",
     "pool_of",
     "selector",
@@ -248,14 +248,37 @@ class PoolReconciler:
         log.info("Updated pool deployment=%s/%s", ns, key[1])
 
 
-def claimed_attempts(store: store_mod.Store, agent: store_mod.Key) -> int:
-    """The Agent's Runs whose active attempt is offered to its pool (claimed or waiting)."""
-    count = 0
-    for run in store.runs_of(agent):
-        attempts = (run.get("status") or {}).get("attempts") or ()
+def figures(store: store_mod.Store) -> list[tuple[str, str, int, int, int, int]]:
+    """Per pooled Agent: (namespace, agent, waiting, claimed, free slots, ready workers).
+    Waiting counts queued Runs and offered attempts no worker claimed yet."""
+    waiting: dict[store_mod.Key, int] = {}
+    claimed: dict[store_mod.Key, int] = {}
+    pooled = {store_mod.key_of(a): a for a in store.agents.values() if pool_of(a) is not None}
+    for key in pooled:
+        waiting[key] = claimed[key] = 0
+    for run in store.runs.values():
+        key = store_mod.agent_key_of(run)
+        if key not in pooled:
+            continue
+        status = run.get("status") or {}
+        attempts = status.get("attempts") or ()
         if attempts and attempts[-1].get("pool") and not attempts[-1].get("endTime"):
-            count += 1
-    return count
+            lease = store.leases.get((key[0], contract.lease_name(run["metadata"]["name"])))
+            claim = contract.lease_note(lease, contract.ANNOTATION_CLAIM) if lease else None
+            if claim is not None and claim.get("attempt") == attempts[-1].get("number"):
+                claimed[key] += 1
+            else:
+                waiting[key] += 1
+        elif status.get("phase") in (constants.PHASE_QUEUED, constants.PHASE_PENDING, None):
+            waiting[key] += 1
+    rows = []
+    for key, agent in sorted(pooled.items()):
+        deployment = store.deployments.get((key[0], contract.pool_name(key[1])))
+        ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+        per_worker = int((pool_of(agent) or {}).get("runsPerWorker", 10))
+        free = max(0, ready * per_worker - claimed[key])
+        rows.append((key[0], key[1], waiting[key], claimed[key], free, ready))
+    return rows
 
 
 def _controlled_by(obj: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:

@@ -87,10 +87,8 @@ class ResourceReconciler:
             return {"runnerMode": "Job"}
         ns, name = agent["metadata"]["namespace"], agent["metadata"]["name"]
         deployment = self.store.deployments.get((ns, contract.pool_name(name)))
-        status = (deployment or {}).get("status") or {}
-        ready = int(status.get("readyReplicas") or 0)
-        held = pools.claimed_attempts(self.store, (ns, name))
-        free = max(0, ready * int(pool.get("runsPerWorker", 10)) - held)
+        row = next((r for r in pools.figures(self.store) if r[:2] == (ns, name)), None)
+        free, ready = (row[4], row[5]) if row is not None else (0, 0)
         return {
             "runnerMode": "Pool",
             "pool": {
