@@ -9,8 +9,10 @@ Prints a Markdown table; nothing here is asserted. ``report.py`` reuses these pi
 
 Runners: ``real`` is the production runner image (the node emulator runs ``python -m
 bosun.runner``) with a scripted model that calls one HTTP tool on a local no-op server, under
-a Policy that allows it; ``noop`` is ``sh -c 'exit 0'``, the operator's own cost without a
-runner process; ``standin`` is the operator tests' Python stand-in that takes the Lease.
+a Policy that allows it; ``pool`` is the same image and Agent with ``runner.pool`` (2 workers
+claim every attempt; no pod per Run), where admission latency is admitted → claimed;
+``noop`` is ``sh -c 'exit 0'``, the operator's own cost without a runner process;
+``standin`` is the operator tests' Python stand-in that takes the Lease.
 
     .venv/bin/python bench/operator_bench.py --runs 200 --rate 20 --runner noop
 """
@@ -29,11 +31,12 @@ from typing import Any
 
 import _common
 
-from bosun import constants, kube
+from bosun import constants, contract, kube
 from bosun.dev import testing
 from bosun.dev.servers import tools
 
-RUNNERS = ("real", "noop", "standin")
+RUNNERS = ("real", "pool", "noop", "standin")
+POOL_WORKERS = 2
 TERMINAL = ("Succeeded", "Failed", "Cancelled", "DeadLettered", "Duplicate")
 # Where a Run's time goes, as an observer sees it: (from, to, what happens in between).
 STAGES = (
@@ -43,13 +46,20 @@ STAGES = (
     ("job", "jobDone", "the Job runs: controller, pod, runner process"),
     ("jobDone", "done", "operator sees the Job end and records the outcome"),
 )
+POOL_STAGES = (
+    ("created", "queued", "operator picks the Run up (first status)"),
+    ("queued", "admitted", "admission (capacity, status write: the offer)"),
+    ("admitted", "claimed", "a worker sees the offer and claims the Run's Lease"),
+    ("claimed", "released", "the worker executes the attempt and releases the Lease"),
+    ("released", "done", "operator sees the outcome and records it"),
+)
 AGENT = "bench"
 TOOL = "noop"
 
 
 def runner_env(runner: str) -> dict[str, str]:
     """The operator's settings that choose what each Job's pod runs."""
-    if runner == "real":
+    if runner in ("real", "pool"):
         return {
             "BOSUN_RUNNER_IMAGE": "ghcr.io/bosun-dev/bosun-runner:0.1.0",
             "BOSUN_RUNNER_COMMAND": "",
@@ -59,10 +69,14 @@ def runner_env(runner: str) -> dict[str, str]:
     return {}  # start_operator's default: the stand-in
 
 
-def agent_objects(namespace: str, concurrency: int, tool_url: str) -> list[kube.Obj]:
-    """The no-op Tool, a Policy allowing it, and an Agent whose scripted model calls it once."""
+def agent_objects(
+    namespace: str, concurrency: int, tool_url: str, pool: dict[str, int] | None = None
+) -> list[kube.Obj]:
+    """The no-op Tool, a Policy allowing it, and an Agent whose scripted model calls it once
+    (with ``pool``, its ``runner.pool``)."""
     script = [{"toolCalls": [{"tool": TOOL, "args": {"n": 1}}]}, {"reply": "done"}]
     meta = {"namespace": namespace}
+    runner = {"runner": {"pool": pool}} if pool else {}
     return [
         {
             "apiVersion": constants.API_VERSION,
@@ -84,6 +98,7 @@ def agent_objects(namespace: str, concurrency: int, tool_url: str) -> list[kube.
                 "model": {"provider": "scripted", "script": script},
                 "tools": [TOOL],
                 "concurrency": {"maxConcurrentRuns": concurrency},
+                **runner,
             },
         },
     ]
@@ -129,7 +144,11 @@ def bosun(
     toolbox.start()
     operator: testing.OperatorProcess | None = None
     try:
-        for obj in agent_objects(namespace, concurrency, toolbox.url_for(TOOL)):
+        pool = None
+        if runner == "pool":
+            per_worker = -(-concurrency // POOL_WORKERS)
+            pool = {"workers": POOL_WORKERS, "runsPerWorker": per_worker}
+        for obj in agent_objects(namespace, concurrency, toolbox.url_for(TOOL), pool):
             cluster.rest.create(obj)
         operator = testing.start_operator(
             cluster.handle,
@@ -140,11 +159,32 @@ def bosun(
             **{**runner_env(runner), **settings},
         )
         _common.wait_operator_ready(operator)
+        if pool is not None:
+            _wait_workers(cluster.rest, namespace, POOL_WORKERS)
         yield Bosun(cluster, namespace, runner, concurrency, operator, toolbox)
     finally:
         if operator is not None:
             operator.stop()
         toolbox.stop()
+
+
+def _wait_workers(rest: kube.Rest, namespace: str, count: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        agent = rest.get(constants.API_VERSION, "agents", namespace, AGENT) or {}
+        if ((agent.get("status") or {}).get("pool") or {}).get("readyWorkers") == count:
+            # Each worker takes its own Lease after its pod is ready.
+            leases = rest.list("coordination.k8s.io/v1", "leases", namespace)
+            workers = [
+                x
+                for x in leases
+                if (x["metadata"].get("labels") or {}).get(constants.LABEL_POOL_WORKER) == "true"
+                and x["spec"].get("holderIdentity")
+            ]
+            if len(workers) >= count:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the pool of {AGENT} in {namespace} has not {count} ready workers")
 
 
 @dataclasses.dataclass
@@ -226,6 +266,14 @@ def measure_load(target: Bosun, count: int, rate: float | None, prefix: str) -> 
         if _common.job_finished(job):
             marks.mark("jobDone", run, at)
 
+    def on_lease(_kind: str, lease: kube.Obj, at: float) -> None:
+        run = (lease["metadata"].get("labels") or {}).get(constants.LABEL_RUN, "")
+        notes = lease["metadata"].get("annotations") or {}
+        if run and contract.ANNOTATION_CLAIM in notes:
+            marks.mark("claimed", run, at)
+        if run and contract.ANNOTATION_OUTCOME in notes:
+            marks.mark("released", run, at)
+
     def on_run(_kind: str, run: kube.Obj, at: float) -> None:
         name, phase = run["metadata"]["name"], (run.get("status") or {}).get("phase")
         if phase:
@@ -240,6 +288,10 @@ def measure_load(target: Bosun, count: int, rate: float | None, prefix: str) -> 
     names = [obj["metadata"]["name"] for obj in objects]
     selector = f"{constants.LABEL_MANAGED_BY}=bosun"
     jobs = _common.Watch(rest, "batch/v1", "jobs", namespace, on_job, label_selector=selector)
+    if target.runner == "pool":
+        jobs = _common.Watch(
+            rest, "coordination.k8s.io/v1", "leases", namespace, on_lease, label_selector=selector
+        )
     runs = _common.Watch(rest, constants.API_VERSION, "runs", namespace, on_run)
     tool_calls_before = len(target.toolbox.executions)
     meter = target.cpu_meter()
@@ -263,9 +315,13 @@ def measure_load(target: Bosun, count: int, rate: float | None, prefix: str) -> 
         concurrency=target.concurrency,
         created=[marks.times["created"][n] for n in names],
         finished=finished,
-        admission=marks.between("created", "job", names),
+        admission=(
+            marks.between("admitted", "claimed", names)
+            if target.runner == "pool"
+            else marks.between("created", "job", names)
+        ),
         end_to_end=marks.between("created", "done", names),
-        stages={f"{a}→{b}": marks.between(a, b, names) for a, b, _ in STAGES},
+        stages={f"{a}→{b}": marks.between(a, b, names) for a, b, _ in stages_of(target.runner)},
         steady_throughput=_common.steady_rate(finished),
         outcomes=collections.Counter(marks.outcomes[n] for n in names),
         attempts=statistics.mean(attempts[n] for n in names),
@@ -275,13 +331,18 @@ def measure_load(target: Bosun, count: int, rate: float | None, prefix: str) -> 
     )
 
 
+def stages_of(runner: str) -> tuple[tuple[str, str, str], ...]:
+    return POOL_STAGES if runner == "pool" else STAGES
+
+
 def markdown(result: LoadResult) -> str:
     """One batch's figures as Markdown tables, with writes per Run by resource."""
     s = result.summary()
     rate = f"{result.offered_rate:g}/s" if result.offered_rate else "as fast as possible"
+    admitted = "admitted → claimed" if result.runner == "pool" else "Run created → Job seen"
     outcomes = ", ".join(f"{k} {v}" for k, v in s["outcomes"].items())
     figures = [
-        ("admission latency (Run created → Job seen), median", f"{s['admissionMedian']:.3f} s"),
+        (f"admission latency ({admitted}), median", f"{s['admissionMedian']:.3f} s"),
         ("admission latency, p99", f"{s['admissionP99']:.3f} s"),
         ("end-to-end (created → finished seen), median", f"{s['endToEndMedian']:.2f} s"),
         ("end-to-end, p99", f"{s['endToEndP99']:.2f} s"),
@@ -300,7 +361,7 @@ def markdown(result: LoadResult) -> str:
             f"{s['stagesMedian'][f'{a}→{b}']:.3f} s",
             f"{s['stagesP99'][f'{a}→{b}']:.3f} s",
         )
-        for a, b, what in STAGES
+        for a, b, what in stages_of(result.runner)
         if f"{a}→{b}" in s["stagesMedian"]
     ]
     return (

@@ -9,7 +9,7 @@ import pytest
 
 from bosun.api import agent as agent_api
 from bosun.api import tool as tool_api
-from bosun.runner import config, errors, journal, loop, providers, status, tools
+from bosun.runner import config, errors, journal, loop, providers, records, status, tools
 
 from . import fakes
 
@@ -198,19 +198,40 @@ def test_limits_end_the_run_before_the_call_that_would_cross_them() -> None:
 
 def test_a_lost_lease_stops_the_loop_before_the_tool_call() -> None:
     world = World(_charges(1))
+    runner, the_journal = world.loop()
     original = world.lease.ensure_held
 
     def losing() -> None:
-        # Ownership goes away right after the model response was journaled.
-        if any(r["type"] == "modelResponse" for r in world.store.records):
+        # Ownership goes away right after the model responded (recorded, not yet written).
+        if any(isinstance(r, records.ModelResponse) for r in the_journal.records):
             world.lease.lose()
         original()
 
     world.lease.ensure_held = losing  # type: ignore[method-assign]
     with pytest.raises(errors.LeaseLost):
-        world.execute()
+        runner.execute(the_journal.open())
     assert world.executor.calls == []
-    assert [r["type"] for r in world.store.records] == ["attemptStarted", "modelResponse"]
+    # Nothing more reaches the journal: the response goes with the decision it leads to.
+    assert world.store.records == []
+
+
+def test_a_model_response_is_written_with_the_tool_call_it_starts() -> None:
+    world = World(_charges(1))
+    runner, the_journal = world.loop()
+    assert runner.execute(the_journal.open()) == "finished"
+    types = [r["type"] for r in world.store.records]
+    assert types == [
+        "attemptStarted",
+        "modelResponse",
+        "decision",
+        "toolStarted",
+        "toolResult",
+        "modelResponse",
+        "runFinished",
+    ]
+    # Three durable writes for a Run with one tool call: the start of the call (with the
+    # response that asked for it), its result, and the answer with the Run's end.
+    assert len(the_journal.write_seconds) == 3
 
 
 def test_cancel_and_suspend_end_the_attempt() -> None:
@@ -303,3 +324,39 @@ def test_the_journal_records_the_idempotency_key_only_where_it_is_sent() -> None
     keys = [r["idempotencyKey"] for r in sent.store.records if r["type"] == "toolStarted"]
     assert len(keys) == 1 and len(keys[0]) == 32
     assert [c[2] for c in sent.executor.calls] == keys
+
+
+def test_status_progress_is_batched_while_approvals_and_the_output_go_at_once() -> None:
+    cluster = fakes.FakeCluster()
+    clock = fakes.Clock()
+    reporter = status.Reporter(cluster, "run", "run-uid", "pod", interval=3.0, clock=clock)
+
+    def report(steps: int, **more: Any) -> status.Report:
+        return status.Report(usage={"modelCalls": steps}, steps=steps, **more)
+
+    reporter.status(report(1))
+    reporter.status(report(2))
+    assert cluster.statuses == []  # progress within the interval waits
+    clock.sleep(3.0)
+    reporter.status(report(3))
+    assert [s["status"]["steps"] for s in cluster.statuses] == [3]
+    reporter.status(report(3))  # nothing changed: nothing sent
+    pending = status.Pending(
+        "h",
+        "refund",
+        {},
+        None,
+        None,
+        datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC),
+    )
+    reporter.status(report(3, pending=(pending,)))  # a human waits for this one
+    assert cluster.statuses[-1]["status"]["conditions"][0]["status"] == "True"
+    reporter.status(report(4))  # the approval went away: at once
+    assert cluster.statuses[-1]["status"]["conditions"][0]["status"] == "False"
+    reporter.status(report(5))
+    reporter.flush()  # the attempt ended without an output: the held progress goes
+    assert cluster.statuses[-1]["status"]["steps"] == 5
+    reporter.status(report(6, output="done"))
+    assert cluster.statuses[-1]["status"]["output"] == "done"
+    assert len(cluster.statuses) == 5

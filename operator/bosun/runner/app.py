@@ -192,11 +192,18 @@ def _attempt(
             identity["epoch"] = epoch
             ending = execute(settings, env, cluster, keeper, epoch, stop=stop)
     finally:
-        keeper.stop(release=ending.code != contract.ExitCode.LEASE_LOST)
+        # Handed back only when another attempt may follow soon; after a final outcome the
+        # release would be one more API write for nobody.
+        keeper.stop(release=ending.code in _NEXT_ATTEMPT_MAY_FOLLOW)
         rest.close()
     _terminate_message(ending.reason, ending.message)
     bound.info("Exited", fields={"exitCode": int(ending.code), "reason": ending.reason})
     return int(ending.code)
+
+
+_NEXT_ATTEMPT_MAY_FOLLOW = frozenset(
+    {contract.ExitCode.FAILED_RETRYABLE, contract.ExitCode.CANCELLED}
+)
 
 
 def _ended(err: errors.AttemptEnded, env: Mapping[str, str], bound: logs.RunLogger) -> Ending:
@@ -244,6 +251,7 @@ def execute(
             settings.pod_name,
             awaiting=_awaiting(run),
             may_write=holder.held,
+            interval=settings.status_interval_seconds,
         )
         agent_name = str(((run.get("spec") or {}).get("agentRef") or {}).get("name") or "")
         backend = journal_chunks.ChunkBackend(
@@ -330,5 +338,7 @@ def execute(
     except kube.ApiError as err:
         return _api_failed(err, env, bound)
     finally:
+        if reporter is not None:
+            reporter.flush()  # the progress held back, when the attempt ended without output
         if executor is not None:
             executor.close()

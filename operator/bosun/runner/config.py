@@ -25,6 +25,7 @@ __all__ = [
     "ENV_MODEL_RESPONSE_MAX_BYTES",
     "ENV_MODEL_RETRIES",
     "ENV_OTLP_ENDPOINT",
+    "ENV_STATUS_INTERVAL",
     "ENV_TOOL_RESPONSE_MAX_BYTES",
     "JOURNAL_RECORD_HEADROOM_BYTES",
     "JOURNAL_WRITE_MAX_BYTES",
@@ -46,6 +47,7 @@ ENV_LOG_LEVEL = "BOSUN_RUNNER_LOG_LEVEL"
 ENV_MODEL_RESPONSE_MAX_BYTES = "BOSUN_RUNNER_MODEL_RESPONSE_MAX_BYTES"
 ENV_TOOL_RESPONSE_MAX_BYTES = "BOSUN_RUNNER_TOOL_RESPONSE_MAX_BYTES"
 ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+ENV_STATUS_INTERVAL = "BOSUN_RUNNER_STATUS_INTERVAL_SECONDS"
 
 
 class ConfigError(ValueError):
@@ -87,6 +89,9 @@ class Settings:
     lease_duration_seconds: float = float(contract.LEASE_DURATION_SECONDS)
     model_api_key: str = dataclasses.field(default="", repr=False)
     approval_poll_seconds: float = 2.0
+    status_interval_seconds: float = 3.0
+    """Progress (usage, steps) reaches the Run's status at most this often; approvals and the
+    output at once."""
     model_max_retries: int = _MODEL.max_attempts - 1
     model_backoff_seconds: float = _MODEL.initial_backoff_seconds
     model_max_backoff_seconds: float = _MODEL.max_backoff_seconds
@@ -184,6 +189,7 @@ def _tuning(source: Mapping[str, str]) -> dict[str, Any]:
         ),
         model_api_key=source.get(contract.ENV_MODEL_API_KEY, ""),
         approval_poll_seconds=_number(source, ENV_APPROVAL_POLL, float, 2.0),
+        status_interval_seconds=_number(source, ENV_STATUS_INTERVAL, float, 3.0),
         model_max_retries=_number(source, ENV_MODEL_RETRIES, int, _MODEL.max_attempts - 1),
         model_backoff_seconds=_number(
             source, ENV_MODEL_BACKOFF, float, _MODEL.initial_backoff_seconds

@@ -58,6 +58,8 @@ class Journal:
         self.now = now
         self.records: list[records.Record] = []
         self.write_seconds: list[float] = []
+        self.deferred: list[records.Record] = []
+        """Stamped records waiting for the next write (``defer``)."""
 
     def open(self) -> list[records.Record]:
         """Claim the journal and read every record so far (``records.Unreadable`` when one
@@ -66,13 +68,11 @@ class Journal:
         self.records = records.read_all(self.backend.open(self.epoch))
         return self.records
 
-    def write(self, *entries: records.Record) -> list[records.Record]:
-        """Stamp and store ``entries`` as one durable write; return the stamped records."""
-        self.guard()
+    def _stamp(self, entries: Sequence[records.Record]) -> list[records.Record]:
         now = self.now()
         # Stored with millisecond precision: keep the same moment in memory.
         moment = now.replace(microsecond=now.microsecond - now.microsecond % 1000)
-        stamped = [
+        return [
             entry.stamped(
                 seq=len(self.records) + offset + 1,
                 epoch=self.epoch,
@@ -81,9 +81,26 @@ class Journal:
             )
             for offset, entry in enumerate(entries)
         ]
+
+    def defer(self, *entries: records.Record) -> list[records.Record]:
+        """Stamp ``entries`` now and store them with the next ``write``, in the same durable
+        write: a model response goes with the decision and tool call start it leads to (or
+        with the Run's end), which is all that must precede the next step. Lost with the
+        attempt if it ends before the next write, like a model request never answered."""
+        stamped = self._stamp(entries)
+        self.records.extend(stamped)
+        self.deferred.extend(stamped)
+        return stamped
+
+    def write(self, *entries: records.Record) -> list[records.Record]:
+        """Stamp and store ``entries`` (after any deferred ones) as one durable write; return
+        the records of ``entries``, stamped."""
+        self.guard()
+        stamped = self._stamp(entries)
         started = time.perf_counter()
-        self.backend.append([record.to_json() for record in stamped])
+        self.backend.append([record.to_json() for record in (*self.deferred, *stamped)])
         self.write_seconds.append(time.perf_counter() - started)
+        self.deferred.clear()
         self.records.extend(stamped)
         return stamped
 

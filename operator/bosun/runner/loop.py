@@ -143,6 +143,10 @@ class AgentLoop:
     def write(self, *entries: records.Record) -> None:
         self.state.apply(self.deps.journal.write(*entries))
 
+    def defer(self, *entries: records.Record) -> None:
+        """Record ``entries`` with the next write (``Journal.defer``)."""
+        self.state.apply(self.deps.journal.defer(*entries))
+
     # --- the loop ------------------------------------------------------------------------------
 
     def execute(self, journaled: list[records.Record]) -> str:
@@ -154,7 +158,7 @@ class AgentLoop:
             output = self.state.finished.output
             self.report(output=output)
             return output
-        self.write(
+        self.defer(
             records.AttemptStarted(pod=self.settings.pod_name, replayed_records=len(journaled))
         )
         self.provider = self.deps.build_provider(agent.spec.model)
@@ -228,7 +232,8 @@ class AgentLoop:
             span.set_attribute("gen_ai.usage.output_tokens", turn.usage.output_tokens)
         elapsed_ms = round((time.perf_counter() - began) * 1000, 1)
         self.checkpoint()
-        self.write(records.ModelResponse(step=step, turn=turn, duration_ms=elapsed_ms))
+        # Durable with the decision on its first tool call, or with the Run's end.
+        self.defer(records.ModelResponse(step=step, turn=turn, duration_ms=elapsed_ms))
         logs.record(
             log,
             logging.INFO,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -153,7 +154,12 @@ def event(
 
 
 class Reporter:
-    """Sends status and Events for one Run, best effort."""
+    """Sends status and Events for one Run, best effort.
+
+    A report that changes nothing is not sent. Progress (usage and steps) is sent at most
+    every ``interval`` seconds; what a human waits for is sent at once: the AwaitingApproval
+    condition coming or going, pending approvals changing, and the output. ``flush`` sends the
+    progress held back (when the attempt ends without an output)."""
 
     def __init__(
         self,
@@ -165,6 +171,8 @@ class Reporter:
         awaiting: tuple[str, datetime.datetime] | None = None,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         may_write: Callable[[], bool] = lambda: True,
+        interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cluster = cluster
         self.run = run
@@ -172,11 +180,36 @@ class Reporter:
         self.instance = instance
         self.now = now
         self.may_write = may_write
+        self.interval = interval
+        self.clock = clock
         # The AwaitingApproval condition as found on the Run: (status, lastTransitionTime).
         self.awaiting = awaiting
         self.last: Report | None = None
+        self.held: Report | None = None
+        """The newest report not sent yet (progress within the interval)."""
+        self._sent_at = clock()
+        self.writes = 0
 
     def status(self, report: Report) -> None:
+        if report == self.last:
+            self.held = None
+            return
+        wanted = "True" if report.pending else "False"
+        awaiting_changes = (self.awaiting[0] if self.awaiting else "False") != wanted
+        pending_changes = self.last is not None and report.pending != self.last.pending
+        urgent = report.output is not None or awaiting_changes or pending_changes
+        if not urgent and self.clock() - self._sent_at < self.interval:
+            self.held = report
+            return
+        self._send(report)
+
+    def flush(self) -> None:
+        """Send the progress held back, if any."""
+        if self.held is not None:
+            self._send(self.held)
+
+    def _send(self, report: Report) -> None:
+        self.held = None
         if not self.may_write():
             return
         wanted = "True" if report.pending else "False"
@@ -185,6 +218,8 @@ class Reporter:
         try:
             self.cluster.apply_run_status(self.run, render(self.run, report, self.awaiting[1]))
             self.last = report
+            self._sent_at = self.clock()
+            self.writes += 1
         except kube.ApiError as err:
             log.warning(
                 "Failed to update run status",
