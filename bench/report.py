@@ -39,6 +39,7 @@ import coldstart
 import memory
 import operator_bench
 import plots
+import pool_bench
 import runner_bench
 import writeup
 
@@ -67,6 +68,11 @@ class Plan:
     """History limit of the retention step: it deletes the rest of the finished Runs."""
     journal_steps: int = 100
     decisions: int = 2000
+    pool_batch: int = 300
+    pool_paced: int = 150
+    """Runs submitted at 10/s to a pool (claim latency)."""
+    density_runs: int = 1000
+    density_wait_seconds: float = 30.0
 
 
 QUICK = Plan(
@@ -79,6 +85,10 @@ QUICK = Plan(
     retention_keep=100,
     journal_steps=20,
     decisions=200,
+    pool_batch=40,
+    pool_paced=20,
+    density_runs=50,
+    density_wait_seconds=5.0,
 )
 
 
@@ -213,6 +223,13 @@ def measure(plan: Plan, compare: pathlib.Path | None = None) -> dict[str, Any]:
             )
             facts[runner] = {"sweep": [r.summary() for r in sweep], "batch": saturated.summary()}
             phases[runner] = [*sweep, saturated]
+        _common.log("pools: throughput, claim latency and API writes of 2 workers")
+        paced, pooled = pool_bench.pool_phase(cluster, plan.pool_batch, plan.pool_paced)
+        facts["pool"] = {"paced": paced.summary(), "batch": pooled.summary()}
+        phases["pool"] = [paced, pooled]
+        _common.log(f"pools: density, {plan.density_runs} Runs waiting on a slow model")
+        dense = pool_bench.density(cluster, plan.density_runs, plan.density_wait_seconds)
+        facts["pool"]["density"] = dense.summary()
         # The same saturating no-op batch with more reconcile workers: is the operator
         # waiting on the API server rather than working?
         workers = str(plan.more_workers)

@@ -109,6 +109,11 @@ def throughput_bars(facts: dict[str, Any]) -> list[tuple[str, float]]:
             facts["noopMoreWorkers"]["batch"]["steadyThroughput"],
         ),
         ("Bosun Runs, real runner", facts["real"]["batch"]["steadyThroughput"]),
+        *(
+            [("Bosun Runs, real runner in a pool of 2", facts["pool"]["batch"]["steadyThroughput"])]
+            if "pool" in facts
+            else []
+        ),
     ]
 
 
@@ -280,6 +285,36 @@ def render(facts: dict[str, Any]) -> str:
             f"{real['writesPerRun']:.1f} / {noop['writesPerRun']:.1f} / {comp['writesPerJob']:.1f}",
         ),
     ]
+    if "pool" in facts:
+        pool, paced, dense = (
+            facts["pool"]["batch"],
+            facts["pool"]["paced"],
+            facts["pool"]["density"],
+        )
+        headline += [
+            (
+                "Bosun throughput, real runner in a pool of 2 workers (same Agent and tool)",
+                f"{pool['steadyThroughput']:.2f} Runs/s; ÷ plain Job completion"
+                f" {pool['steadyThroughput'] / plain:.1%}; ÷ Job mode"
+                f" {pool['steadyThroughput'] / real['steadyThroughput']:.1f}x",
+            ),
+            (
+                "Pool: admitted → claimed at 10 Runs/s (median, p99)",
+                f"{_ms(paced['admissionMedian'])}, {_ms(paced['admissionP99'])}",
+            ),
+            (
+                "API writes per Run (pool / Job mode)",
+                f"{pool['writesPerRun']:.1f} / {real['writesPerRun']:.1f}",
+            ),
+            (
+                f"Pool density: {dense['runs']:,} Runs waiting {dense['wait_seconds']:g} s on the"
+                " model, 2 workers",
+                f"{dense['succeeded']:,} succeeded; worker RSS peak {dense['peak_rss_mib']:.0f} MiB"
+                f" ({dense['rss_per_run_kib']:.0f} KiB per Run); Lease writes"
+                f" {dense['lease_writes_per_second']:.1f}/s, of them renewals"
+                f" {dense['renewals_per_second']:.2f}/s",
+            ),
+        ]
     for r in facts["real"]["sweep"]:
         headline.append(
             (
@@ -304,6 +339,7 @@ def render(facts: dict[str, Any]) -> str:
     }
     writes_columns = {
         "real runner": real["writesPerRunByResource"],
+        **({"pool": facts["pool"]["batch"]["writesPerRunByResource"]} if "pool" in facts else {}),
         "no-op runner": noop["writesPerRunByResource"],
     }
     mem_rows = [

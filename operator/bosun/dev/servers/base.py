@@ -31,6 +31,12 @@ class Request:
     body: Any
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # A thousand clients may connect at once (the density benchmark): the default backlog of 5
+    # would refuse some of them.
+    request_queue_size = 1024
+
+
 class JSONServer:
     """Base of the test servers."""
 
@@ -78,7 +84,7 @@ class JSONServer:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import time
 from typing import Any
 
 from . import base
@@ -34,6 +35,9 @@ class ScriptedModelServer(base.JSONServer):
         self.fail_ratio = 0.0
         self.rng = random.Random(0)
         self.failures = 0
+        self.delay_seconds = 0.0
+        """How long each answer takes: a slow model endpoint (the request waits, not a thread
+        of the caller's)."""
 
     def fail_randomly(self, ratio: float, seed: int = 0) -> None:
         """Fail this share of requests, alternating 429 (Retry-After: 0) and 500."""
@@ -49,6 +53,8 @@ class ScriptedModelServer(base.JSONServer):
         return replies[-1] if replies else {"reply": ""}
 
     def handle(self, request: base.Request) -> base.Reply:
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
         if request.method != "POST" or request.path != self.path:
             return base.Reply(404, {"error": {"message": f"no route {request.path}"}})
         with self.lock:
