@@ -208,3 +208,55 @@ def test_dropping_the_pool_deletes_its_deployment_and_runs_go_back_to_jobs(
     (status,) = _finish(kube, ["plain"]).values()
     assert status["phase"] == "Succeeded"
     assert status["attempts"][0]["job"] == contract.job_name("plain", 1)
+
+
+def test_a_run_begun_in_job_mode_continues_in_the_pool_from_its_journal(
+    kube: harness.Harness,
+    servers: Callable[[Any], Any],
+    operator: testing.OperatorProcess,
+) -> None:
+    """The migration: a Run whose first attempt was a Job (its Lease and journal made before
+    the Agent had a pool) is taken over by the pool, replaying the journal: the call whose
+    outcome the Job never recorded is re-sent under its Idempotency-Key, never run twice."""
+    charge = _charge(kube, servers)
+    arrived, release = charge.gate(1)
+    script = [{"toolCalls": [{"tool": "charge", "args": {"n": 7}}]}, {"reply": "charged"}]
+    kube.agent(
+        "payer",
+        {"provider": "scripted", "script": script},
+        ["charge"],
+        retry={"maxAttempts": 3, "initialBackoffSeconds": 1, "maxBackoffSeconds": 1},
+    )
+    kube.submit_run("moving", "payer", "charge 7")
+    assert arrived.wait(120), kube.cp.explain_namespace(kube.namespace)
+    # The Job's runner waits in the call; the Agent gets a pool; the Job's pod dies.
+    agent = kube.get("Agent", "payer")
+    agent["spec"]["runner"] = {"pool": {"workers": 1, "runsPerWorker": 2}}
+    kube.rest.request(
+        "PUT", k8s.object_path(constants.API_VERSION, "agents", kube.namespace, "payer"), agent
+    )
+    _workers_ready(kube, "payer", 1)
+    (pod,) = kube.rest.list(
+        "v1", "pods", kube.namespace, label_selector=f"job-name={contract.job_name('moving', 1)}"
+    )
+    kube.rest.merge_patch(
+        "v1",
+        "pods",
+        kube.namespace,
+        pod["metadata"]["name"],
+        {"metadata": {"annotations": {constants.ANNOTATION_EMULATOR_FAULT: "kill"}}},
+    )
+    release.set()
+    (status,) = _finish(kube, ["moving"]).values()
+    assert status["phase"] == "Succeeded", status
+    first, *_, last = status["attempts"]
+    assert first["job"] == contract.job_name("moving", 1) and first["outcome"] == "Failed"
+    assert last["pool"] == "bosun-pool-payer" and last["outcome"] == "Succeeded"
+    assert charge.calls("charge") == [{"n": 7}]  # executed once; the pool re-sent its key
+    assert max(charge.seen.values()) == 2
+    types = [r["type"] for r in kube.journal("moving")]
+    assert types.count("toolStarted") == 1 and types[-1] == "runFinished", types
+    lease = kube.rest.get(
+        "coordination.k8s.io/v1", "leases", kube.namespace, contract.lease_name("moving")
+    )
+    assert lease is not None and lease["metadata"]["labels"][constants.LABEL_AGENT] == "payer"

@@ -121,6 +121,12 @@ def _supervise_claim(
             plans.Create(builders.lease(world.run, world.settings.lease_duration_seconds, agent))
         )
         return d.plan(requeue_after=POD_CHECK_SECONDS)
+    agent = (world.agent or {}).get("metadata", {}).get("name")
+    labels = (lease.get("metadata") or {}).get("labels") or {}
+    if agent and labels.get(constants.LABEL_AGENT) != agent:
+        # A Run begun in Job mode: its Lease and journal get the label the workers need.
+        d.actions.append(plans.LabelForPool(str(agent)))
+        return d.plan(requeue_after=POD_CHECK_SECONDS)
     _mirror_lease(st, lease)
     spec = lease.get("spec") or {}
     epoch = int(spec.get("leaseTransitions") or 0)

@@ -26,6 +26,7 @@ __all__ = [
     "Emit",
     "Finish",
     "LabelDeadLetter",
+    "LabelForPool",
     "LeaseSighting",
     "Plan",
     "PodFacts",
@@ -135,7 +136,16 @@ class LabelDeadLetter:
     on: bool
 
 
-Action = Create | DeleteJob | Emit | LabelDeadLetter
+@dataclasses.dataclass(frozen=True)
+class LabelForPool:
+    """Label the Run's Lease and journal chunks with the Agent whose pool takes the Run over
+    from Job-mode attempts (the pool-worker admission policy lets a worker write only what
+    carries its Agent's label)."""
+
+    agent: str
+
+
+Action = Create | DeleteJob | Emit | LabelDeadLetter | LabelForPool
 
 
 @dataclasses.dataclass(frozen=True)

@@ -227,6 +227,8 @@ class RunReconciler:
                 self.rest.delete("batch/v1", "jobs", ns, action.name)
             elif isinstance(action, plans.Emit):
                 events.emit(self.rest, run, action.reason, action.message, warning=action.warning)
+            elif isinstance(action, plans.LabelForPool):
+                self._label_for_pool(run, action.agent)
             else:
                 label = {constants.LABEL_DEAD_LETTER: "true" if action.on else None}
                 self.rest.merge_patch(
@@ -236,6 +238,24 @@ class RunReconciler:
                     meta["name"],
                     {"metadata": {"labels": label}},
                 )
+
+    def _label_for_pool(self, run: Mapping[str, Any], agent: str) -> None:
+        """Label the Run's Lease and its RunJournal chunks with ``agent`` (a journal kept in
+        ConfigMaps, from before RunJournals, stays as it is: pool workers cannot write it)."""
+        meta = run["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        patch = {"metadata": {"labels": {constants.LABEL_AGENT: agent}}}
+        for chunk in range(contract.JOURNAL_MAX_CHUNKS):
+            journal = contract.journal_name(name, chunk)
+            try:
+                self.rest.merge_patch(constants.API_VERSION, "runjournals", ns, journal, patch)
+            except kube.NotFound:
+                break
+        lease = contract.lease_name(name)
+        updated = self.rest.merge_patch("coordination.k8s.io/v1", "leases", ns, lease, patch)
+        if updated is not None:
+            self.store.leases.put(updated)
+        log.info("Labelled run=%s/%s for the pool of agent=%s", ns, name, agent)
 
     def _create(self, run: Mapping[str, Any], child: Obj) -> None:
         created = self.rest.create(child)
