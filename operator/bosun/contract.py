@@ -286,7 +286,7 @@ def pool_rules() -> list[dict[str, object]]:
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+            "verbs": ["get", "create", "update", "patch"],
         },
         {
             "apiGroups": [constants.GROUP],

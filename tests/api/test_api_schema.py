@@ -295,7 +295,7 @@ def test_status_has_observed_generation_and_metav1_conditions(kind: str) -> None
 @pytest.mark.parametrize(
     ("kind", "columns"),
     [
-        ("Agent", ["Provider", "Model", "Ready", "Runs/h", "Tokens/h", "Age"]),
+        ("Agent", ["Provider", "Model", "Ready", "Mode", "Workers", "Runs/h", "Tokens/h", "Age"]),
         ("Tool", ["Transport", "URL", "Ready", "Age"]),
         ("Policy", ["Rules", "Ready", "Age"]),
         ("Run", ["Agent", "Phase", "Attempt", "Tokens", "Age"]),

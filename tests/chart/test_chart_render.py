@@ -325,9 +325,11 @@ OPERATOR_NEEDS = [
     ("", "pods", ("get", "list")),
     ("", "events", ("create", "patch")),
     ("", "serviceaccounts", ("get", "create")),
-    ("rbac.authorization.k8s.io", "roles", ("get", "create")),
+    ("rbac.authorization.k8s.io", "roles", ("get", "create", "update")),
     ("rbac.authorization.k8s.io", "rolebindings", ("get", "create")),
-    ("networking.k8s.io", "networkpolicies", ("get", "create")),
+    ("networking.k8s.io", "networkpolicies", ("get", "create", "update")),
+    # Worker pools (Agent.spec.runner.pool): the pool's Deployment.
+    ("apps", "deployments", ("get", "list", "watch", "create", "update", "delete")),
 ]
 DISCOVERY = [("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch"))]
 NAMESPACE_DISCOVERY = [("", "namespaces", ("get", "list", "watch"))]
@@ -339,7 +341,9 @@ def _needed(needs: list[tuple[str, str, tuple[str, ...]]]) -> set[tuple[str, str
 
 
 def _runner_permissions() -> set[tuple[str, str, str, str | None]]:
-    return set(chartkit.expand(contract.runner_rules("some-run")))
+    """What the operator grants: a Job runner's Role and a pool's Role."""
+    granted = [*contract.runner_rules("some-run"), *contract.pool_rules()]
+    return set(chartkit.expand(granted))
 
 
 def _operator_rules(objs: list[chartkit.Obj], kind: str, name: str) -> list[chartkit.Obj]:

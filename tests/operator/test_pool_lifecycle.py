@@ -37,6 +37,13 @@ def _lease(
     claim: dict[str, Any] | None = None, outcome: dict[str, Any] | None = None, **spec: Any
 ) -> dict[str, Any]:
     found = w.lease(spec.pop("holder", None), transitions=spec.pop("transitions", 0))
+    owner = spec.pop("owner", "u-r")
+    found["metadata"]["ownerReferences"] = [
+        {"apiVersion": C.API_VERSION, "kind": "Run", "name": "r", "uid": owner, "controller": True}
+    ]
+    found["metadata"]["labels"] = {C.LABEL_AGENT: "a"}
+    if "acquired" in spec:
+        found["spec"]["acquireTime"] = conditions.stamp(w.ago(spec.pop("acquired")))
     notes = {}
     if claim is not None:
         notes[contract.ANNOTATION_CLAIM] = json.dumps(claim)
@@ -145,13 +152,41 @@ def test_a_handed_back_attempt_queues_the_next_at_once_without_spending_the_budg
 def test_a_claimed_attempt_past_its_timeout_ends_timed_out() -> None:
     agent = {**POOLED_AGENT, "spec": {**POOLED_AGENT["spec"], "limits": {"runTimeoutSeconds": 5}}}
     early = w.after(w.QUEUED, lifecycle.admit(w.QUEUED, w.ago(40), POOL))
+    recent = _decide(
+        early,
+        agent=agent,
+        lease=_lease(CLAIM, holder="bosun-pool-a-x", transitions=1, acquired=10),
+        worker_left=4.0,
+    )
+    assert recent.ended is None  # timed from the claim: the offer may have waited for a slot
     plan = _decide(
         early,
         agent=agent,
-        lease=_lease(CLAIM, holder="bosun-pool-a-x", transitions=1),
+        lease=_lease(CLAIM, holder="bosun-pool-a-x", transitions=1, acquired=40),
         worker_left=4.0,
     )
     assert plan.ended == C.OUTCOME_TIMED_OUT
+
+
+def test_a_lease_left_by_a_deleted_run_of_the_same_name_decides_nothing() -> None:
+    ok = {"attempt": 1, "epoch": 1, "exitCode": 0, "reason": "Succeeded", "message": ""}
+    plan = _decide(OFFERED, lease=_lease(CLAIM, ok, transitions=1, owner="u-old"))
+    assert plan.ended is None and plan.phase in (None, C.PHASE_RUNNING)
+
+
+def test_an_unclaimed_offer_is_withdrawn_without_cost_when_the_agent_drops_its_pool() -> None:
+    plan = _decide(OFFERED, agent=w.AGENT, lease=_lease())
+    assert plan.ended == C.OUTCOME_HANDED_BACK
+    assert plan.condition(C.CONDITION_QUEUED) == (T, C.REASON_HANDED_BACK)
+    requeued = w.after(OFFERED, plan)
+    assert runstatus.RunStatus(requeued).failures() == 0
+
+
+def test_a_lease_of_a_run_begun_in_job_mode_is_labelled_for_the_pool_first() -> None:
+    unlabelled = _lease()
+    unlabelled["metadata"]["labels"] = {}
+    plan = _decide(OFFERED, lease=unlabelled)
+    assert plan.actions == (plans.LabelForPool("a"),)
 
 
 def test_the_pool_deployment_is_the_agents_runner_pod_with_its_secrets_by_reference() -> None:

@@ -195,3 +195,19 @@ def test_chunk_backend_refuses_to_grow_past_its_chunk_limit() -> None:
     with pytest.raises(errors.PermanentFailure) as caught:
         backend.append([{"seq": 3}])
     assert caught.value.reason == "JournalFull"
+
+
+def test_a_chunk_labelled_for_another_agent_is_never_read() -> None:
+    # A pool worker may create chunks labelled with its own Agent only, and it can read every
+    # Run's UID: a chunk of this Run labelled for another Agent is a plant, not this journal.
+    cluster = fakes.FakeCluster()
+    planted = journal_chunks.ChunkBackend(cluster, "run", "run-uid", agent="mallory")
+    planted.open(5)
+    planted.append([{"seq": 1, "type": "runFinished"}])
+    chunk = cluster.journals[contract.journal_name("run", 0)]
+    assert chunk["metadata"]["labels"]["bosun.dev/agent"] == "mallory"
+    with pytest.raises(errors.JournalUntrusted, match="labelled for Agent mallory"):
+        journal_chunks.ChunkBackend(cluster, "run", "run-uid", agent="payer").open(6)
+    # The Run's own Agent reads it; so does `bosun trace`, which names no Agent.
+    assert journal_chunks.ChunkBackend(cluster, "run", "run-uid", agent="mallory").open(6)
+    assert _backend(cluster).read()

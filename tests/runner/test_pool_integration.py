@@ -260,3 +260,51 @@ def test_a_run_begun_in_job_mode_continues_in_the_pool_from_its_journal(
         "coordination.k8s.io/v1", "leases", kube.namespace, contract.lease_name("moving")
     )
     assert lease is not None and lease["metadata"]["labels"][constants.LABEL_AGENT] == "payer"
+
+
+def test_a_suspended_and_resumed_pooled_run_is_claimed_again_by_a_live_worker(
+    kube: harness.Harness,
+    servers: Callable[[Any], Any],
+    operator: testing.OperatorProcess,
+) -> None:
+    """The operator ends an attempt a live worker holds (suspend): the worker stops it and
+    gives the Lease back, so the next attempt is claimed at once, not after a timeout."""
+    charge = _charge(kube, servers)
+    arrived, release = charge.gate(1)
+    script = [{"toolCalls": [{"tool": "charge", "args": {"n": 1}}]}, {"reply": "charged"}]
+    _pooled_agent(kube, "payer", script, workers=1)
+    _workers_ready(kube, "payer", 1)
+    kube.submit_run("paused", "payer", "charge once")
+    assert arrived.wait(120), kube.cp.explain_namespace(kube.namespace)
+
+    def suspend(value: bool) -> None:
+        kube.rest.merge_patch(
+            constants.API_VERSION, "runs", kube.namespace, "paused", {"spec": {"suspend": value}}
+        )
+
+    suspend(True)
+    testing.until(
+        lambda: (kube.status("paused").get("attempts") or [{}])[-1].get("endTime"),
+        60,
+        what="the suspended attempt to end",
+    )
+    release.set()
+    lease_name = contract.lease_name("paused")
+    testing.until(
+        lambda: (
+            not (
+                kube.rest.get("coordination.k8s.io/v1", "leases", kube.namespace, lease_name) or {}
+            )
+            .get("spec", {})
+            .get("holderIdentity")
+        ),
+        60,
+        what="the live worker to give the Lease back",
+        explain=lambda: kube.cp.explain_namespace(kube.namespace),
+    )
+    suspend(False)
+    (status,) = _finish(kube, ["paused"]).values()
+    assert status["phase"] == "Succeeded", status
+    outcomes = [a.get("outcome") for a in status["attempts"]]
+    assert outcomes[-1] == "Succeeded" and "Lost" not in outcomes, status["attempts"]
+    assert charge.calls("charge") == [{"n": 1}]

@@ -489,9 +489,7 @@ class KindInfo:
     short_names: Sequence[str]
     columns: Sequence[PrinterColumn]
     scope: Literal["Namespaced", "Cluster"] = "Namespaced"  # Cluster: not in the category
-    selectable_fields: Sequence[str] = ()
-    """JSON paths a field selector may use on this Kind (`selectableFields`), such as the
-    pool workers' watch of their Agent's Runs."""
+    selectable_fields: Sequence[str] = ()  # `selectableFields`: pool workers select by Agent
 
     @property
     def kind(self) -> str:

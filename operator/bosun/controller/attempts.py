@@ -12,7 +12,6 @@ the lifecycle: these functions edit a ``plans.Draft``.
 from __future__ import annotations
 
 import datetime
-import json
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +19,17 @@ from typing import Any
 from bosun import constants, contract, retry
 from bosun.controller import builders, conditions, outcomes, plans, runnerclasses, runstatus
 
-__all__ = ["POD_CHECK_SECONDS", "finish", "stop_active", "supervise", "until"]
+__all__ = [
+    "POD_CHECK_SECONDS",
+    "abandon",
+    "conclude",
+    "finish",
+    "mirror_lease",
+    "retry_wait",
+    "stop_active",
+    "supervise",
+    "until",
+]
 
 _QUEUED = constants.CONDITION_QUEUED
 _RUNNING = constants.CONDITION_RUNNING
@@ -46,8 +55,6 @@ def supervise(
 ) -> plans.Plan:
     """The plan for a Run with an active ``attempt``."""
     world, st, now = d.world, d.st, d.now
-    if attempt.get("pool"):
-        return _supervise_claim(d, attempt, deadline)
     if world.job is None:
         return _create_children(d, attempt, deadline)
     foreign = _not_ours(world.run, world.job)
@@ -58,18 +65,18 @@ def supervise(
         verdict = outcomes.Verdict(
             constants.OUTCOME_FAILED, constants.REASON_JOB_NOT_OWNED, True, foreign
         )
-        _conclude(d, verdict)
-        return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
+        conclude(d, verdict)
+        return d.plan(requeue_after=retry_wait(st, now), wants_admission=True)
     ended = _job_finished(world.job)
     if ended is not None:
         if world.pod is None:
             return plans.Plan(look_at_pods=True)
         _attempt_ended(d, world.job, world.pod, ended)
-        return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
+        return d.plan(requeue_after=retry_wait(st, now), wants_admission=True)
     lease = world.lease
     expiry = None
     if lease is not None:
-        _mirror_lease(st, lease)
+        mirror_lease(st, lease)
         expiry = _lease_expiry(d, lease, attempt)
     if expiry is None:
         # The runner has not taken the Lease yet: give it the start timeout.
@@ -81,8 +88,8 @@ def supervise(
             running = st.condition(_RUNNING) or {}
             if running.get("reason") == constants.REASON_RUNNER_NOT_STARTING:
                 message += f"; {running.get('message')}"
-            _abandon(d, constants.REASON_RUNNER_NEVER_STARTED, message)
-            return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
+            abandon(d, constants.REASON_RUNNER_NEVER_STARTED, message)
+            return d.plan(requeue_after=retry_wait(st, now), wants_admission=True)
         expiry = limit
         if world.pod is None:
             d.facts["look_at_pods"] = True
@@ -96,124 +103,12 @@ def supervise(
         assert lease is not None
         holder = (lease.get("spec") or {}).get("holderIdentity")
         message = f"Lease held by {holder} expired; the attempt is taken over"
-        _abandon(d, constants.REASON_LEASE_EXPIRED, message)
-        return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
+        abandon(d, constants.REASON_LEASE_EXPIRED, message)
+        return d.plan(requeue_after=retry_wait(st, now), wants_admission=True)
     wait = left + 0.5
     if deadline is not None:
         wait = min(wait, (deadline - now).total_seconds() + 0.5)
     return d.plan(requeue_after=wait)
-
-
-def _supervise_claim(
-    d: plans.Draft, attempt: Mapping[str, Any], deadline: datetime.datetime | None
-) -> plans.Plan:
-    """An attempt offered to a pool: no Job; the Run's Lease is the claim and the mailbox of
-    the outcome, and the claiming worker's own Lease is its liveness."""
-    world, st, now = d.world, d.st, d.now
-    number = int(attempt["number"])
-    lease = world.lease
-    if lease is None:
-        if world.agent is None:
-            d.set(_RUNNING, False, constants.REASON_AGENT_NOT_FOUND, "The Agent disappeared")
-            return d.plan(requeue_after=5.0)
-        agent = world.agent["metadata"]["name"]
-        d.actions.append(
-            plans.Create(builders.lease(world.run, world.settings.lease_duration_seconds, agent))
-        )
-        return d.plan(requeue_after=POD_CHECK_SECONDS)
-    agent = (world.agent or {}).get("metadata", {}).get("name")
-    labels = (lease.get("metadata") or {}).get("labels") or {}
-    if agent and labels.get(constants.LABEL_AGENT) != agent:
-        # A Run begun in Job mode: its Lease and journal get the label the workers need.
-        d.actions.append(plans.LabelForPool(str(agent)))
-        return d.plan(requeue_after=POD_CHECK_SECONDS)
-    _mirror_lease(st, lease)
-    spec = lease.get("spec") or {}
-    epoch = int(spec.get("leaseTransitions") or 0)
-    outcome = contract.lease_note(lease, contract.ANNOTATION_OUTCOME)
-    if outcome is not None and outcome.get("attempt") == number and outcome.get("epoch") == epoch:
-        _claim_ended(d, outcome)
-        return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
-    claim = contract.lease_note(lease, contract.ANNOTATION_CLAIM)
-    started = conditions.parse(attempt.get("startTime")) or now
-    if claim is None or claim.get("attempt") != number:
-        timeout = world.settings.start_timeout_seconds
-        limit = started + datetime.timedelta(seconds=timeout)
-        if now >= limit:
-            message = (
-                f"No worker of pool {attempt['pool']} claimed attempt {number} within {timeout}s"
-            )
-            _abandon(d, constants.REASON_RUNNER_NEVER_STARTED, message)
-            return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
-        return d.plan(requeue_after=_sooner(limit, deadline, now))
-    worker = str(claim.get("worker") or "")
-    attempt_pod = st.active_attempt()
-    if attempt_pod is not None:
-        attempt_pod["pod"] = worker
-        attempt_pod["epoch"] = epoch
-    if world.worker_left is None or world.worker_left < 0:
-        message = (
-            f"Worker {worker} of pool {attempt['pool']} stopped renewing its Lease; the attempt"
-            " is taken over"
-        )
-        _abandon(d, constants.REASON_LEASE_EXPIRED, message)
-        return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
-    limits = ((world.agent or {}).get("spec") or {}).get("limits") or {}
-    seconds = int(limits.get("runTimeoutSeconds") or world.settings.attempt_timeout_seconds)
-    # The runner stops itself at runTimeoutSeconds; past it and a grace period, it is hung.
-    limit = started + datetime.timedelta(seconds=seconds + world.settings.lease_duration_seconds)
-    if now >= limit:
-        message = f"Attempt {number} ran over {seconds}s in worker {worker}"
-        _conclude(
-            d, outcomes.Verdict(constants.OUTCOME_TIMED_OUT, "AttemptTimedOut", True, message)
-        )
-        return d.plan(requeue_after=_retry_wait(st, now), wants_admission=True)
-    # The worker's Lease events wake the Run when that worker stops renewing; this is a resync.
-    return d.plan(
-        requeue_after=_sooner(
-            min(limit, now + datetime.timedelta(seconds=_CLAIM_RESYNC_SECONDS)), deadline, now
-        )
-    )
-
-
-_CLAIM_RESYNC_SECONDS = 60.0
-
-
-def _sooner(
-    moment: datetime.datetime, deadline: datetime.datetime | None, now: datetime.datetime
-) -> float:
-    if deadline is not None:
-        moment = min(moment, deadline)
-    return max(0.0, (moment - now).total_seconds()) + 0.5
-
-
-def _claim_ended(d: plans.Draft, outcome: Mapping[str, Any]) -> None:
-    """Conclude the attempt from what its worker wrote when it released the Lease."""
-    attempt = d.st.active_attempt()
-    assert attempt is not None
-    code = outcome.get("exitCode")
-    exit_code = code if isinstance(code, int) else None
-    if exit_code is not None:
-        attempt["exitCode"] = exit_code
-    if exit_code == contract.ExitCode.HANDED_BACK:
-        _hand_back(d, str(outcome.get("message") or ""))
-        return
-    verdict = outcomes.classify_exit(exit_code)
-    if exit_code is not None:
-        report = {"reason": outcome.get("reason"), "message": outcome.get("message")}
-        verdict = outcomes.explained(verdict, json.dumps(report))
-    _conclude(d, verdict)
-
-
-def _hand_back(d: plans.Draft, message: str) -> None:
-    """A draining worker gave the attempt back: queue the next one at once, budget untouched."""
-    st = d.st
-    number = int(st.active_attempt()["number"])  # type: ignore[index]
-    st.end_attempt(d.now, constants.OUTCOME_HANDED_BACK, constants.REASON_HANDED_BACK, message)
-    d.facts["ended"] = constants.OUTCOME_HANDED_BACK
-    text = f"Attempt {number} was handed back by a draining worker; attempt {number + 1} starts now"
-    d.set(_RUNNING, False, constants.REASON_HANDED_BACK, text)
-    d.set(_QUEUED, True, constants.REASON_HANDED_BACK, text)
 
 
 def _not_ours(run: Mapping[str, Any], job: Mapping[str, Any]) -> str | None:
@@ -317,7 +212,7 @@ def _lease_expiry(
     return d.now + datetime.timedelta(seconds=left)
 
 
-def _mirror_lease(st: runstatus.RunStatus, lease: Mapping[str, Any]) -> None:
+def mirror_lease(st: runstatus.RunStatus, lease: Mapping[str, Any]) -> None:
     spec = lease.get("spec") or {}
     mirrored = {
         "name": lease["metadata"]["name"],
@@ -345,10 +240,10 @@ def _attempt_ended(d: plans.Draft, job: Mapping[str, Any], pod: plans.PodFacts, 
         )
     if pod.exit_code is not None:
         attempt["exitCode"] = pod.exit_code
-    _conclude(d, verdict)
+    conclude(d, verdict)
 
 
-def _abandon(d: plans.Draft, reason: str, message: str) -> None:
+def abandon(d: plans.Draft, reason: str, message: str) -> None:
     """End the active attempt as Lost: its runner is gone or never came; retry it."""
     attempt = d.st.active_attempt()
     assert attempt is not None
@@ -356,7 +251,7 @@ def _abandon(d: plans.Draft, reason: str, message: str) -> None:
         d.actions.append(plans.DeleteJob(str(attempt["job"])))
     d.facts["taken_over"] = True
     d.emit(constants.EVENT_LEASE_LOST, message, warning=True)
-    _conclude(d, outcomes.Verdict(constants.OUTCOME_LOST, reason, True, message))
+    conclude(d, outcomes.Verdict(constants.OUTCOME_LOST, reason, True, message))
 
 
 def stop_active(d: plans.Draft, outcome: str, reason: str, why: str) -> None:
@@ -373,7 +268,7 @@ def stop_active(d: plans.Draft, outcome: str, reason: str, why: str) -> None:
 # --- concluding an attempt -------------------------------------------------------------------
 
 
-def _conclude(d: plans.Draft, verdict: outcomes.Verdict) -> None:
+def conclude(d: plans.Draft, verdict: outcomes.Verdict) -> None:
     st, now = d.st, d.now
     st.end_attempt(now, verdict.outcome, verdict.reason, verdict.message)
     d.facts["ended"] = verdict.outcome
@@ -446,7 +341,7 @@ def until(deadline: datetime.datetime | None, now: datetime.datetime) -> float |
     return max(0.0, (deadline - now).total_seconds()) + 0.5
 
 
-def _retry_wait(st: runstatus.RunStatus, now: datetime.datetime) -> float | None:
+def retry_wait(st: runstatus.RunStatus, now: datetime.datetime) -> float | None:
     when = conditions.parse(st.fields.get("nextRetryTime"))
     if when is None:
         return None

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from bosun import constants, contract, kube, retry
+from bosun import constants, kube, retry
 from bosun.controller import (
     conditions,
     fairshare,
@@ -32,7 +32,6 @@ from bosun.controller import (
     pools,
     resources,
     retention,
-    runnerclasses,
     runs,
     runstatus,
     usage,
@@ -156,17 +155,16 @@ class Controller:
                 with self._locks_guard:
                     self._locks.pop(key, None)
         elif plural == "leases" and _labels(obj).get(constants.LABEL_POOL_WORKER) == "true":
-            # A pool worker's own Lease: look again when it would expire unrenewed; gone, its
-            # Runs' attempts end now.
-            if event_type == "DELETED":
-                self._wake_claims(key)
-            else:
-                duration = float((obj.get("spec") or {}).get("leaseDurationSeconds") or 15)
-                self.queue.add_after(("workers", key), duration + 0.5)
+            # A pool worker's own Lease: look again when it would expire unrenewed (a deleted
+            # one is waited out from its last sighting: its worker may still be acting).
+            self.runs.worker_expires_in(key)
+            duration = float((obj.get("spec") or {}).get("leaseDurationSeconds") or 15)
+            self.queue.add_after(("workers", key), duration + 0.5)
         elif plural == "deployments":
             served = _labels(obj).get(constants.LABEL_AGENT)
-            if served:
+            if served:  # ready workers are the pool's capacity: admission may offer more
                 self.queue.add(("agents", (key[0], served)))
+                self._admission.set()
         elif plural in ("jobs", "leases"):
             run_name = (obj["metadata"].get("labels") or {}).get(constants.LABEL_RUN)
             owner = _run_owner(obj)
@@ -174,7 +172,7 @@ class Controller:
             if name:
                 self.queue.add(("runs", (key[0], name)))
         elif plural == "agents":
-            acted_on = _acted_on(obj)
+            acted_on = store_mod.acted_on(obj)
             if event_type != "DELETED" and self._agent_seen.get(key) == acted_on:
                 return  # only its status moved (often the operator's own write)
             if event_type == "DELETED":
@@ -254,7 +252,7 @@ class Controller:
                 else:
                     again = self.resources.reconcile(plural, key)
                     if plural == "agents":
-                        self._reconcile_pool(key)
+                        self.pools.reconcile(key)
                     if again is not None:
                         self.queue.add_after(item, again)
                 self._failures.pop(item, None)
@@ -276,39 +274,16 @@ class Controller:
 
     # --- pools ---------------------------------------------------------------------------------
 
-    def _reconcile_pool(self, key: store_mod.Key) -> None:
-        agent = self.store.agents.get(key)
-        if agent is not None:
-            chosen = runnerclasses.resolve(agent, self.store.runnerclasses.values())
-            self.pools.reconcile(agent, chosen)
-
     def _check_worker(self, key: store_mod.Key) -> float | None:
         """Wake the Runs a pool worker claimed once its Lease expired; else when to look again."""
-        found = self.store.leases.get(key)
-        if found is None:
-            self._wake_claims(key)
-            return None
-        spec = found.get("spec") or {}
-        claim = {
-            "workerLease": key[1],
-            "worker": spec.get("holderIdentity"),
-            "workerEpoch": int(spec.get("leaseTransitions") or 0),
-        }
-        left = self.runs.worker_left(key[0], claim)
-        if left >= 0:
+        left = self.runs.worker_expires_in(key)
+        if left is not None and left >= 0:
             return left + 0.5
-        self._wake_claims(key)
+        for run in pools.claimed_by(self.store, key):
+            self.queue.add(("runs", run))
+        if self.store.leases.get(key) is None:
+            self.runs.forget_worker(key)
         return None
-
-    def _wake_claims(self, worker: store_mod.Key) -> None:
-        """Reconcile every Run whose Lease a claim of the worker Lease ``worker`` holds."""
-        for lease in self.store.leases.values():
-            if lease["metadata"].get("namespace") != worker[0]:
-                continue
-            claim = contract.lease_note(lease, contract.ANNOTATION_CLAIM)
-            run = _labels(lease).get(constants.LABEL_RUN)
-            if claim is not None and claim.get("workerLease") == worker[1] and run:
-                self.queue.add(("runs", (worker[0], _run_owner(lease) or run)))
 
     # --- retention -----------------------------------------------------------------------------
 
@@ -418,7 +393,7 @@ class Controller:
             agent = self.store.agents.get(agent_key)
             if agent is None:
                 continue
-            unready = _not_ready(agent)
+            unready = resources.not_ready(agent)
             if unready is not None:
                 # A Run of an Agent the operator found unusable waits, saying why.
                 with self._lock(key):
@@ -432,6 +407,9 @@ class Controller:
                     self.runs.hold(key, constants.REASON_BUDGET_EXCEEDED, *spent)
                 continue
             limit = _agent_limit(agent)
+            capacity = pools.capacity(self.store, agent)
+            if capacity is not None:  # a pool: offer no more attempts than it can take on
+                limit = capacity if limit is None else min(limit, capacity)
             quota = settings.max_concurrent_runs_per_namespace
             if (
                 active_total >= settings.max_concurrent_runs
@@ -494,28 +472,6 @@ def _list_pages(
             yield items.pop()  # dropped from the page as it is handed out
         if not token:
             return
-
-
-def _not_ready(agent: Mapping[str, Any]) -> str | None:
-    """Why an Agent's Runs must wait (its Ready condition is False), or None."""
-    ready = conditions.find(
-        (agent.get("status") or {}).get("conditions"), constants.CONDITION_READY
-    )
-    if ready is None or ready.get("status") != "False":
-        return None
-    name = agent["metadata"]["name"]
-    return (
-        f"Agent {name} is not Ready ({ready.get('reason')}: {ready.get('message')});"
-        " the Run starts when it is"
-    )
-
-
-def _acted_on(obj: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What the operator acts on in an object (its identity, spec generation, labels and
-    deletion), to tell a change of it from a change of status alone."""
-    meta = obj["metadata"]
-    labels = tuple(sorted((meta.get("labels") or {}).items()))
-    return (meta.get("uid"), meta.get("generation"), labels, meta.get("deletionTimestamp"))
 
 
 def _agent_limit(agent: Mapping[str, Any]) -> int | None:

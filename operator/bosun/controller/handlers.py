@@ -24,6 +24,7 @@ __all__ = [
     "clusterpolicy_event",
     "configure",
     "controller_of",
+    "deployment_event",
     "job_event",
     "lease_event",
     "login",

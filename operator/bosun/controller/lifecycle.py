@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bosun import constants, contract
-from bosun.controller import attempts, conditions, plans, runstatus
+from bosun.controller import attempts, conditions, plans, pooled, runstatus
 
 __all__ = ["WAITING_MESSAGE", "admit", "decide", "hold"]
 
@@ -67,6 +67,8 @@ def decide(world: plans.World, now: datetime.datetime) -> plans.Plan:
                 d, constants.OUTCOME_CANCELLED, constants.REASON_SUSPENDED, "spec.suspend"
             )
             return _wait_suspended(d)
+        if active.get("pool"):
+            return pooled.supervise(d, active, deadline)
         return attempts.supervise(d, active, deadline)
     return _pending(d, deadline)
 

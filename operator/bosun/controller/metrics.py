@@ -27,6 +27,7 @@ __all__ = [
     "RUN_DURATION",
     "TOKENS",
     "TOOL_CALLS",
+    "PoolFigures",
     "serve",
 ]
 

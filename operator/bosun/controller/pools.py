@@ -27,7 +27,10 @@ __all__ = [
     "ANNOTATION_SPEC_HASH",
     "ANNOTATION_WORKERS",
     "COMPONENT",
+    "Obj",
     "PoolReconciler",
+    "capacity",
+    "claimed_by",
     "deployment",
     "figures",
     "objects",
@@ -154,7 +157,7 @@ def objects(
     name = contract.pool_name(agent["metadata"]["name"])
     account = {"kind": "ServiceAccount", "name": name, "namespace": agent["metadata"]["namespace"]}
     rbac = "rbac.authorization.k8s.io/v1"
-    return [
+    rendered_objs: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
@@ -186,6 +189,12 @@ def objects(
         },
         deployment(agent, tools, settings, runner_class, namespace_labels),
     ]
+    # What the workers may do and reach counts too: a change updates the Role and the
+    # NetworkPolicy along with the Deployment.
+    rendered = json.dumps([o.get("rules") or o.get("spec") for o in rendered_objs], sort_keys=True)
+    annotations = rendered_objs[-1]["metadata"]["annotations"]
+    annotations[ANNOTATION_SPEC_HASH] = hashlib.sha256(rendered.encode()).hexdigest()[:16]
+    return rendered_objs
 
 
 class PoolReconciler:
@@ -198,12 +207,23 @@ class PoolReconciler:
         self.rest = rest
         self.settings = settings
 
-    def reconcile(self, agent: Mapping[str, Any], runner_class: runnerclasses.Resolved) -> None:
+    def reconcile(self, key: store_mod.Key) -> None:
+        agent = self.store.agents.get(key)
+        if agent is not None:
+            self._reconcile(agent, runnerclasses.resolve(agent, self.store.runnerclasses.values()))
+
+    def _reconcile(self, agent: Mapping[str, Any], runner_class: runnerclasses.Resolved) -> None:
         meta = agent["metadata"]
         ns, name = meta["namespace"], meta["name"]
         key = (ns, contract.pool_name(name))
         current = self.store.deployments.get(key)
-        if pool_of(agent) is None or runner_class.missing:
+        # A class naming its own ServiceAccount cannot serve a pool (the Agent is not Ready):
+        # the pool-worker policy holds bosun-pool-<agent>, and no other account, to its Agent.
+        if (
+            pool_of(agent) is None
+            or runner_class.missing
+            or runner_class.spec.get("serviceAccountName")
+        ):
             if current is not None and _controlled_by(current, agent):
                 self.rest.delete("apps/v1", "deployments", ns, key[1])
                 self.store.deployments.delete(current)
@@ -220,10 +240,11 @@ class PoolReconciler:
         labels = None if namespace is None else dict(namespace["metadata"].get("labels") or {})
         wanted = objects(agent, tools, self.settings, runner_class, labels)
         if current is None:
-            for child in wanted:
-                created = self.rest.create(child)
-                if created is not None and child["kind"] == "Deployment":
-                    self.store.deployments.put(created)
+            for child in wanted[:-1]:
+                self._ensure(child, agent)
+            created = self.rest.create(wanted[-1])
+            if created is not None:
+                self.store.deployments.put(created)
             log.info("Created pool deployment=%s/%s", ns, key[1])
             return
         if not _controlled_by(current, agent):
@@ -237,6 +258,8 @@ class PoolReconciler:
             and had.get(ANNOTATION_WORKERS) == want[ANNOTATION_WORKERS]
         ):
             return
+        for child in wanted[:-1]:  # the class's egress or the workers' rules may have changed
+            self._ensure(child, agent)
         if had.get(ANNOTATION_WORKERS) == want[ANNOTATION_WORKERS]:
             # The Agent's workers did not change: keep whatever count is set now.
             desired["spec"]["replicas"] = (current.get("spec") or {}).get("replicas", 1)
@@ -246,6 +269,27 @@ class PoolReconciler:
         )
         self.store.deployments.put(updated)
         log.info("Updated pool deployment=%s/%s", ns, key[1])
+
+    def _ensure(self, child: Obj, agent: Mapping[str, Any]) -> None:
+        """Create ``child``, or bring an existing one of this Agent's in line (a Role's rules,
+        a NetworkPolicy's spec)."""
+        if self.rest.create(child) is not None:
+            return
+        field = {"Role": "rules", "NetworkPolicy": "spec"}.get(child["kind"])
+        if field is None:
+            return
+        meta = child["metadata"]
+        plural = {"Role": "roles", "NetworkPolicy": "networkpolicies"}[child["kind"]]
+        found = self.rest.get(child["apiVersion"], plural, meta["namespace"], meta["name"])
+        if found is None or not _controlled_by(found, agent) or found.get(field) == child[field]:
+            return
+        body = {
+            **child,
+            "metadata": {**meta, "resourceVersion": found["metadata"]["resourceVersion"]},
+        }
+        path = kube.object_path(child["apiVersion"], plural, meta["namespace"], meta["name"])
+        self.rest.request("PUT", path, body)
+        log.info("Updated pool %s=%s/%s", child["kind"], meta["namespace"], meta["name"])
 
 
 def figures(store: store_mod.Store) -> list[tuple[str, str, int, int, int, int]]:
@@ -279,6 +323,37 @@ def figures(store: store_mod.Store) -> list[tuple[str, str, int, int, int, int]]
         free = max(0, ready * per_worker - claimed[key])
         rows.append((key[0], key[1], waiting[key], claimed[key], free, ready))
     return rows
+
+
+def capacity(store: store_mod.Store, agent: Mapping[str, Any]) -> int | None:
+    """Attempts the Agent's pool can hold at once: its ready workers times runsPerWorker
+    (None: the Agent has no pool). Admission offers no more, so an offer is claimed soon."""
+    pool = pool_of(agent)
+    if pool is None:
+        return None
+    meta = agent["metadata"]
+    deployment = store.deployments.get((meta["namespace"], contract.pool_name(meta["name"])))
+    ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+    return ready * int(pool.get("runsPerWorker", 10))
+
+
+def claimed_by(store: store_mod.Store, worker: store_mod.Key) -> list[store_mod.Key]:
+    """The Runs whose Lease a claim of the worker Lease ``worker`` holds."""
+    found = []
+    for lease in store.leases.values():
+        meta = lease["metadata"]
+        if meta.get("namespace") != worker[0]:
+            continue
+        claim = contract.lease_note(lease, contract.ANNOTATION_CLAIM)
+        if claim is None or claim.get("workerLease") != worker[1]:
+            continue
+        owner = next(
+            (o["name"] for o in meta.get("ownerReferences") or () if o.get("kind") == "Run"), None
+        )
+        run = owner or (meta.get("labels") or {}).get(constants.LABEL_RUN)
+        if run:
+            found.append((worker[0], str(run)))
+    return found
 
 
 def _controlled_by(obj: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:

@@ -21,7 +21,7 @@ from bosun import cel, constants, contract, kube
 from bosun.controller import conditions, events, pools, runnerclasses
 from bosun.controller import store as store_mod
 
-__all__ = ["RECHECK_SECONDS", "Obj", "Readiness", "ResourceReconciler"]
+__all__ = ["RECHECK_SECONDS", "Obj", "Readiness", "ResourceReconciler", "not_ready"]
 
 log = logging.getLogger("bosun.operator")
 
@@ -75,6 +75,14 @@ class ResourceReconciler:
         unusable = self._runner_class_problem(agent)
         if unusable is not None:
             return Readiness(False, unusable[0], unusable[1], notes=notes)
+        chosen = runnerclasses.resolve(agent, self.store.runnerclasses.values())
+        if pools.pool_of(agent) is not None and chosen.spec.get("serviceAccountName"):
+            message = (
+                f"RunnerClass {chosen.name} sets serviceAccountName, and a pool's workers run as"
+                f" their own account {contract.pool_name(agent['metadata']['name'])} (held to"
+                " this Agent by the pool-worker policy): pick a class without one for a pool"
+            )
+            return Readiness(False, "PoolNeedsOwnAccount", message, notes=notes)
         model = spec.get("model") or {}
         described = "/".join(str(p) for p in (model.get("provider"), model.get("name")) if p)
         return Readiness(True, "Ready", f"Model {described}", self._mode(agent), notes=notes)
@@ -212,6 +220,20 @@ class ResourceReconciler:
             readiness.ready,
             readiness.reason,
         )
+
+
+def not_ready(agent: Mapping[str, Any]) -> str | None:
+    """Why an Agent's Runs must wait (its Ready condition is False), or None."""
+    ready = conditions.find(
+        (agent.get("status") or {}).get("conditions"), constants.CONDITION_READY
+    )
+    if ready is None or ready.get("status") != "False":
+        return None
+    name = agent["metadata"]["name"]
+    return (
+        f"Agent {name} is not Ready ({ready.get('reason')}: {ready.get('message')});"
+        " the Run starts when it is"
+    )
 
 
 def _moved_note(agent: Obj) -> tuple[tuple[str, str, str], ...]:

@@ -164,24 +164,46 @@ class RunReconciler:
     def worker_left(self, namespace: str, claim: Mapping[str, Any]) -> float:
         """Seconds until the Lease of the worker a claim names expires, measured on this
         process's monotonic clock from when it was first seen saying what it says (negative:
-        gone, or held by another holder or epoch than the claim's)."""
+        expired, or held by another holder or epoch than the claim's). A Lease deleted since
+        it was seen is waited out from that sighting: its worker may not know yet."""
         key = (namespace, str(claim.get("workerLease") or ""))
-        found = self.store.leases.get(key)
-        if found is None:
+        left = self.worker_expires_in(key)
+        with self._seen_guard:
+            seen = self._lease_seen.get(key)
+        if left is None or seen is None:
             return -1.0
-        spec = found.get("spec") or {}
-        holder = spec.get("holderIdentity")
-        epoch = int(spec.get("leaseTransitions") or 0)
+        holder, _, epoch, _ = seen.version
         if holder != claim.get("worker") or epoch != claim.get("workerEpoch"):
             return -1.0
-        version = (holder, spec.get("renewTime"), epoch)
+        return left
+
+    def worker_expires_in(self, key: store_mod.Key) -> float | None:
+        """Seconds until the worker Lease ``key`` expires unrenewed (negative once it did);
+        None when it was never seen."""
+        found = self.store.leases.get(key)
         now = time.monotonic()
         with self._seen_guard:
             seen = self._lease_seen.get(key)
-            if seen is None or seen.version != version:
-                seen = self._lease_seen[key] = plans.LeaseSighting(version, now)
-        duration = float(spec.get("leaseDurationSeconds") or contract.LEASE_DURATION_SECONDS)
-        return seen.seen_at + duration - now
+            if found is not None:
+                spec = found.get("spec") or {}
+                duration = float(
+                    spec.get("leaseDurationSeconds") or contract.LEASE_DURATION_SECONDS
+                )
+                version = (
+                    spec.get("holderIdentity"),
+                    spec.get("renewTime"),
+                    int(spec.get("leaseTransitions") or 0),
+                    duration,
+                )
+                if seen is None or seen.version != version:
+                    seen = self._lease_seen[key] = plans.LeaseSighting(version, now)
+        if seen is None:
+            return None
+        return seen.seen_at + float(seen.version[3]) - now
+
+    def forget_worker(self, key: store_mod.Key) -> None:
+        with self._seen_guard:
+            self._lease_seen.pop(key, None)
 
     def _pod_facts(self, world: plans.World) -> plans.PodFacts:
         """What the pods of the latest attempt's Job left behind."""

@@ -18,7 +18,18 @@ from typing import Any
 
 from bosun import constants
 
-__all__ = ["Key", "Kind", "Obj", "Store", "agent_key_of", "key_of", "slim", "slim_job", "slim_run"]
+__all__ = [
+    "Key",
+    "Kind",
+    "Obj",
+    "Store",
+    "acted_on",
+    "agent_key_of",
+    "key_of",
+    "slim",
+    "slim_job",
+    "slim_run",
+]
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
@@ -36,6 +47,14 @@ def agent_key_of(run: Mapping[str, Any]) -> Key:
 
 
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def acted_on(obj: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the operator acts on in an object (its identity, spec generation, labels and
+    deletion), to tell a change of it from a change of status alone."""
+    meta = obj["metadata"]
+    labels = tuple(sorted((meta.get("labels") or {}).items()))
+    return (meta.get("uid"), meta.get("generation"), labels, meta.get("deletionTimestamp"))
 
 
 def slim(obj: Obj) -> Obj:

@@ -220,6 +220,24 @@ def _api_failed(err: kube.ApiError, env: Mapping[str, str], bound: logs.RunLogge
     return Ending(contract.ExitCode.FAILED_RETRYABLE, "APIError", message)
 
 
+def _journal_end(
+    the_journal: journal.Journal | None,
+    holder: lease.Holder,
+    ending: Ending,
+    bound: logs.RunLogger,
+) -> None:
+    """Record how the attempt ended, while this runner still owns the Run."""
+    if the_journal is None or not holder.held():
+        return
+    end = records.AttemptEnded(
+        reason=ending.reason, message=ending.message, exit_code=int(ending.code)
+    )
+    try:
+        the_journal.write(end)
+    except Exception as write_err:
+        bound.warning("Failed to journal the end", fields={"error": repr(write_err)})
+
+
 def execute(
     settings: config.Settings,
     env: Mapping[str, str],
@@ -320,23 +338,15 @@ def execute(
             # Not a journal of this Run: nothing is added to it, and a human is told.
             if reporter is not None:
                 reporter.event(err.reason, ending.message, warning=True)
-        elif (
-            the_journal is not None
-            and holder.held()
+        elif not isinstance(err, records.Unreadable):
             # A journal this runner cannot read is not one it adds to.
-            and not isinstance(err, records.Unreadable)
-        ):
-            try:
-                the_journal.write(
-                    records.AttemptEnded(
-                        reason=err.reason, message=ending.message, exit_code=int(ending.code)
-                    )
-                )
-            except Exception as write_err:
-                bound.warning("Failed to journal the end", fields={"error": repr(write_err)})
+            _journal_end(the_journal, holder, ending, bound)
         return ending
     except kube.ApiError as err:
-        return _api_failed(err, env, bound)
+        ending = _api_failed(err, env, bound)
+        # What waited for the next write (a model response) is recorded with the end.
+        _journal_end(the_journal, holder, ending, bound)
+        return ending
     finally:
         if reporter is not None:
             reporter.flush()  # the progress held back, when the attempt ended without output

@@ -161,13 +161,21 @@ class ChunkBackend:
             and o.get("name") == self.run_name
         ]
         controllers = [o for o in owners if o.get("controller")]
+        # A pool worker may create chunks labelled with its own Agent only (the pool-worker
+        # admission policy): one labelled with another Agent than the Run's was not written
+        # by a runner of this Run, whatever its owner reference says.
+        agent = labels.get(constants.LABEL_AGENT)
+        foreign = agent is not None and self.agent is not None and agent != self.agent
         if (
             not ours
+            or foreign
             or any(o not in ours for o in controllers)
             or labels.get(LABEL_COMPONENT) != "journal"
             or labels.get(constants.LABEL_MANAGED_BY) != "bosun"
         ):
             named = ", ".join(f"{o.get('kind')} {o.get('name')} ({o.get('uid')})" for o in owners)
+            if foreign:
+                named += f"; labelled for Agent {agent}"
             raise errors.JournalUntrusted(
                 "JournalUntrusted",
                 f"{self._where()} {name} is named like this Run's journal but was not written for"

@@ -199,6 +199,9 @@ class LeaseKeeper:
                 self._lose("LeaseTakenOver")
                 return False
             cluster.replace_lease(self.name, renewed(lease, self.now()))
+        except kube.NotFound:
+            self._lose("LeaseDeleted")  # the Run (or the worker's pod) is gone
+            return False
         except kube.ApiError as err:
             log.warning(
                 "Failed to renew lease",

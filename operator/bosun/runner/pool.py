@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
-import json
 import logging
 import os
 import signal
@@ -36,13 +34,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from bosun import constants, contract, httpclients, kube
-from bosun.runner import app, config, errors, kubeapi, lease, logs, redaction, telemetry
+from bosun.runner import (
+    app,
+    claims,
+    config,
+    errors,
+    kubeapi,
+    lease,
+    logs,
+    redaction,
+    telemetry,
+)
 
-__all__ = ["Claim", "Worker", "claim_of", "main", "offered_attempt"]
+__all__ = ["DRAIN_SECONDS_ENV", "Worker", "main"]
 
 log = logging.getLogger("bosun.runner.pool")
 
-Obj = dict[str, Any]
+_Obj = dict[str, Any]
 
 DRAIN_SECONDS_ENV = "BOSUN_POOL_DRAIN_SECONDS"
 """How long a draining worker waits for its attempts to reach a step boundary (default 25 s,
@@ -52,53 +60,12 @@ _RETRY_CLAIM_SECONDS = 1.0
 """How soon to look again at an offer whose Lease an earlier attempt's live worker holds."""
 
 
-def offered_attempt(run: Mapping[str, Any], pool: str) -> int | None:
-    """The number of the attempt ``run`` offers to the pool named ``pool``; None when it offers
-    none (its newest attempt ran as a Job, ended, or belongs to another pool)."""
-    attempts = (run.get("status") or {}).get("attempts") or ()
-    if not attempts:
-        return None
-    newest = attempts[-1]
-    if newest.get("pool") != pool or newest.get("endTime"):
-        return None
-    try:
-        return int(newest["number"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def claim_of(lease_obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The claim annotation of a Run's Lease, parsed; None when absent or unreadable."""
-    return contract.lease_note(lease_obj, contract.ANNOTATION_CLAIM)
-
-
-class Claim:
-    """One claimed Run's ``lease.Holder``: held while the worker's Lease is, until revoked
-    (the operator ended the attempt, or the Run went away)."""
-
-    def __init__(self, worker: lease.LeaseKeeper, run: str) -> None:
-        self.worker = worker
-        self.run = run
-        self.revoked: str | None = None
-
-    def revoke(self, reason: str) -> None:
-        self.revoked = self.revoked or reason
-
-    def held(self) -> bool:
-        return self.revoked is None and self.worker.held()
-
-    def ensure_held(self) -> None:
-        if self.revoked is not None:
-            raise errors.LeaseLost(self.revoked, f"the claim on Run {self.run} was revoked")
-        self.worker.ensure_held()
-
-
 @dataclasses.dataclass
 class _Active:
     run: str
     uid: str
     attempt: int
-    claim: Claim
+    claim: claims.Claim
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     tools_stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -140,7 +107,7 @@ class Worker:
         self.done = threading.Event()
         self._lock = threading.Lock()
         self._active: dict[str, _Active] = {}
-        self._runs: dict[str, Obj] = {}
+        self._runs: dict[str, _Obj] = {}
         self._retry_at: dict[str, float] = {}
         self._wake = threading.Event()
         self.claimed = 0
@@ -149,7 +116,7 @@ class Worker:
     # --- the worker's own Lease --------------------------------------------------------------
 
     def _ensure_own_lease(self) -> None:
-        meta: Obj = {
+        meta: _Obj = {
             "name": self.template.lease_name,
             "namespace": self.namespace,
             "labels": {
@@ -238,7 +205,7 @@ class Worker:
                 log.warning("Watch of Runs broke", extra={"fields": {"error": repr(err)}})
                 self.done.wait(1.0)
 
-    def _seen(self, run: Obj) -> None:
+    def _seen(self, run: _Obj) -> None:
         name = run["metadata"]["name"]
         with self._lock:
             self._runs[name] = run
@@ -281,10 +248,9 @@ class Worker:
                     break
                 try:
                     self._try_claim(run, number)
-                except kube.ApiError as err:
+                except Exception as err:  # one Run's trouble never stops the claiming
                     log.warning(
-                        "Failed to claim",
-                        extra={"fields": {"run": name, "status": err.status, "error": str(err)}},
+                        "Failed to claim", extra={"fields": {"run": name, "error": repr(err)}}
                     )
                     self._retry_at[name] = time.monotonic() + _RETRY_CLAIM_SECONDS
 
@@ -292,14 +258,14 @@ class Worker:
         with self._lock:
             return len(self._active) < self.slots
 
-    def _offers(self) -> list[tuple[str, int, Obj]]:
+    def _offers(self) -> list[tuple[str, int, _Obj]]:
         now = time.monotonic()
         with self._lock:
             offers = []
             for name, run in self._runs.items():
                 if name in self._active or self._retry_at.get(name, 0.0) > now:
                     continue
-                number = offered_attempt(run, self.pool)
+                number = claims.offered_attempt(run, self.pool)
                 if number is not None:
                     offers.append(
                         (str(run["metadata"].get("creationTimestamp") or ""), name, number, run)
@@ -307,79 +273,28 @@ class Worker:
         offers.sort(key=lambda o: (o[0], o[1]))
         return [(name, number, run) for _, name, number, run in offers]
 
-    def _try_claim(self, run: Obj, number: int) -> None:
+    def _try_claim(self, run: _Obj, number: int) -> None:
         name = run["metadata"]["name"]
-        lease_name = contract.lease_name(name)
-        try:
-            current = self.cluster.get_lease(lease_name)
-        except kube.NotFound:
-            self._retry_at[name] = time.monotonic() + _RETRY_CLAIM_SECONDS
-            return  # the operator creates it with the first offer
-        if not self._owned_by(current, run):
-            log.warning("Lease not owned by the Run", extra={"fields": {"run": name}})
-            self._retry_at[name] = time.monotonic() + 30.0
-            return
-        previous = claim_of(current)
-        if previous is not None and int(previous.get("attempt") or 0) >= number:
-            self._retry_at[name] = time.monotonic() + 30.0
-            return  # claimed already (by another worker: its watch event will follow)
-        if not self._claimable(current, previous):
-            self._retry_at[name] = time.monotonic() + _RETRY_CLAIM_SECONDS
-            return
-        now = datetime.datetime.now(datetime.UTC)
-        taken = lease.acquired(
-            current, self.template.pod_name, self.template.lease_duration_seconds, now
+        who = claims.Identity(
+            self.template.pod_name,
+            self.template.lease_name,
+            self.worker_epoch,
+            self.template.lease_duration_seconds,
         )
-        annotations = dict(taken["metadata"].get("annotations") or {})
-        annotations.pop(contract.ANNOTATION_OUTCOME, None)
-        annotations[contract.ANNOTATION_CLAIM] = json.dumps(
-            {
-                "attempt": number,
-                "worker": self.template.pod_name,
-                "workerLease": self.template.lease_name,
-                "workerEpoch": self.worker_epoch,
-            },
-            separators=(",", ":"),
-        )
-        taken["metadata"] = {**taken["metadata"], "annotations": annotations}
-        try:
-            stored = self.cluster.replace_lease(lease_name, taken)
-        except kube.Conflict:
-            self._wake.set()  # someone else moved first: look again
+        epoch = claims.take(self.cluster, run, number, who)
+        if epoch is None:
+            # Not to be had now: claimed by another worker (whose claim the watch brings), or
+            # held by an earlier attempt's live worker (which gives it back soon).
+            self._retry_at[name] = time.monotonic() + _RETRY_CLAIM_SECONDS
+            self._wake.set()
             return
-        epoch = int(stored["spec"]["leaseTransitions"])
         self._start(run, number, epoch)
-
-    def _owned_by(self, lease_obj: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
-        owners = (lease_obj.get("metadata") or {}).get("ownerReferences") or ()
-        uid = run["metadata"].get("uid")
-        return any(o.get("kind") == "Run" and o.get("uid") == uid for o in owners)
-
-    def _claimable(self, current: Obj, previous: Mapping[str, Any] | None) -> bool:
-        """Whether the Run's Lease may be claimed now: nobody holds it, or its holder (an
-        earlier attempt's worker, or a Job's runner) stopped renewing."""
-        spec = current.get("spec") or {}
-        if not spec.get("holderIdentity"):
-            return True
-        now = datetime.datetime.now(datetime.UTC)
-        if previous is None:
-            return lease.is_free(current, now)  # a Job runner's: its own renewals decide
-        try:
-            worker = self.cluster.get_lease(str(previous.get("workerLease") or ""))
-        except kube.NotFound:
-            return True
-        worker_spec = worker.get("spec") or {}
-        if worker_spec.get("holderIdentity") != previous.get("worker") or int(
-            worker_spec.get("leaseTransitions") or 0
-        ) != int(previous.get("workerEpoch") or 0):
-            return True  # that worker restarted: its claims went with its old epoch
-        return lease.is_free(worker, now)
 
     # --- executing -------------------------------------------------------------------------------
 
-    def _start(self, run: Obj, number: int, epoch: int) -> None:
+    def _start(self, run: _Obj, number: int, epoch: int) -> None:
         name = run["metadata"]["name"]
-        claim = Claim(self.keeper, name)
+        claim = claims.Claim(self.keeper, name)
         active = _Active(name, str(run["metadata"].get("uid") or ""), number, claim)
         settings = dataclasses.replace(
             self.template,
@@ -399,8 +314,8 @@ class Worker:
         thread.start()
 
     def _execute(self, active: _Active, settings: config.Settings, epoch: int) -> None:
-        scope = {"run": settings.run_name, "attempt": settings.attempt, "epoch": epoch}
-        logs.SCOPE.set(scope)
+        logs.SCOPE.set({"run": settings.run_name, "attempt": settings.attempt, "epoch": epoch})
+        ending = app.Ending(contract.ExitCode.FAILED_RETRYABLE, "WorkerFailed")
         try:
             ending = app.execute(
                 settings,
@@ -411,66 +326,62 @@ class Worker:
                 stop=active.stop,
                 tools_stop=active.tools_stop,
             )
-            if (
-                self.draining.is_set()
-                and active.claim.revoked is None
-                and ending.reason == "Terminated"
-            ):
-                ending = app.Ending(
-                    contract.ExitCode.HANDED_BACK,
-                    constants.REASON_HANDED_BACK,
-                    f"worker {settings.pod_name} drained; the next attempt resumes the journal",
-                )
-            if active.claim.revoked is None and ending.code != contract.ExitCode.LEASE_LOST:
-                self._release(settings, epoch, ending)
-        except Exception:
+        except Exception as err:
+            # Reported like a runner that crashed: retryable, the next attempt resumes.
             log.exception("Attempt crashed", extra={"fields": {"run": settings.run_name}})
+            ending = app.Ending(contract.ExitCode.FAILED_RETRYABLE, "WorkerFailed", repr(err)[:200])
         finally:
-            with self._lock:
-                self._active.pop(active.run, None)
-            self._wake.set()
+            try:
+                self._release(active, settings, epoch, ending)
+            finally:
+                with self._lock:
+                    self._active.pop(active.run, None)
+                self._wake.set()
 
-    def _release(self, settings: config.Settings, epoch: int, ending: app.Ending) -> None:
-        """Hand the Run's Lease back with the attempt's outcome, if this claim still holds it."""
-        outcome = json.dumps(
-            {
+    def _release(
+        self, active: _Active, settings: config.Settings, epoch: int, ending: app.Ending
+    ) -> None:
+        """Hand the Run's Lease back while this worker holds its own: with the outcome, or
+        without one when the operator ended the attempt (so the next can be claimed at once).
+        Nothing when the claim went with the worker's Lease: expiry tells the operator."""
+        if not self.keeper.held():
+            return
+        if (
+            self.draining.is_set()
+            and active.claim.revoked is None
+            and ending.reason == "Terminated"
+        ):
+            ending = app.Ending(
+                contract.ExitCode.HANDED_BACK,
+                constants.REASON_HANDED_BACK,
+                f"worker {settings.pod_name} drained; the next attempt resumes the journal",
+            )
+        outcome = None
+        if active.claim.revoked is None:
+            # The output is in the Run's status: the Lease, readable more widely, says no more.
+            message = "" if ending.code == contract.ExitCode.SUCCEEDED else ending.message
+            outcome = {
                 "attempt": settings.attempt,
                 "epoch": epoch,
                 "exitCode": int(ending.code),
                 "reason": ending.reason[:200],
-                "message": ending.message[: app.MESSAGE_MAX_CHARS],
-            },
-            separators=(",", ":"),
-        )
-        for _ in range(5):
+                "message": message[: app.MESSAGE_MAX_CHARS],
+            }
+        while self.keeper.held():
             try:
-                current = self.cluster.get_lease(settings.lease_name)
-                spec = dict(current.get("spec") or {})
-                if (
-                    spec.get("holderIdentity") != settings.pod_name
-                    or int(spec.get("leaseTransitions") or 0) != epoch
+                if claims.give_back(
+                    self.cluster, settings.lease_name, settings.pod_name, epoch, outcome
                 ):
-                    return  # taken over: the attempt is someone else's now
-                spec["holderIdentity"] = None
-                spec["renewTime"] = lease.format_time(datetime.datetime.now(datetime.UTC))
-                meta = dict(current["metadata"])
-                meta["annotations"] = {
-                    **(meta.get("annotations") or {}),
-                    contract.ANNOTATION_OUTCOME: outcome,
-                }
-                self.cluster.replace_lease(
-                    settings.lease_name, {**current, "metadata": meta, "spec": spec}
-                )
-                log.info(
-                    "Released",
-                    extra={"fields": {"exitCode": int(ending.code), "reason": ending.reason}},
-                )
-                return
-            except kube.Conflict:
-                continue
+                    log.info(
+                        "Released",
+                        extra={"fields": {"exitCode": int(ending.code), "reason": ending.reason}},
+                    )
+                    return
+            except kube.NotFound:
+                return  # the Run is gone
             except kube.ApiError as err:
                 log.warning("Failed to release", extra={"fields": {"error": str(err)}})
-                time.sleep(1.0)
+                self.done.wait(1.0)
 
     # --- stopping ------------------------------------------------------------------------------
 

@@ -1,0 +1,183 @@
+"""A pool worker's claims on Runs: what an offer is, taking a Run's Lease, and giving it back.
+
+An offer is a Run whose newest attempt names the worker's pool and has not ended
+(``offered_attempt``). ``take`` claims the offered attempt by updating the Run's Lease with its
+resourceVersion, one more ``leaseTransitions`` (the claim's fencing epoch) and the claim
+annotation (attempt, worker, the worker's own Lease and its epoch); of workers racing, the API
+server lets one through. A Lease an earlier attempt's worker still holds is taken only once
+that worker's own Lease expired or moved to another epoch (``claimable``), as a Job's runner
+waits out a live holder. ``give_back`` hands the Lease back, with the attempt's outcome or,
+for an attempt the operator ended, without. ``Claim`` is one claimed Run's ``lease.Holder``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from bosun import contract, kube
+from bosun.runner import errors, kubeapi, lease
+
+__all__ = [
+    "Claim",
+    "Identity",
+    "claim_of",
+    "claimable",
+    "give_back",
+    "offered_attempt",
+    "owned_by",
+    "take",
+]
+
+_Obj = dict[str, Any]
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def offered_attempt(run: Mapping[str, Any], pool: str) -> int | None:
+    """The number of the attempt ``run`` offers to the pool named ``pool``; None when it offers
+    none (its newest attempt ran as a Job, ended, or belongs to another pool)."""
+    attempts = (run.get("status") or {}).get("attempts") or ()
+    if not attempts:
+        return None
+    newest = attempts[-1]
+    if newest.get("pool") != pool or newest.get("endTime"):
+        return None
+    try:
+        return int(newest["number"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def claim_of(lease_obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The claim annotation of a Run's Lease, parsed; None when absent or unreadable."""
+    return contract.lease_note(lease_obj, contract.ANNOTATION_CLAIM)
+
+
+class Claim:
+    """One claimed Run's ``lease.Holder``: held while the worker's Lease is, until revoked
+    (the operator ended the attempt, or the Run went away)."""
+
+    def __init__(self, worker: lease.Holder, run: str) -> None:
+        self.worker = worker
+        self.run = run
+        self.revoked: str | None = None
+
+    def revoke(self, reason: str) -> None:
+        self.revoked = self.revoked or reason
+
+    def held(self) -> bool:
+        return self.revoked is None and self.worker.held()
+
+    def ensure_held(self) -> None:
+        if self.revoked is not None:
+            raise errors.LeaseLost(self.revoked, f"the claim on Run {self.run} was revoked")
+        self.worker.ensure_held()
+
+
+class Identity:
+    """Who claims: the worker's pod, its own Lease and that Lease's epoch."""
+
+    def __init__(self, pod: str, worker_lease: str, epoch: int, duration: float) -> None:
+        self.pod = pod
+        self.worker_lease = worker_lease
+        self.epoch = epoch
+        self.duration = duration
+
+
+def owned_by(lease_obj: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
+    """Whether the Lease is the Run's own (its controller reference names the Run's UID)."""
+    owners = (lease_obj.get("metadata") or {}).get("ownerReferences") or ()
+    uid = run["metadata"].get("uid")
+    return any(o.get("kind") == "Run" and o.get("uid") == uid for o in owners)
+
+
+def claimable(
+    cluster: kubeapi.ClusterAPI, current: _Obj, previous: Mapping[str, Any] | None
+) -> bool:
+    """Whether the Run's Lease may be claimed now: nobody holds it, or its holder (an earlier
+    attempt's worker, or a Job's runner) stopped renewing."""
+    spec = current.get("spec") or {}
+    if not spec.get("holderIdentity"):
+        return True
+    if previous is None:
+        return lease.is_free(current, _now())  # a Job runner's: its own renewals decide
+    try:
+        worker = cluster.get_lease(str(previous.get("workerLease") or ""))
+    except kube.NotFound:
+        return lease.is_free(current, _now())  # gone: wait out the claim's own duration
+    worker_spec = worker.get("spec") or {}
+    if worker_spec.get("holderIdentity") != previous.get("worker") or int(
+        worker_spec.get("leaseTransitions") or 0
+    ) != int(previous.get("workerEpoch") or 0):
+        return True  # that worker restarted: its claims went with its old epoch
+    return lease.is_free(worker, _now())
+
+
+def take(cluster: kubeapi.ClusterAPI, run: _Obj, number: int, who: Identity) -> int | None:
+    """Claim attempt ``number`` of ``run``; its epoch, or None when it is not to be had now
+    (claimed already, held by a live worker, not the Run's Lease, or another writer first)."""
+    name = run["metadata"]["name"]
+    lease_name = contract.lease_name(name)
+    try:
+        current = cluster.get_lease(lease_name)
+    except kube.NotFound:
+        return None  # the operator creates it with the offer
+    if not owned_by(current, run):
+        return None
+    previous = claim_of(current)
+    if previous is not None and int(previous.get("attempt") or 0) >= number:
+        return None  # claimed already (by another worker: its watch event will follow)
+    if not claimable(cluster, current, previous):
+        return None
+    taken = lease.acquired(current, who.pod, who.duration, _now())
+    annotations = dict(taken["metadata"].get("annotations") or {})
+    annotations.pop(contract.ANNOTATION_OUTCOME, None)
+    annotations[contract.ANNOTATION_CLAIM] = json.dumps(
+        {
+            "attempt": number,
+            "worker": who.pod,
+            "workerLease": who.worker_lease,
+            "workerEpoch": who.epoch,
+        },
+        separators=(",", ":"),
+    )
+    taken["metadata"] = {**taken["metadata"], "annotations": annotations}
+    try:
+        stored = cluster.replace_lease(lease_name, taken)
+    except kube.Conflict:
+        return None
+    return int(stored["spec"]["leaseTransitions"])
+
+
+def give_back(
+    cluster: kubeapi.ClusterAPI,
+    lease_name: str,
+    pod: str,
+    epoch: int,
+    outcome: Mapping[str, Any] | None,
+) -> bool:
+    """Hand the Run's Lease back if this claim still holds it, with ``outcome`` (what a Job's
+    exit code and termination message say) or, for an attempt the operator ended, none. True
+    once done or no longer ours; False on a conflict (read again and retry)."""
+    current = cluster.get_lease(lease_name)
+    spec = dict(current.get("spec") or {})
+    if spec.get("holderIdentity") != pod or int(spec.get("leaseTransitions") or 0) != epoch:
+        return True  # taken over: the attempt is someone else's now
+    spec["holderIdentity"] = None
+    spec["renewTime"] = lease.format_time(_now())
+    meta = dict(current["metadata"])
+    if outcome is not None:
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            contract.ANNOTATION_OUTCOME: json.dumps(dict(outcome), separators=(",", ":")),
+        }
+    try:
+        cluster.replace_lease(lease_name, {**current, "metadata": meta, "spec": spec})
+    except kube.Conflict:
+        return False
+    return True
