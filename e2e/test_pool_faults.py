@@ -302,10 +302,10 @@ def test_a_hung_worker_is_taken_over_and_once_resumed_does_nothing_more(
     testing.until(lambda: tool_server.executions, timeout=120, what="the first side effect")
 
     def holding() -> str | None:
-        for run in _runs_now(rest, namespace).values():
-            attempts = (run.get("status") or {}).get("attempts") or ()
-            if attempts and attempts[-1].get("pod") and not attempts[-1].get("endTime"):
-                return str(attempts[-1]["pod"])
+        for found in rest.list("coordination.k8s.io/v1", "leases", namespace):
+            holder = (found.get("spec") or {}).get("holderIdentity")
+            if contract.ANNOTATION_CLAIM in (found["metadata"].get("annotations") or {}) and holder:
+                return str(holder)
         return None
 
     hung = testing.until(holding, timeout=120, what="a worker holding a Run")

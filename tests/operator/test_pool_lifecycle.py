@@ -101,9 +101,14 @@ def test_a_claim_holds_while_its_worker_renews_and_ends_lost_when_it_stops() -> 
         OFFERED, lease=_lease(CLAIM, holder="bosun-pool-a-x", transitions=1), worker_left=4.0
     )
     assert held.ended is None
-    assert held.status is not None
-    attempt = held.status["attempts"][-1]
-    assert (attempt["pod"], attempt["epoch"]) == ("bosun-pool-a-x", 1)
+    assert held.status is None  # the claim is recorded with the attempt's end: no write now
+    longer = _decide(
+        OFFERED,
+        lease=_lease(CLAIM, holder="bosun-pool-a-x", transitions=1, acquired=11),
+        worker_left=4.0,
+    )
+    attempt = longer.status["attempts"][-1]  # type: ignore[index]
+    assert (attempt["pod"], attempt["epoch"]) == ("bosun-pool-a-x", 1)  # shown once it ran 10 s
     assert held.requeue_after is not None and held.requeue_after > 4  # the worker's Lease wakes it
     lost = _decide(
         OFFERED, lease=_lease(CLAIM, holder="bosun-pool-a-x", transitions=1), worker_left=-0.5
@@ -117,6 +122,8 @@ def test_the_outcome_the_worker_released_concludes_the_attempt_like_an_exit_code
     ok = {"attempt": 1, "epoch": 1, "exitCode": 0, "reason": "Succeeded", "message": "done"}
     plan = _decide(OFFERED, lease=_lease(CLAIM, ok, transitions=1))
     assert plan.phase == C.PHASE_SUCCEEDED
+    attempt = plan.status["attempts"][-1]  # type: ignore[index]
+    assert (attempt["pod"], attempt["epoch"]) == ("bosun-pool-a-x", 1)
     failed = {"attempt": 1, "epoch": 1, "exitCode": 10, "reason": "ToolDenied", "message": "no"}
     plan = _decide(OFFERED, lease=_lease(CLAIM, failed, transitions=1))
     assert plan.phase == C.PHASE_FAILED

@@ -175,9 +175,10 @@ def test_chunk_backend_reports_other_api_errors() -> None:
     cluster = fakes.FakeCluster()
     backend = _backend(cluster)
     backend.open(1)
+    backend.append([{"seq": 1}])  # creates the first chunk; the next append replaces it
     cluster.fail_next_replace = kube.ApiError(500, "InternalError", "etcd is sad")
     with pytest.raises(kube.ApiError):
-        backend.append([{"seq": 1}])
+        backend.append([{"seq": 2}])
 
 
 def test_chunk_backend_refuses_to_grow_past_its_chunk_limit() -> None:
@@ -211,3 +212,17 @@ def test_a_chunk_labelled_for_another_agent_is_never_read() -> None:
     # The Run's own Agent reads it; so does `bosun trace`, which names no Agent.
     assert journal_chunks.ChunkBackend(cluster, "run", "run-uid", agent="mallory").open(6)
     assert _backend(cluster).read()
+
+
+def test_a_new_journal_is_created_by_its_first_write_and_a_rival_is_fenced() -> None:
+    cluster = fakes.FakeCluster()
+    first, rival = _backend(cluster), _backend(cluster)
+    assert first.open(1) == [] and rival.open(2) == []
+    assert cluster.journals == {}  # opening a new journal writes nothing
+    rival.append([{"seq": 1, "type": "a"}])
+    chunk = cluster.journals[contract.journal_name("run", 0)]
+    assert chunk["metadata"]["annotations"][journal_chunks.ANNOTATION_EPOCH] == "2"
+    with pytest.raises(errors.Fenced) as caught:
+        first.append([{"seq": 1, "type": "b"}])
+    assert caught.value.reason == "JournalConflict"
+    assert [r["type"] for r in _backend(cluster).read()] == ["a"]

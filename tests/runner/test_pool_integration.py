@@ -169,7 +169,12 @@ def test_a_pooled_run_pauses_for_approval_in_its_worker_and_proceeds_once_approv
         explain=lambda: kube.cp.explain_namespace(kube.namespace),
     )
     assert toolbox.executions == []
-    assert waiting["attempts"][-1]["pod"].startswith("bosun-pool-clerk-")
+    shown = testing.until(
+        lambda: (kube.status("pay").get("attempts") or [{}])[-1].get("pod"),
+        60,
+        what="the waiting attempt to show its worker",
+    )
+    assert shown.startswith("bosun-pool-clerk-")
     pending = waiting["pendingApprovals"][0]
     admin = kubeapi.Cluster(kube.namespace, kube.cp.rest())
     approvals.create_approval(admin, "pay", pending["callHash"][:12], "Approved")

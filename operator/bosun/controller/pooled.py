@@ -20,11 +20,14 @@ from typing import Any
 from bosun import constants, contract
 from bosun.controller import attempts, builders, conditions, outcomes, plans
 
-__all__ = ["CLAIM_RESYNC_SECONDS", "supervise"]
+__all__ = ["CLAIM_RESYNC_SECONDS", "SHOW_CLAIM_AFTER_SECONDS", "supervise"]
 
 _RUNNING = constants.CONDITION_RUNNING
 _QUEUED = constants.CONDITION_QUEUED
 
+SHOW_CLAIM_AFTER_SECONDS = 10.0
+"""How long a claimed attempt runs before its worker and epoch are written to the Run's status
+(a short one has them written with its end)."""
 CLAIM_RESYNC_SECONDS = 60.0
 """How often a claimed attempt is looked at when nothing happens: its worker's Lease events
 wake it when that worker stops renewing."""
@@ -55,21 +58,27 @@ def supervise(
     # removes it, and then this Run's is created.
     claim = contract.lease_note(lease, contract.ANNOTATION_CLAIM) if ours else None
     outcome = contract.lease_note(lease, contract.ANNOTATION_OUTCOME) if ours else None
-    if ours:
-        attempts.mirror_lease(st, lease)
     spec = lease.get("spec") or {}
     epoch = int(spec.get("leaseTransitions") or 0)
-    if outcome is not None and outcome.get("attempt") == number and outcome.get("epoch") == epoch:
-        _claim_ended(d, outcome)
-        return d.plan(requeue_after=attempts.retry_wait(st, now), wants_admission=True)
     if claim is None or claim.get("attempt") != number:
         return _unclaimed(d, attempt, deadline)
     worker = str(claim.get("worker") or "")
-    active = st.active_attempt()
-    if active is not None:
-        active["pod"] = worker
-        active["epoch"] = epoch
+
+    def record_claim() -> None:
+        # Written with the attempt's end, or once it ran SHOW_CLAIM_AFTER_SECONDS: a short
+        # attempt costs one status write less (the Lease shows the holder meanwhile).
+        attempts.mirror_lease(st, lease)
+        active = st.active_attempt()
+        if active is not None:
+            active["pod"] = worker
+            active["epoch"] = epoch
+
+    if outcome is not None and outcome.get("attempt") == number and outcome.get("epoch") == epoch:
+        record_claim()
+        _claim_ended(d, outcome)
+        return d.plan(requeue_after=attempts.retry_wait(st, now), wants_admission=True)
     if world.worker_left is None or world.worker_left < 0:
+        record_claim()
         message = (
             f"Worker {worker} of pool {attempt['pool']} stopped renewing its Lease; the attempt"
             " is taken over"
@@ -84,12 +93,17 @@ def supervise(
     # The runner stops itself at runTimeoutSeconds; past it and a grace period, it is hung.
     limit = started + datetime.timedelta(seconds=seconds + world.settings.lease_duration_seconds)
     if now >= limit:
+        record_claim()
         message = f"Attempt {number} ran over {seconds}s in worker {worker}"
         verdict = outcomes.Verdict(constants.OUTCOME_TIMED_OUT, "AttemptTimedOut", True, message)
         attempts.conclude(d, verdict)
         return d.plan(requeue_after=attempts.retry_wait(st, now), wants_admission=True)
+    shown = claimed + datetime.timedelta(seconds=SHOW_CLAIM_AFTER_SECONDS)
+    if now >= shown:
+        record_claim()  # a longer attempt shows its worker (a no-op once written)
     resync = now + datetime.timedelta(seconds=CLAIM_RESYNC_SECONDS)
-    return d.plan(requeue_after=_sooner(min(limit, resync), deadline, now))
+    wake = min(limit, resync) if now >= shown else min(limit, resync, shown)
+    return d.plan(requeue_after=_sooner(wake, deadline, now))
 
 
 def _unclaimed(

@@ -22,6 +22,7 @@ from typing import Any
 
 from bosun import constants, contract, kube
 from bosun.controller import (
+    builders,
     conditions,
     events,
     lifecycle,
@@ -92,6 +93,11 @@ class RunReconciler:
         plan = lifecycle.admit(run, now, pool)
         if plan is None or plan.admitted is None:
             return False
+        lease_key = (key[0], contract.lease_name(key[1]))
+        if pool is not None and agent is not None and self.store.leases.get(lease_key) is None:
+            # The Lease first, so the workers that see the offer can claim it at once.
+            lease = builders.lease(run, self.settings.lease_duration_seconds, _agent_name(agent))
+            self._create(run, lease)
         self._write(run, plan)
         number = plan.admitted
         if number == 1:
@@ -329,6 +335,10 @@ class RunReconciler:
         except kube.NotFound:
             return
         self.store.runs.put(updated)
+
+
+def _agent_name(agent: Mapping[str, Any]) -> str:
+    return str(agent["metadata"]["name"])
 
 
 def _count_usage(run: Mapping[str, Any], model: str) -> None:

@@ -21,6 +21,7 @@ from bosun import contract, kube
 from bosun.runner import errors, kubeapi, lease
 
 __all__ = [
+    "TAKEN",
     "Claim",
     "Identity",
     "claim_of",
@@ -118,9 +119,14 @@ def claimable(
     return lease.is_free(worker, _now())
 
 
+TAKEN = -1
+"""What ``take`` answers for an attempt another worker claimed already."""
+
+
 def take(cluster: kubeapi.ClusterAPI, run: _Obj, number: int, who: Identity) -> int | None:
-    """Claim attempt ``number`` of ``run``; its epoch, or None when it is not to be had now
-    (claimed already, held by a live worker, not the Run's Lease, or another writer first)."""
+    """Claim attempt ``number`` of ``run``: its epoch; ``TAKEN`` when another worker has it;
+    None when it is not to be had now (held by an earlier attempt's live worker, not the
+    Run's Lease yet, or another writer first)."""
     name = run["metadata"]["name"]
     lease_name = contract.lease_name(name)
     try:
@@ -131,7 +137,7 @@ def take(cluster: kubeapi.ClusterAPI, run: _Obj, number: int, who: Identity) -> 
         return None
     previous = claim_of(current)
     if previous is not None and int(previous.get("attempt") or 0) >= number:
-        return None  # claimed already (by another worker: its watch event will follow)
+        return TAKEN
     if not claimable(cluster, current, previous):
         return None
     taken = lease.acquired(current, who.pod, who.duration, _now())
@@ -150,7 +156,7 @@ def take(cluster: kubeapi.ClusterAPI, run: _Obj, number: int, who: Identity) -> 
     try:
         stored = cluster.replace_lease(lease_name, taken)
     except kube.Conflict:
-        return None
+        return None  # another writer first: read again
     return int(stored["spec"]["leaseTransitions"])
 
 

@@ -121,6 +121,8 @@ class ChunkBackend:
         self.max_chunks = max_chunks
         self.epoch = 0
         self.chunks: list[_Chunk] = []
+        self._fresh = False
+        """Opened on a journal with no chunk yet: the first append creates chunk 0."""
         self.kind: kubeapi.ChunkKind | None = None
         """Where this journal lives; decided when it is first read."""
 
@@ -339,11 +341,14 @@ class ChunkBackend:
             newest = max((c.epoch for c in chunks), default=0)
             if newest > epoch:
                 raise errors.Fenced("JournalFenced", f"the journal was claimed by epoch {newest}")
+            if not chunks:
+                # A new journal: chunk 0 is created by the first append, with the records and
+                # this epoch (one write less per attempt); a rival that created it first
+                # fences that append.
+                self.chunks, self._fresh = [], True
+                return []
             try:
-                if not chunks:
-                    chunks = [self._create(0, [])]
-                else:
-                    chunks[-1] = self._patch(chunks[-1])
+                chunks[-1] = self._patch(chunks[-1])
             except kube.AlreadyExists:
                 continue
             except errors.Fenced as err:
@@ -355,6 +360,15 @@ class ChunkBackend:
         raise errors.Fenced("JournalConflict", "could not claim the journal")
 
     def append(self, records: Sequence[journal.Stored]) -> None:
+        if not self.chunks and self._fresh:
+            try:
+                self.chunks = [self._create(0, records)]
+            except kube.AlreadyExists as err:
+                raise errors.Fenced(
+                    "JournalConflict", "the journal was begun by another runner"
+                ) from err
+            self._fresh = False
+            return
         if not self.chunks:
             raise errors.Fenced("JournalNotOpen", "append before open")
         last = self.chunks[-1]

@@ -30,6 +30,7 @@ import os
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +58,7 @@ DRAIN_SECONDS_ENV = "BOSUN_POOL_DRAIN_SECONDS"
 inside the pod's 30 s grace period) before it abandons the tool calls still in flight."""
 
 _RETRY_CLAIM_SECONDS = 1.0
+_STAGGER_SECONDS = 0.03
 """How soon to look again at an offer whose Lease an earlier attempt's live worker holds."""
 
 
@@ -108,6 +110,10 @@ class Worker:
         self._lock = threading.Lock()
         self._active: dict[str, _Active] = {}
         self._runs: dict[str, _Obj] = {}
+        self._offered: dict[str, tuple[int, _Obj, float]] = {}
+        """Runs offering an attempt to this pool: (attempt, Run, when first seen offering)."""
+        self._taken: dict[str, int] = {}
+        """The attempt of each Run that another worker claimed."""
         self._retry_at: dict[str, float] = {}
         self._wake = threading.Event()
         self.claimed = 0
@@ -207,8 +213,13 @@ class Worker:
 
     def _seen(self, run: _Obj) -> None:
         name = run["metadata"]["name"]
+        number = claims.offered_attempt(run, self.pool)
         with self._lock:
             self._runs[name] = run
+            if number is None or self._taken.get(name) == number:
+                self._offered.pop(name, None)
+            elif self._offered.get(name, (None,))[0] != number:
+                self._offered[name] = (number, run, time.monotonic())
             active = self._active.get(name)
             if active is not None:
                 attempts = (run.get("status") or {}).get("attempts") or ()
@@ -224,6 +235,8 @@ class Worker:
 
     def _forget(self, name: str) -> None:
         self._runs.pop(name, None)
+        self._offered.pop(name, None)
+        self._taken.pop(name, None)
         self._retry_at.pop(name, None)
         active = self._active.get(name)
         if active is not None:
@@ -238,12 +251,15 @@ class Worker:
 
     def claim_forever(self) -> None:
         """Claim offered attempts while slots are free, until draining."""
+        wait = _RETRY_CLAIM_SECONDS
         while not self.done.is_set() and not self.draining.is_set():
-            self._wake.wait(_RETRY_CLAIM_SECONDS)
+            self._wake.wait(wait)
             self._wake.clear()
+            wait = _RETRY_CLAIM_SECONDS
             if self.draining.is_set() or not self.keeper.held():
                 continue
-            for name, number, run in self._offers():
+            offers, wait = self._offers()
+            for name, number, run in offers:
                 if self.draining.is_set() or not self._free():
                     break
                 try:
@@ -258,20 +274,29 @@ class Worker:
         with self._lock:
             return len(self._active) < self.slots
 
-    def _offers(self) -> list[tuple[str, int, _Obj]]:
+    def _stagger(self, name: str) -> float:
+        """A delay of up to ``_STAGGER_SECONDS`` before this worker tries an offer, different
+        for each worker and Run: of workers that see an offer at once, one usually claims it
+        before the others try (a losing update is an API write for nothing)."""
+        spread = zlib.crc32(f"{self.template.pod_name}/{name}".encode()) % 1000
+        return _STAGGER_SECONDS * spread / 1000
+
+    def _offers(self) -> tuple[list[tuple[str, int, _Obj]], float]:
+        """The offers due now, oldest Run first, and how long until the next one is due."""
         now = time.monotonic()
+        due, wait = [], _RETRY_CLAIM_SECONDS
         with self._lock:
-            offers = []
-            for name, run in self._runs.items():
-                if name in self._active or self._retry_at.get(name, 0.0) > now:
+            for name, (number, run, seen_at) in self._offered.items():
+                if name in self._active:
                     continue
-                number = claims.offered_attempt(run, self.pool)
-                if number is not None:
-                    offers.append(
-                        (str(run["metadata"].get("creationTimestamp") or ""), name, number, run)
-                    )
-        offers.sort(key=lambda o: (o[0], o[1]))
-        return [(name, number, run) for _, name, number, run in offers]
+                at = max(self._retry_at.get(name, 0.0), seen_at + self._stagger(name))
+                if at > now:
+                    wait = min(wait, at - now)
+                    continue
+                created = str(run["metadata"].get("creationTimestamp") or "")
+                due.append((created, name, number, run))
+        due.sort(key=lambda o: (o[0], o[1]))
+        return [(name, number, run) for _, name, number, run in due], max(0.005, wait)
 
     def _try_claim(self, run: _Obj, number: int) -> None:
         name = run["metadata"]["name"]
@@ -282,6 +307,11 @@ class Worker:
             self.template.lease_duration_seconds,
         )
         epoch = claims.take(self.cluster, run, number, who)
+        if epoch == claims.TAKEN:
+            with self._lock:  # another worker has it: not looked at again for this attempt
+                self._offered.pop(name, None)
+                self._taken[name] = number
+            return
         if epoch is None:
             # Not to be had now: claimed by another worker (whose claim the watch brings), or
             # held by an earlier attempt's live worker (which gives it back soon).
