@@ -211,6 +211,9 @@ class FakeCluster:
     def replace_lease(self, name: str, body: Obj) -> Obj:
         return self._replace(self.leases, name, body)
 
+    def patch_lease(self, name: str, operations: list[Obj]) -> Obj:
+        raise kube.ApiError(501, "NotImplemented", "the fake serves no JSON patch")
+
 
 def _merge(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""

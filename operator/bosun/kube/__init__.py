@@ -20,6 +20,7 @@ from bosun.kube._errors import (
 )
 from bosun.kube._rest import (
     APPLY_PATCH,
+    JSON_PATCH,
     MERGE_PATCH,
     Obj,
     Rest,
@@ -31,6 +32,7 @@ from bosun.kube._rest import (
 
 __all__ = [
     "APPLY_PATCH",
+    "JSON_PATCH",
     "MERGE_PATCH",
     "AlreadyExists",
     "ApiError",

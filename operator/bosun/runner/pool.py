@@ -30,7 +30,6 @@ import os
 import signal
 import threading
 import time
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +42,7 @@ from bosun.runner import (
     kubeapi,
     lease,
     logs,
+    offers,
     redaction,
     telemetry,
 )
@@ -56,10 +56,6 @@ _Obj = dict[str, Any]
 DRAIN_SECONDS_ENV = "BOSUN_POOL_DRAIN_SECONDS"
 """How long a draining worker waits for its attempts to reach a step boundary (default 25 s,
 inside the pod's 30 s grace period) before it abandons the tool calls still in flight."""
-
-_RETRY_CLAIM_SECONDS = 1.0
-_STAGGER_SECONDS = 0.03
-"""How soon to look again at an offer whose Lease an earlier attempt's live worker holds."""
 
 
 @dataclasses.dataclass
@@ -110,11 +106,7 @@ class Worker:
         self._lock = threading.Lock()
         self._active: dict[str, _Active] = {}
         self._runs: dict[str, _Obj] = {}
-        self._offered: dict[str, tuple[int, _Obj, float]] = {}
-        """Runs offering an attempt to this pool: (attempt, Run, when first seen offering)."""
-        self._taken: dict[str, int] = {}
-        """The attempt of each Run that another worker claimed."""
-        self._retry_at: dict[str, float] = {}
+        self.offers = offers.Offers(self.pool, template.pod_name)
         self._wake = threading.Event()
         self.claimed = 0
         self.lost = False
@@ -213,13 +205,9 @@ class Worker:
 
     def _seen(self, run: _Obj) -> None:
         name = run["metadata"]["name"]
-        number = claims.offered_attempt(run, self.pool)
+        self.offers.seen(run)
         with self._lock:
             self._runs[name] = run
-            if number is None or self._taken.get(name) == number:
-                self._offered.pop(name, None)
-            elif self._offered.get(name, (None,))[0] != number:
-                self._offered[name] = (number, run, time.monotonic())
             active = self._active.get(name)
             if active is not None:
                 attempts = (run.get("status") or {}).get("attempts") or ()
@@ -235,9 +223,7 @@ class Worker:
 
     def _forget(self, name: str) -> None:
         self._runs.pop(name, None)
-        self._offered.pop(name, None)
-        self._taken.pop(name, None)
-        self._retry_at.pop(name, None)
+        self.offers.forget(name)
         active = self._active.get(name)
         if active is not None:
             self._revoke(active, "RunDeleted")
@@ -251,15 +237,17 @@ class Worker:
 
     def claim_forever(self) -> None:
         """Claim offered attempts while slots are free, until draining."""
-        wait = _RETRY_CLAIM_SECONDS
+        wait = offers.RETRY_SECONDS
         while not self.done.is_set() and not self.draining.is_set():
             self._wake.wait(wait)
             self._wake.clear()
-            wait = _RETRY_CLAIM_SECONDS
+            wait = offers.RETRY_SECONDS
             if self.draining.is_set() or not self.keeper.held():
                 continue
-            offers, wait = self._offers()
-            for name, number, run in offers:
+            with self._lock:
+                busy = set(self._active)
+            due, wait = self.offers.due(busy)
+            for name, number, run in due:
                 if self.draining.is_set() or not self._free():
                     break
                 try:
@@ -268,35 +256,11 @@ class Worker:
                     log.warning(
                         "Failed to claim", extra={"fields": {"run": name, "error": repr(err)}}
                     )
-                    self._retry_at[name] = time.monotonic() + _RETRY_CLAIM_SECONDS
+                    self.offers.retry_later(name)
 
     def _free(self) -> bool:
         with self._lock:
             return len(self._active) < self.slots
-
-    def _stagger(self, name: str) -> float:
-        """A delay of up to ``_STAGGER_SECONDS`` before this worker tries an offer, different
-        for each worker and Run: of workers that see an offer at once, one usually claims it
-        before the others try (a losing update is an API write for nothing)."""
-        spread = zlib.crc32(f"{self.template.pod_name}/{name}".encode()) % 1000
-        return _STAGGER_SECONDS * spread / 1000
-
-    def _offers(self) -> tuple[list[tuple[str, int, _Obj]], float]:
-        """The offers due now, oldest Run first, and how long until the next one is due."""
-        now = time.monotonic()
-        due, wait = [], _RETRY_CLAIM_SECONDS
-        with self._lock:
-            for name, (number, run, seen_at) in self._offered.items():
-                if name in self._active:
-                    continue
-                at = max(self._retry_at.get(name, 0.0), seen_at + self._stagger(name))
-                if at > now:
-                    wait = min(wait, at - now)
-                    continue
-                created = str(run["metadata"].get("creationTimestamp") or "")
-                due.append((created, name, number, run))
-        due.sort(key=lambda o: (o[0], o[1]))
-        return [(name, number, run) for _, name, number, run in due], max(0.005, wait)
 
     def _try_claim(self, run: _Obj, number: int) -> None:
         name = run["metadata"]["name"]
@@ -306,16 +270,17 @@ class Worker:
             self.worker_epoch,
             self.template.lease_duration_seconds,
         )
-        epoch = claims.take(self.cluster, run, number, who)
+        # Blind (one request, no read) when this worker is the preferred one: another that
+        # waited reads first and mostly finds the offer taken, which costs no write.
+        blind = self.offers.preferred(name)
+        epoch = claims.take(self.cluster, run, number, who, blind=blind)
         if epoch == claims.TAKEN:
-            with self._lock:  # another worker has it: not looked at again for this attempt
-                self._offered.pop(name, None)
-                self._taken[name] = number
+            self.offers.taken(name, number)  # another worker has it
             return
         if epoch is None:
             # Not to be had now: claimed by another worker (whose claim the watch brings), or
             # held by an earlier attempt's live worker (which gives it back soon).
-            self._retry_at[name] = time.monotonic() + _RETRY_CLAIM_SECONDS
+            self.offers.retry_later(name)
             self._wake.set()
             return
         self._start(run, number, epoch)
@@ -340,6 +305,7 @@ class Worker:
         with self._lock:
             self._active[name] = active
             self.claimed += 1
+        self.offers.taken(name, number)  # never tried again by this worker
         log.info("Claimed", extra={"fields": {"run": name, "attempt": number, "epoch": epoch}})
         thread.start()
 
