@@ -139,6 +139,10 @@ def density(cluster: _common.Cluster, runs: int, wait: float) -> Density:
     finally:
         operator.stop()
         model.stop()
+        # The workers would go on watching and renewing through the benchmarks that follow.
+        cluster.rest.delete(
+            "apps/v1", "deployments", namespace, f"bosun-pool-{operator_bench.AGENT}"
+        )
     lease_writes = writes.get("leases", 0)
     # Each Run's Lease: created by the operator, claimed and released by a worker.
     renewals = max(0, lease_writes - 3 * runs)
@@ -167,6 +171,8 @@ def pool_phase(
         paced = operator_bench.measure_load(target, rate_runs, 10.0, "r10")
         _common.log(f"pool: saturating batch of {batch} Runs")
         saturated = operator_bench.measure_load(target, batch, None, "batch")
+    pool = f"bosun-pool-{operator_bench.AGENT}"
+    cluster.rest.delete("apps/v1", "deployments", "bench-pool", pool)  # no idle workers after
     return paced, saturated
 
 
