@@ -56,6 +56,7 @@ __all__ = [
     "journal_name",
     "lease_name",
     "lease_note",
+    "owned_by_run",
     "pod_labels",
     "pool_name",
     "pool_rules",
@@ -181,6 +182,14 @@ def lease_note(lease: Mapping[str, Any], annotation: str) -> dict[str, Any] | No
     except ValueError:
         return None
     return parsed if isinstance(parsed, dict) else None
+
+
+def owned_by_run(obj: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` (a Run's Lease) belongs to ``run``: an owner reference names its UID
+    (a Lease left by a deleted Run of the same name does not)."""
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or ()
+    uid = run["metadata"].get("uid")
+    return any(o.get("kind") == "Run" and o.get("uid") == uid for o in owners)
 
 
 SECRET_ENV_PREFIX = "BOSUN_SECRET_"

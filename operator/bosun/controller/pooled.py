@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bosun import constants, contract
-from bosun.controller import attempts, builders, conditions, outcomes, plans
+from bosun.controller import attempts, builders, conditions, outcomes, plans, pools
 
 __all__ = ["CLAIM_RESYNC_SECONDS", "SHOW_CLAIM_AFTER_SECONDS", "supervise"]
 
@@ -48,7 +48,7 @@ def supervise(
         duration = world.settings.lease_duration_seconds
         d.actions.append(plans.Create(builders.lease(world.run, duration, str(agent))))
         return d.plan(requeue_after=attempts.POD_CHECK_SECONDS)
-    ours = _owned(lease, world.run)
+    ours = contract.owned_by_run(lease, world.run)
     labels = (lease.get("metadata") or {}).get("labels") or {}
     if ours and agent and labels.get(constants.LABEL_AGENT) != agent:
         # A Run begun in Job mode: its Lease and journal get the label the workers need.
@@ -113,9 +113,7 @@ def _unclaimed(
     the start timeout."""
     world, st, now = d.world, d.st, d.now
     number = int(attempt["number"])
-    if world.agent is not None and not ((world.agent.get("spec") or {}).get("runner") or {}).get(
-        "pool"
-    ):
+    if world.agent is not None and pools.pool_of(world.agent) is None:
         _hand_back(d, f"The Agent has no pool anymore; attempt {number} was withdrawn")
         return d.plan(requeue_after=attempts.retry_wait(st, now), wants_admission=True)
     timeout = world.settings.start_timeout_seconds
@@ -127,12 +125,6 @@ def _unclaimed(
         attempts.abandon(d, constants.REASON_RUNNER_NEVER_STARTED, message)
         return d.plan(requeue_after=attempts.retry_wait(st, now), wants_admission=True)
     return d.plan(requeue_after=_sooner(limit, deadline, now))
-
-
-def _owned(lease: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
-    uid = run["metadata"].get("uid")
-    owners = (lease.get("metadata") or {}).get("ownerReferences") or ()
-    return any(o.get("kind") == "Run" and o.get("uid") == uid for o in owners)
 
 
 def _sooner(

@@ -28,7 +28,6 @@ __all__ = [
     "claimable",
     "give_back",
     "offered_attempt",
-    "owned_by",
     "take",
 ]
 
@@ -90,13 +89,6 @@ class Identity:
         self.duration = duration
 
 
-def owned_by(lease_obj: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
-    """Whether the Lease is the Run's own (its controller reference names the Run's UID)."""
-    owners = (lease_obj.get("metadata") or {}).get("ownerReferences") or ()
-    uid = run["metadata"].get("uid")
-    return any(o.get("kind") == "Run" and o.get("uid") == uid for o in owners)
-
-
 def claimable(
     cluster: kubeapi.ClusterAPI, current: _Obj, previous: Mapping[str, Any] | None
 ) -> bool:
@@ -140,7 +132,7 @@ def take(
         current = cluster.get_lease(lease_name)
     except kube.NotFound:
         return None  # the operator creates it with the offer
-    if not owned_by(current, run):
+    if not contract.owned_by_run(current, run):
         return None
     previous = claim_of(current)
     if previous is not None and int(previous.get("attempt") or 0) >= number:
