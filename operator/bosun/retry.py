@@ -28,6 +28,7 @@ __all__ = [
     "RECONCILE_ERRORS",
     "RUN_DEFAULTS",
     "TOOL_CALL_DEFAULTS",
+    "WATCH_RESTART",
     "Policy",
     "TransportFailure",
     "Uniform",
@@ -119,6 +120,11 @@ API_THROTTLED = Policy(
 """Requests the API server answered with 429 or 503 and a ``Retry-After`` (``bosun.kube``; the
 server's wait is capped at the policy's): at most 3 s of waiting in all, well inside a runner's
 Lease, so a throttled request never outlives the ownership it was sent under."""
+
+WATCH_RESTART = Policy(
+    max_attempts=_FOREVER, initial_backoff_seconds=1, backoff_multiplier=2, max_backoff_seconds=30
+)
+"""A pool worker's wait before it lists a kind again after its watch of it broke (``delay``)."""
 
 CONTAINER_RESTART = Policy(
     max_attempts=_FOREVER, initial_backoff_seconds=1, backoff_multiplier=2, max_backoff_seconds=30

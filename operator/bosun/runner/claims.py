@@ -202,7 +202,11 @@ def give_back(
 ) -> bool:
     """Hand the Run's Lease back if this claim still holds it, with ``outcome`` (what a Job's
     exit code and termination message say) or, for an attempt the operator ended, none. True
-    once done or no longer ours; False on a conflict (read again and retry)."""
+    once done or no longer ours; False on a conflict (read again and retry). First in one
+    request that holds only while the claim does (``_give_back_blind``), else by a read and an
+    update."""
+    if _give_back_blind(cluster, lease_name, pod, epoch, outcome):
+        return True
     current = cluster.get_lease(lease_name)
     spec = dict(current.get("spec") or {})
     if spec.get("holderIdentity") != pod or int(spec.get("leaseTransitions") or 0) != epoch:
@@ -218,5 +222,43 @@ def give_back(
     try:
         cluster.replace_lease(lease_name, {**current, "metadata": meta, "spec": spec})
     except kube.Conflict:
+        return False
+    return True
+
+
+def _pointer(key: str) -> str:
+    """``key`` as one JSON pointer segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _give_back_blind(
+    cluster: kubeapi.ClusterAPI,
+    lease_name: str,
+    pod: str,
+    epoch: int,
+    outcome: Mapping[str, Any] | None,
+) -> bool:
+    """``give_back`` in one JSON patch, no read: it holds only while this worker holds the
+    Lease at ``epoch`` (and the claim annotation is there). False when the server refuses it
+    (a test failed: taken over, or changed), so the caller reads and sees."""
+    operations: list[_Obj] = [
+        {"op": "test", "path": "/spec/holderIdentity", "value": pod},
+        {"op": "test", "path": "/spec/leaseTransitions", "value": epoch},
+        {"op": "remove", "path": "/spec/holderIdentity"},
+        {"op": "add", "path": "/spec/renewTime", "value": lease.format_time(_now())},
+    ]
+    if outcome is not None:
+        operations.append(
+            {
+                "op": "add",
+                "path": "/metadata/annotations/" + _pointer(contract.ANNOTATION_OUTCOME),
+                "value": json.dumps(dict(outcome), separators=(",", ":")),
+            }
+        )
+    try:
+        cluster.patch_lease(lease_name, operations)
+    except kube.NotFound:
+        raise
+    except kube.ApiError:
         return False
     return True

@@ -42,6 +42,7 @@ from bosun.runner import (
     kubeapi,
     lease,
     logs,
+    mirror,
     offers,
     redaction,
     telemetry,
@@ -105,7 +106,18 @@ class Worker:
         self.done = threading.Event()
         self._lock = threading.Lock()
         self._active: dict[str, _Active] = {}
-        self._runs: dict[str, _Obj] = {}
+        self.runs = mirror.Mirror(
+            rest,
+            constants.API_VERSION,
+            "runs",
+            self.namespace,
+            query=[("fieldSelector", f"spec.agentRef.name={agent}")],
+            on_listed=self._listed,
+            on_event=self._changed,
+        )
+        self.mirrors = mirror.Mirrors(rest, self.namespace, self.runs)
+        self.reads = mirror.Cached(self.cluster, self.mirrors)
+        """What the attempts read through: the mirrors while in sync, else the API server."""
         self.offers = offers.Offers(self.pool, template.pod_name)
         self._wake = threading.Event()
         self.claimed = 0
@@ -163,51 +175,30 @@ class Worker:
 
     # --- watching the Agent's Runs -----------------------------------------------------------
 
-    def _runs_path(self) -> str:
-        return kube.collection_path(constants.API_VERSION, "runs", self.namespace)
+    def _listed(self, runs: list[_Obj], gone: set[str]) -> None:
+        with self._lock:
+            for name in gone:
+                self._forget(name)
+        for run in runs:
+            self._seen(run)
+
+    def _changed(self, kind: str, run: _Obj) -> None:
+        if kind == "DELETED":
+            with self._lock:
+                self._forget(run["metadata"]["name"])
+        else:
+            self._seen(run)
 
     def watch_forever(self) -> None:
-        """List and watch the Agent's Runs until the worker stops, relisting when the watch
-        breaks; each change is considered for a claim or a revocation."""
-        selector = [("fieldSelector", f"spec.agentRef.name={self.agent}")]
-        while not self.done.is_set():
-            try:
-                listed = self.rest.request("GET", self._runs_path(), query=selector)
-                names = set()
-                for run in listed.get("items") or ():
-                    names.add(run["metadata"]["name"])
-                    self._seen(run)
-                with self._lock:
-                    for gone in set(self._runs) - names:
-                        self._forget(gone)
-                version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
-                query = [*selector, ("watch", "true"), ("resourceVersion", version)]
-                query.append(("allowWatchBookmarks", "true"))
-                with self.rest.stream(self._runs_path(), query, read_timeout=60) as events:
-                    for event in events:
-                        if self.done.is_set():
-                            return
-                        kind, obj = event.get("type"), event.get("object") or {}
-                        if kind == "ERROR":
-                            break  # expired resourceVersion: list again
-                        if kind == "BOOKMARK":
-                            continue
-                        if kind == "DELETED":
-                            with self._lock:
-                                self._forget(obj["metadata"]["name"])
-                        else:
-                            self._seen(obj)
-            except Exception as err:
-                if self.done.is_set():
-                    return
-                log.warning("Watch of Runs broke", extra={"fields": {"error": repr(err)}})
-                self.done.wait(1.0)
+        """Keep the mirrors (the Agent's Runs, each change considered for a claim or a
+        revocation, and what the attempts read before each step) until the worker stops."""
+        for thread in self.mirrors.start(self.done):
+            thread.join()
 
     def _seen(self, run: _Obj) -> None:
         name = run["metadata"]["name"]
         self.offers.seen(run)
         with self._lock:
-            self._runs[name] = run
             active = self._active.get(name)
             if active is not None:
                 attempts = (run.get("status") or {}).get("attempts") or ()
@@ -222,7 +213,6 @@ class Worker:
         self._wake.set()
 
     def _forget(self, name: str) -> None:
-        self._runs.pop(name, None)
         self.offers.forget(name)
         active = self._active.get(name)
         if active is not None:
@@ -316,7 +306,7 @@ class Worker:
             ending = app.execute(
                 settings,
                 self.env,
-                self.cluster,
+                self.reads,
                 active.claim,
                 epoch,
                 stop=active.stop,
