@@ -60,8 +60,14 @@ class Density:
     rss_per_run_kib: float
     idle_rss_mib: float
     lease_writes: int
+    """Every write to a Lease the API server counted (refused ones too)."""
     lease_writes_per_second: float
     renewals_per_second: float
+    """Writes to the workers' own Leases (their liveness, for every Run they hold), per second:
+    counted from a watch of those Leases, one change per write."""
+    run_lease_writes_per_run: float
+    """The rest of the Lease writes, per Run: its creation, the claim and the release, and
+    claims refused to the worker that lost a race."""
     writes_per_run: float
 
     def summary(self) -> dict[str, Any]:
@@ -118,22 +124,37 @@ def density(cluster: _common.Cluster, runs: int, wait: float) -> Density:
             operator_bench.run_object(namespace, f"wait-{i:05d}", "pool") for i in range(runs)
         ]
         marks = _common.Marks()
-        before = _common.api_writes(cluster.rest)
-        started = time.monotonic()
-        _common.create_paced(cluster.rest, objects, marks, threads=4)
-        names = [o["metadata"]["name"] for o in objects]
-        deadline = time.monotonic() + wait * 3 + runs * 0.5 + 300
-        phases: dict[str, str] = {}
-        while time.monotonic() < deadline:
-            listed = cluster.rest.list(constants.API_VERSION, "runs", namespace)
-            phases = {
-                r["metadata"]["name"]: (r.get("status") or {}).get("phase", "") for r in listed
-            }
-            if all(phases.get(n) in operator_bench.TERMINAL for n in names):
-                break
-            time.sleep(2.0)
-        seconds = time.monotonic() - started
-        writes = _common.api_writes(cluster.rest) - before
+        renewals = [0]
+
+        def renewed(kind: str, _obj: dict[str, Any], _at: float) -> None:
+            if kind == "MODIFIED":
+                renewals[0] += 1
+
+        with _common.Watch(
+            cluster.rest,
+            "coordination.k8s.io/v1",
+            "leases",
+            namespace,
+            renewed,
+            label_selector=f"{constants.LABEL_POOL_WORKER}=true",
+        ):
+            before = _common.api_writes(cluster.rest)
+            started = time.monotonic()
+            _common.create_paced(cluster.rest, objects, marks, threads=4)
+            names = [o["metadata"]["name"] for o in objects]
+            deadline = time.monotonic() + wait * 3 + runs * 0.5 + 300
+            phases: dict[str, str] = {}
+            while time.monotonic() < deadline:
+                listed = cluster.rest.list(constants.API_VERSION, "runs", namespace)
+                phases = {
+                    r["metadata"]["name"]: (r.get("status") or {}).get("phase", "") for r in listed
+                }
+                if all(phases.get(n) in operator_bench.TERMINAL for n in names):
+                    break
+                time.sleep(2.0)
+            seconds = time.monotonic() - started
+            writes = _common.api_writes(cluster.rest) - before
+            worker_writes = renewals[0]
         done.set()
         sampler.join(5)
     finally:
@@ -144,8 +165,6 @@ def density(cluster: _common.Cluster, runs: int, wait: float) -> Density:
             "apps/v1", "deployments", namespace, f"bosun-pool-{operator_bench.AGENT}"
         )
     lease_writes = writes.get("leases", 0)
-    # Each Run's Lease: created by the operator, claimed and released by a worker.
-    renewals = max(0, lease_writes - 3 * runs)
     succeeded = sum(1 for n in names if phases.get(n) == "Succeeded")
     return Density(
         runs=runs,
@@ -157,7 +176,8 @@ def density(cluster: _common.Cluster, runs: int, wait: float) -> Density:
         idle_rss_mib=idle,
         lease_writes=lease_writes,
         lease_writes_per_second=lease_writes / seconds,
-        renewals_per_second=renewals / seconds,
+        renewals_per_second=worker_writes / seconds,
+        run_lease_writes_per_run=max(0, lease_writes - worker_writes) / runs,
         writes_per_run=sum(writes.values()) / runs,
     )
 

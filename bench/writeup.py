@@ -310,9 +310,10 @@ def render(facts: dict[str, Any]) -> str:
                 f"Pool density: {dense['runs']:,} Runs waiting {dense['wait_seconds']:g} s on the"
                 " model, 2 workers",
                 f"{dense['succeeded']:,} succeeded; worker RSS peak {dense['peak_rss_mib']:.0f} MiB"
-                f" ({dense['rss_per_run_kib']:.0f} KiB per Run); Lease writes"
-                f" {dense['lease_writes_per_second']:.1f}/s, of them renewals"
-                f" {dense['renewals_per_second']:.2f}/s",
+                f" ({dense['rss_per_run_kib']:.0f} KiB per Run); liveness (the workers' Lease"
+                f" renewals) {dense['renewals_per_second']:.2f} writes/s; each Run's own Lease"
+                f" {dense.get('run_lease_writes_per_run', 0):.1f} writes (create, claim, release);"
+                f" all Lease writes {dense['lease_writes_per_second']:.1f}/s",
             ),
         ]
     for r in facts["real"]["sweep"]:
