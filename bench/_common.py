@@ -32,6 +32,7 @@ from bosun.dev import daemon, provision, testing
 Obj = dict[str, Any]
 
 MUTATING = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+READING = ("GET", "LIST")
 _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -166,20 +167,30 @@ def wait_operator_ready(operator: testing.OperatorProcess, timeout: float = 300)
 # --- API server counters ------------------------------------------------------------------------
 
 
-def api_writes(rest: kube.Rest) -> collections.Counter[str]:
-    """Mutating requests the API server has served so far, by resource."""
+def _api_requests(rest: kube.Rest, verbs: Sequence[str]) -> collections.Counter[str]:
+    """Requests with one of ``verbs`` the API server has served so far, by resource."""
     counts: collections.Counter[str] = collections.Counter()
     for line in rest.text("/metrics").splitlines():
         match = _SAMPLE.match(line)
         if not match:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
-        if labels.get("verb") in MUTATING:
+        if labels.get("verb") in verbs:
             resource = labels.get("resource", "")
             if labels.get("subresource"):
                 resource += "/" + labels["subresource"]
             counts[resource] += int(float(match.group("value")))
     return counts
+
+
+def api_writes(rest: kube.Rest) -> collections.Counter[str]:
+    """Mutating requests the API server has served so far, by resource."""
+    return _api_requests(rest, MUTATING)
+
+
+def api_reads(rest: kube.Rest) -> collections.Counter[str]:
+    """GETs and LISTs (not watches) the API server has served so far, by resource."""
+    return _api_requests(rest, READING)
 
 
 # --- watching ------------------------------------------------------------------------------------

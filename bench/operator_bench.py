@@ -206,6 +206,8 @@ class LoadResult:
     outcomes: collections.Counter[str]
     attempts: float
     writes: collections.Counter[str]
+    reads: collections.Counter[str]
+    """GETs and LISTs, every client's (the benchmark's own watches list too)."""
     cpu: dict[str, float]
     tool_calls: int
 
@@ -242,6 +244,10 @@ class LoadResult:
             "outcomes": dict(self.outcomes),
             "attemptsPerRun": round(self.attempts, 3),
             "writesPerRun": round(self.writes_per_run, 2),
+            "readsPerRun": round(sum(self.reads.values()) / self.runs, 2),
+            "readsPerRunByResource": {
+                k: round(v / self.runs, 2) for k, v in self.reads.most_common(8)
+            },
             "writesPerRunByResource": {
                 k: round(v / self.runs, 2) for k, v in self.writes.most_common()
             },
@@ -297,6 +303,7 @@ def measure_load(target: Bosun, count: int, rate: float | None, prefix: str) -> 
     meter = target.cpu_meter()
     with jobs, runs:
         writes_before = _common.api_writes(rest)
+        reads_before = _common.api_reads(rest)
         cpu_before = meter.sample()
         _common.create_paced(rest, objects, marks, rate=rate)
         if not marks.wait_for("done", names, timeout=max(600.0, count * 6.0)):
@@ -307,6 +314,7 @@ def measure_load(target: Bosun, count: int, rate: float | None, prefix: str) -> 
         time.sleep(2.0)  # the operator's Events and the last status writes trail the phase
         cpu = meter.delta(cpu_before, meter.sample())
         writes = _common.api_writes(rest) - writes_before
+        reads = _common.api_reads(rest) - reads_before
     finished = [marks.times["done"][n] for n in names]
     return LoadResult(
         runner=target.runner,
@@ -326,6 +334,7 @@ def measure_load(target: Bosun, count: int, rate: float | None, prefix: str) -> 
         outcomes=collections.Counter(marks.outcomes[n] for n in names),
         attempts=statistics.mean(attempts[n] for n in names),
         writes=writes,
+        reads=reads,
         cpu=cpu,
         tool_calls=len(target.toolbox.executions) - tool_calls_before,
     )
@@ -351,6 +360,7 @@ def markdown(result: LoadResult) -> str:
         ("outcomes", outcomes),
         ("attempts per Run", f"{s['attemptsPerRun']:.2f}"),
         ("API writes per Run (all clients)", f"{s['writesPerRun']:.1f}"),
+        ("API reads (GET, LIST) per Run (all clients)", f"{s['readsPerRun']:.1f}"),
     ]
     by_resource = [(k, f"{v:.2f}") for k, v in s["writesPerRunByResource"].items()]
     cpu = [(k, f"{v * 1000:.0f} ms") for k, v in s["cpuSecondsPerRun"].items()]
