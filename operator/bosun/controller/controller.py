@@ -34,6 +34,7 @@ from bosun.controller import (
     retention,
     runs,
     runstatus,
+    schedules,
     usage,
     workqueue,
 )
@@ -55,6 +56,7 @@ WATCHED: dict[str, tuple[str, str | None]] = {
     "agents": (constants.API_VERSION, None),
     "tools": (constants.API_VERSION, None),
     "policies": (constants.API_VERSION, None),
+    "schedules": (constants.API_VERSION, None),
     "runnerclasses": (constants.API_VERSION, None),
     "clusterpolicies": (constants.API_VERSION, None),
     "namespaces": ("v1", None),
@@ -76,6 +78,7 @@ class Controller:
         self.runs = runs.RunReconciler(self.store, rest, settings)
         self.resources = resources.ResourceReconciler(self.store, rest)
         self.pools = pools.PoolReconciler(self.store, rest, settings)
+        self.schedules = schedules.ScheduleReconciler(self.store, rest)
         metrics.POOLS.source = lambda: pools.figures(self.store)
         self.usage = usage.UsageReconciler(self.store, rest)
         self.retention = retention.Retention(self.store, rest, settings)
@@ -148,6 +151,9 @@ class Controller:
             return
         if plural == "runs":
             self.queue.add(("runs", key))
+            schedule = _labels(obj).get(constants.LABEL_SCHEDULE)
+            if schedule:  # its Schedule counts its active Runs, and may start a waiting fire
+                self.queue.add(("schedules", (key[0], schedule)))
             if (obj.get("status") or {}).get("startTime"):
                 self.usage_soon(store_mod.agent_key_of(obj), self.settings.usage_interval_seconds)
             if event_type == "DELETED":
@@ -160,6 +166,8 @@ class Controller:
             self.runs.worker_expires_in(key)
             duration = float((obj.get("spec") or {}).get("leaseDurationSeconds") or 15)
             self.queue.add_after(("workers", key), duration + 0.5)
+        elif plural == "schedules":
+            self.queue.add(("schedules", key))
         elif plural == "deployments":
             served = _labels(obj).get(constants.LABEL_AGENT)
             if served:  # ready workers are the pool's capacity: admission may offer more
@@ -239,6 +247,10 @@ class Controller:
                         self._admission.set()
                     if result.requeue_after is not None:
                         self.queue.add_after(item, result.requeue_after)
+                elif plural == "schedules":
+                    again = self.schedules.reconcile(key)
+                    if again is not None:
+                        self.queue.add_after(item, again)
                 elif plural == "workers":
                     again = self._check_worker(key)
                     if again is not None:

@@ -191,6 +191,7 @@ class Store:
         self.agents = Kind()
         self.tools = Kind()
         self.policies = Kind()
+        self.schedules = Kind()
         self.runnerclasses = Kind()  # cluster-scoped: keyed by ("", name)
         self.clusterpolicies = Kind()  # cluster-scoped
         self.namespaces = Kind()  # cluster-scoped: their labels select ClusterPolicies
@@ -208,6 +209,7 @@ class Store:
             "agents": self.agents,
             "tools": self.tools,
             "policies": self.policies,
+            "schedules": self.schedules,
             "runnerclasses": self.runnerclasses,
             "clusterpolicies": self.clusterpolicies,
             "namespaces": self.namespaces,
