@@ -312,17 +312,21 @@ def current_namespace(explicit: str | None) -> str:
 
 
 __all__ = [
+    "BACKFILL_MAX",
     "CLUSTERPOLICY_READER",
     "FINAL_PHASES",
     "REDRIVE_ANNOTATION",
     "Obj",
     "OpsError",
+    "backfill_schedule",
     "create_run",
     "current_namespace",
     "ensure_api",
     "follow",
     "get_run",
+    "get_schedule",
     "grant_clusterpolicy_reads",
     "install_crds",
     "redrive",
+    "trigger_schedule",
 ]

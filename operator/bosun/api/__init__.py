@@ -82,6 +82,7 @@ _MODELS: dict[str, type[Resource]] = {
         Approval,
         RunnerClass,
         ClusterPolicy,
+        Schedule,
     )
 }
 

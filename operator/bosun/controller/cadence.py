@@ -35,8 +35,6 @@ __all__ = [
     "parse",
 ]
 
-UTC = datetime.UTC
-
 MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -72,19 +70,19 @@ class Cadence:
 
     def times(self, moment: datetime.datetime) -> Iterator[datetime.datetime]:
         """Every nominal time strictly after ``moment``, ascending, in UTC (whole seconds)."""
-        start = moment.astimezone(UTC)
+        start = moment.astimezone(datetime.UTC)
         if self.every_seconds is not None:
             step = self.every_seconds
             epoch = int(start.timestamp())
             n = epoch // step + 1
             while True:
-                yield datetime.datetime.fromtimestamp(n * step, UTC)
+                yield datetime.datetime.fromtimestamp(n * step, datetime.UTC)
                 n += 1
         assert self.cron is not None
         # cronsim steps from a local wall-clock time; a fire at exactly ``start`` is excluded.
         local = start.replace(microsecond=0).astimezone(self.zone)
         for found in cronsim.CronSim(self.cron, local):
-            stamp = found.astimezone(UTC)
+            stamp = found.astimezone(datetime.UTC)
             if stamp > start:
                 yield stamp
 
@@ -114,7 +112,7 @@ def parse(expression: str, time_zone: str | None = None) -> Cadence:
             " (minute hour day-of-month month day-of-week)"
         )
     try:
-        cronsim.CronSim(cron, datetime.datetime(2026, 1, 1, tzinfo=UTC))
+        cronsim.CronSim(cron, datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
     except cronsim.CronSimError as err:
         raise CadenceError(f"{text!r} is not a valid cron expression: {err}") from err
     return Cadence(text, zone, cron=cron)
@@ -122,7 +120,7 @@ def parse(expression: str, time_zone: str | None = None) -> Cadence:
 
 def _zone(name: str | None) -> datetime.tzinfo:
     if not name:
-        return UTC
+        return datetime.UTC
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:

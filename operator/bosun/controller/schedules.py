@@ -26,7 +26,7 @@ __all__ = ["ScheduleReconciler", "runs_of"]
 
 log = logging.getLogger("bosun.operator")
 
-Obj = dict[str, Any]
+_Obj = dict[str, Any]
 
 _FINISHED_FAILED = (
     constants.PHASE_FAILED,
@@ -36,7 +36,7 @@ _FINISHED_FAILED = (
 )
 
 
-def runs_of(store: store_mod.Store, schedule: Mapping[str, Any]) -> list[Obj]:
+def runs_of(store: store_mod.Store, schedule: Mapping[str, Any]) -> list[_Obj]:
     """The Runs this Schedule created (its label, and an owner reference to its UID)."""
     meta = schedule["metadata"]
     found = []
@@ -82,7 +82,7 @@ class ScheduleReconciler:
             r["metadata"]["name"] for r in runs if _phase(r) not in runstatus.TERMINAL_PHASES
         )
         if spec.get("suspend"):
-            fields: Obj = {"active": running, "nextScheduleTime": None}
+            fields: _Obj = {"active": running, "nextScheduleTime": None}
             message = "spec.suspend is true: no fires until it is set back"
             self._write(schedule, fields, True, constants.REASON_SUSPENDED, message)
             return None
@@ -192,7 +192,7 @@ class ScheduleReconciler:
         message = f"Cancelled Run {name}: a newer fire replaces it (overlapPolicy CancelOther)"
         events.emit(self.rest, schedule, constants.REASON_CANCELLED, message)
 
-    def _trim(self, schedule: Mapping[str, Any], runs: Sequence[Obj]) -> None:
+    def _trim(self, schedule: Mapping[str, Any], runs: Sequence[_Obj]) -> None:
         """Delete this Schedule's finished Runs beyond its history limits, oldest first."""
         limits = (schedule.get("spec") or {}).get("historyLimits") or {}
         for phases, keep in (
@@ -225,7 +225,7 @@ class ScheduleReconciler:
     # --- reporting -----------------------------------------------------------------------------
 
     def _write(
-        self, schedule: Mapping[str, Any], fields: Obj, ready: bool, reason: str, message: str
+        self, schedule: Mapping[str, Any], fields: _Obj, ready: bool, reason: str, message: str
     ) -> None:
         meta = schedule["metadata"]
         status = schedule.get("status") or {}
@@ -234,7 +234,7 @@ class ScheduleReconciler:
         condition = conditions.make(
             previous, "Ready", ready, reason, message, generation=generation
         )
-        desired: Obj = {"observedGeneration": generation, "conditions": [condition], **fields}
+        desired: _Obj = {"observedGeneration": generation, "conditions": [condition], **fields}
         current = {k: status.get(k) for k in desired}
         current["conditions"] = [c for c in previous if c.get("type") == "Ready"]
         if current == desired:

@@ -26,7 +26,7 @@ from typing import Any
 from bosun import constants, kube, retry
 from bosun.runner import kubeapi
 
-__all__ = ["Cached", "Mirror", "Mirrors"]
+__all__ = ["READ_TIMEOUT_SECONDS", "Cached", "Mirror", "Mirrors"]
 
 log = logging.getLogger("bosun.runner.pool")
 
