@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bosun import constants, contract, kube
+from bosun import constants, contract, kube, ops
 from bosun.controller import cadence, conditions
 from bosun.dev import testing
 
@@ -110,27 +110,53 @@ def _nominal(run: dict[str, Any]) -> datetime.datetime:
     return moment
 
 
-def _accounted(rest: kube.Rest, namespace: str, name: str) -> dict[str, Any]:
-    """Check that every nominal time up to lastScheduleTime was handled exactly once; return
-    the Schedule's status."""
+def _accounting(rest: kube.Rest, namespace: str, name: str) -> tuple[dict[str, Any], str]:
+    """The Schedule's status, and what is wrong with its accounting ("" when nothing is): every
+    nominal time up to lastScheduleTime handled exactly once, as a Run of its own, a skip, a
+    miss or the one waiting fire."""
     schedule = _get(rest, namespace, name)
-    status = schedule["status"]
+    status = schedule.get("status") or {}
     created = conditions.parse(schedule["metadata"]["creationTimestamp"])
-    last = conditions.parse(status["lastScheduleTime"])
-    assert created is not None and last is not None
+    last = conditions.parse(status.get("lastScheduleTime"))
+    if created is None or last is None:
+        return status, "no lastScheduleTime yet"
     due = list(cadence.parse(schedule["spec"]["schedule"]).between(created, last))
     runs = _runs(rest, namespace, name)
     fired = [_nominal(r) for r in runs]
-    assert len(set(fired)) == len(fired), "two Runs for one fire"
-    assert set(fired) <= set(due), "a Run for a time that was not due"
+    if len(set(fired)) != len(fired):
+        return status, f"two Runs for one fire: {sorted(fired)}"
+    if not set(fired) <= set(due):
+        return (
+            status,
+            f"a Run for a time not (yet) recorded as due: {sorted(set(fired) - set(due))}",
+        )
     for run in runs:
-        assert run["metadata"]["name"] == contract.schedule_run_name(name, _nominal(run))
+        if run["metadata"]["name"] != contract.schedule_run_name(name, _nominal(run)):
+            return status, f"Run {run['metadata']['name']} is not named after its time"
         owner = run["metadata"]["ownerReferences"][0]
-        assert (owner["kind"], owner["uid"]) == ("Schedule", schedule["metadata"]["uid"])
+        if (owner["kind"], owner["uid"]) != ("Schedule", schedule["metadata"]["uid"]):
+            return status, f"Run {run['metadata']['name']} is not owned by the Schedule"
     counted = status.get("fired", 0) + status.get("skipped", 0) + status.get("missed", 0)
     waiting = 1 if status.get("bufferedTime") else 0
-    assert counted + waiting == len(due), (status, len(due))
-    return status
+    if counted + waiting != len(due):
+        return status, f"{counted} counted + {waiting} waiting for {len(due)} due times: {status}"
+    return status, ""
+
+
+def _accounted(rest: kube.Rest, namespace: str, name: str) -> dict[str, Any]:
+    """The status once the accounting holds (the Runs and the status are written one after
+    the other, so a check between the two waits for the second)."""
+    found: list[str] = []
+
+    def holds() -> dict[str, Any] | None:
+        status, problem = _accounting(rest, namespace, name)
+        found[:] = [problem]
+        return status if not problem else None
+
+    try:
+        return testing.until(holds, timeout=20, what=f"the accounting of Schedule {name}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {found[0] if found else ''}") from err
 
 
 def _explain(control_plane: testing.ControlPlaneHandle, namespace: str) -> Any:
@@ -417,10 +443,38 @@ def test_a_suspended_schedule_fires_nothing_and_misses_what_passes(
     assert _runs(rest, namespace, "paused") == []
     rest.merge_patch(API, "schedules", namespace, "paused", {"spec": {"suspend": False}})
     testing.until(
-        lambda: len(_runs(rest, namespace, "paused")) >= 1,
+        lambda: (_get(rest, namespace, "paused").get("status") or {}).get("fired", 0) >= 1,
         timeout=30,
         what="a fire after resuming",
         explain=_explain(control_plane, namespace),
     )
     status = _accounted(rest, namespace, "paused")
     assert status["missed"] >= 2
+
+
+def test_backfill_twice_creates_each_run_once_and_applies_the_overlap_policy(
+    rest: kube.Rest,
+    control_plane: testing.ControlPlaneHandle,
+    namespace: str,
+    operators: list[testing.OperatorProcess],
+) -> None:
+    _agent(rest, namespace)
+    _schedule(rest, namespace, "past", schedule="0 3 * * *", historyLimits={"succeeded": 10})
+    start = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
+    end = datetime.datetime(2026, 11, 5, 3, tzinfo=datetime.UTC)  # included
+    first = list(ops.backfill_schedule(rest, namespace, "past", start, end))
+    again = list(ops.backfill_schedule(rest, namespace, "past", start, end))
+    days = [datetime.datetime(2026, 11, d, 3, tzinfo=datetime.UTC) for d in range(1, 6)]
+    names = [contract.schedule_run_name("past", day) for day in days]
+    assert first == [(name, True) for name in names]
+    assert again == [(name, False) for name in names]
+    assert [r["metadata"]["name"] for r in _runs(rest, namespace, "past")] == names
+
+    # Under Forbid, one after another: each starts once the one before has finished.
+    _schedule(rest, namespace, "serial", schedule="0 3 * * *", overlapPolicy="Forbid", sleep=1.0)
+    _start(control_plane, namespace, operators)
+    two_days = start + datetime.timedelta(days=2)
+    made = list(ops.backfill_schedule(rest, namespace, "serial", start, two_days, timeout=120))
+    assert [created for _, created in made] == [True, True]
+    spans = _intervals(rest, namespace, "serial")
+    assert len(spans) == 2 and spans[1][0] >= spans[0][1] - 0.001, spans

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bosun import constants, contract, kube
-from bosun.controller import cadence, conditions, events, firing, retention, runstatus
+from bosun.controller import cadence, conditions, events, firing, metrics, retention, runstatus
 from bosun.controller import store as store_mod
 
 __all__ = ["ScheduleReconciler", "runs_of"]
@@ -152,15 +152,19 @@ class ScheduleReconciler:
             run = contract.schedule_run(schedule, nominal)
             name = run["metadata"]["name"]
             try:
-                stored = self.rest.create(run)  # None: it exists already
-                if stored is None and not self._ours(schedule, name):
+                stored = self.rest.create(run) or self._own(schedule, name)  # None: exists
+                if stored is None:
                     raise kube.AlreadyExists(409, "AlreadyExists", f"Run {name} is not its own")
+                # Into the store at once: the next fire must see it running (Forbid,
+                # BufferOne), even before the watch brings it.
+                self.store.runs.put(stored)
             except (kube.Invalid, kube.Forbidden, kube.AlreadyExists) as err:
                 message = f"The API server refused Run {name}: {err}"[:1024]
                 events.emit(
                     self.rest, schedule, constants.REASON_RUN_REJECTED, message, warning=True
                 )
                 rejected.append(message)
+                metrics.SCHEDULE_FIRES.labels("Missed").inc()
                 continue
             made.append(name)
             log.info(
@@ -172,14 +176,15 @@ class ScheduleReconciler:
             )
         return made, rejected
 
-    def _ours(self, schedule: Mapping[str, Any], name: str) -> bool:
-        """Whether the existing Run ``name`` is this Schedule's (an earlier pass created it and
-        stopped before recording the fire), not another one of that name."""
+    def _own(self, schedule: Mapping[str, Any], name: str) -> _Obj | None:
+        """The existing Run ``name`` if it is this Schedule's (an earlier pass created it and
+        stopped before recording the fire); None when it is another one of that name."""
         found = self.rest.get(
             constants.API_VERSION, "runs", schedule["metadata"]["namespace"], name
         )
         owners = ((found or {}).get("metadata") or {}).get("ownerReferences") or ()
-        return any(o.get("uid") == schedule["metadata"].get("uid") for o in owners)
+        mine = any(o.get("uid") == schedule["metadata"].get("uid") for o in owners)
+        return found if mine else None
 
     def _cancel(self, schedule: Mapping[str, Any], name: str) -> None:
         namespace = schedule["metadata"]["namespace"]
@@ -250,6 +255,9 @@ class ScheduleReconciler:
     def _tell(
         self, schedule: Mapping[str, Any], decision: firing.Decision, made: Sequence[str]
     ) -> None:
+        metrics.SCHEDULE_FIRES.labels("Fired").inc(len(made))
+        metrics.SCHEDULE_FIRES.labels("Skipped").inc(decision.skipped)
+        metrics.SCHEDULE_FIRES.labels("Missed").inc(decision.missed)
         for name in made:
             events.emit(self.rest, schedule, constants.REASON_FIRED, f"Created Run {name}")
         if decision.skipped:
