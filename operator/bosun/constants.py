@@ -36,6 +36,7 @@ __all__ = [
     "LABEL_MANAGED_BY",
     "LABEL_POOL_WORKER",
     "LABEL_RUN",
+    "LABEL_SCHEDULE",
     "OUTCOME_CANCELLED",
     "OUTCOME_FAILED",
     "OUTCOME_HANDED_BACK",
@@ -61,8 +62,13 @@ __all__ = [
     "REASON_CANCELLED",
     "REASON_DEADLINE_EXCEEDED",
     "REASON_DUPLICATE",
+    "REASON_FIRED",
+    "REASON_FIRE_MISSED",
+    "REASON_FIRE_SKIPPED",
     "REASON_HANDED_BACK",
     "REASON_INVALID_RESOURCES",
+    "REASON_INVALID_SCHEDULE",
+    "REASON_INVALID_TIME_ZONE",
     "REASON_JOB_NOT_OWNED",
     "REASON_LEASE_EXPIRED",
     "REASON_MOVED_TO_RUNNER_CLASS",
@@ -75,6 +81,8 @@ __all__ = [
     "REASON_RUNNER_CLASS_NOT_FOUND",
     "REASON_RUNNER_NEVER_STARTED",
     "REASON_RUNNER_NOT_STARTING",
+    "REASON_RUN_REJECTED",
+    "REASON_SCHEDULED",
     "REASON_SUCCEEDED",
     "REASON_SUSPENDED",
     "REASON_WAITING_FOR_CAPACITY",
@@ -94,6 +102,7 @@ KINDS = (
     "RunnerClass",
     "RunJournal",
     "ClusterPolicy",
+    "Schedule",
 )
 JOURNAL_MAX_CHUNKS = 64
 """Most chunks a Run's journal may have (the runner's Role names each one)."""
@@ -107,6 +116,8 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_AGENT = f"{GROUP}/agent"
 """On a pooled Run's Lease and journal chunks, its pool's Deployment, pods and worker Leases:
 the Agent they serve (what the pool-worker admission policy holds a worker to)."""
+LABEL_SCHEDULE = f"{GROUP}/schedule"
+"""On each Run a Schedule created: the Schedule's name."""
 LABEL_POOL_WORKER = f"{GROUP}/pool-worker"
 """``"true"`` on a pool worker's own Lease (its liveness, one for all the Runs it holds)."""
 ANNOTATION_REDRIVE = f"{GROUP}/redrive"
@@ -153,6 +164,15 @@ REASON_DUPLICATE = "DuplicateIdempotencyKey"
 REASON_DEADLINE_EXCEEDED = "DeadlineExceeded"
 REASON_SUCCEEDED = "Succeeded"
 REASON_REDRIVEN = "Redriven"
+
+# Reasons of a Schedule's Ready condition and Events.
+REASON_SCHEDULED = "Scheduled"
+REASON_INVALID_SCHEDULE = "InvalidSchedule"
+REASON_INVALID_TIME_ZONE = "InvalidTimeZone"
+REASON_RUN_REJECTED = "RunRejected"
+REASON_FIRED = "Fired"
+REASON_FIRE_SKIPPED = "FireSkipped"
+REASON_FIRE_MISSED = "FireMissed"
 
 # Reasons the operator gives an attempt it ends itself (the runner's exit gives the others).
 REASON_LEASE_EXPIRED = "LeaseExpired"

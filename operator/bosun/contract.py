@@ -30,6 +30,8 @@ from bosun import constants
 __all__ = [
     "ANNOTATION_CLAIM",
     "ANNOTATION_OUTCOME",
+    "ANNOTATION_SCHEDULED_TIME",
+    "ANNOTATION_TRIGGER",
     "CLUSTERPOLICY_READER_RULES",
     "ENV_ATTEMPT",
     "ENV_LEASE_DURATION",
@@ -63,6 +65,8 @@ __all__ = [
     "run_deadline",
     "runner_account_name",
     "runner_rules",
+    "schedule_run",
+    "schedule_run_name",
     "secret_env_name",
     "worker_lease_name",
 ]
@@ -134,6 +138,50 @@ def job_name(run: str, attempt: int) -> str:
 def lease_name(run: str) -> str:
     """The Lease that makes exactly one runner own Run ``run``."""
     return _bounded(f"bosun-run-{run}", "", _NAME_MAX)
+
+
+ANNOTATION_SCHEDULED_TIME = f"{constants.GROUP}/scheduled-time"
+"""On each Run of a Schedule: the nominal time of its fire (RFC 3339)."""
+ANNOTATION_TRIGGER = f"{constants.GROUP}/trigger"
+"""On a Run of a Schedule that ``bosun schedule`` made rather than a fire: ``manual`` or
+``backfill``."""
+
+
+def schedule_run_name(schedule: str, nominal: datetime.datetime) -> str:
+    """The Run of Schedule ``schedule``'s fire at ``nominal``: ``<schedule>-<Unix seconds>``
+    (a Schedule's name has at most 52 characters, so this is a DNS label)."""
+    return f"{schedule}-{int(nominal.astimezone(datetime.UTC).timestamp())}"
+
+
+def schedule_run(schedule: Mapping[str, Any], nominal: datetime.datetime) -> dict[str, Any]:
+    """The Run of ``schedule``'s fire at ``nominal``: its template's, named after the time,
+    labelled ``bosun.dev/schedule``, annotated with the time and owned by the Schedule."""
+    meta = schedule["metadata"]
+    template = (schedule.get("spec") or {}).get("runTemplate") or {}
+    template_meta = template.get("metadata") or {}
+    labels = {**(template_meta.get("labels") or {}), constants.LABEL_SCHEDULE: meta["name"]}
+    stamp = nominal.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    annotations = {**(template_meta.get("annotations") or {}), ANNOTATION_SCHEDULED_TIME: stamp}
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": "Run",
+        "metadata": {
+            "name": schedule_run_name(meta["name"], nominal),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": constants.API_VERSION,
+                    "kind": "Schedule",
+                    "name": meta["name"],
+                    "uid": meta.get("uid"),
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": dict(template.get("spec") or {}),
+    }
 
 
 def journal_name(run: str, chunk: int) -> str:

@@ -1,4 +1,5 @@
-"""What the ``bosun`` command line does to Runs: create, follow, redrive.
+"""What the ``bosun`` command line does to Runs and Schedules: create, follow, redrive; fire a
+Schedule now, or backfill the Runs of a past range.
 
 Every function takes a ``kube.Rest`` and raises ``OpsError`` with a message a user can act on
 (a missing CRD, a missing Run or Agent) instead of an API stack trace.
@@ -14,6 +15,7 @@ from typing import Any
 
 from bosun import constants, contract, kube
 from bosun.api import crdgen
+from bosun.controller import cadence
 
 Obj = dict[str, Any]
 FINAL_PHASES = ("Succeeded", "Failed", "Cancelled", "DeadLettered", "Duplicate")
@@ -155,6 +157,89 @@ def redrive(rest: kube.Rest, namespace: str, name: str) -> str:
     return token
 
 
+BACKFILL_MAX = 1000
+"""Most fire times one backfill creates Runs for."""
+
+
+def get_schedule(rest: kube.Rest, namespace: str, name: str) -> Obj:
+    found = _guard(
+        f"get Schedule {name}",
+        lambda: rest.get(constants.API_VERSION, "schedules", namespace, name),
+    )
+    if found is None:
+        raise OpsError(f"Schedule {name} not found in namespace {namespace}")
+    return found
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if number == 0:
+            return out
+
+
+def trigger_schedule(rest: kube.Rest, namespace: str, name: str) -> Obj:
+    """Start a Run of the Schedule's template now, whatever its overlapPolicy (as
+    ``kubectl create job --from=cronjob/NAME``), named ``<schedule>-t<time>``: a second trigger
+    within the same second is refused as a repeat."""
+    schedule = get_schedule(rest, namespace, name)
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    run = contract.schedule_run(schedule, now)
+    run["metadata"]["name"] = f"{name}-t{_base36(int(now.timestamp()))}"
+    run["metadata"]["annotations"][contract.ANNOTATION_TRIGGER] = "manual"
+    try:
+        created = rest.create(run)
+    except kube.ApiError as err:
+        raise OpsError(f"the API server rejected the Run: {_message(err)}") from err
+    if created is None:
+        raise OpsError(f"Run {run['metadata']['name']} exists already: triggered this second")
+    return created
+
+
+def backfill_schedule(
+    rest: kube.Rest,
+    namespace: str,
+    name: str,
+    start: datetime.datetime,
+    end: datetime.datetime,
+    *,
+    timeout: float = 3600,
+) -> Iterator[tuple[str, bool]]:
+    """Create the Runs of the Schedule's fire times from ``start`` to ``end`` (both included),
+    oldest first, yielding each name and whether this call created it. They are the names the
+    fires have, so a repeated backfill (or a fire the operator made) creates nothing twice.
+    Under any overlapPolicy but Allow each Run is started only once the one before finished."""
+    schedule = get_schedule(rest, namespace, name)
+    spec = schedule.get("spec") or {}
+    try:
+        when = cadence.parse(str(spec.get("schedule") or ""), spec.get("timeZone"))
+    except cadence.CadenceError as err:
+        raise OpsError(f"Schedule {name}: {err}") from err
+    if end < start:
+        raise OpsError("--to is before --from")
+    times = []
+    for moment in when.between(start - datetime.timedelta(seconds=1), end):
+        times.append(moment)
+        if len(times) > BACKFILL_MAX:
+            raise OpsError(f"more than {BACKFILL_MAX} fire times in that range: backfill less")
+    sequential = (spec.get("overlapPolicy") or "Allow") != "Allow"
+    for moment in times:
+        run = contract.schedule_run(schedule, moment)
+        run["metadata"]["annotations"][contract.ANNOTATION_TRIGGER] = "backfill"
+        run_name = run["metadata"]["name"]
+        try:
+            created = rest.create(run)
+        except kube.ApiError as err:
+            raise OpsError(f"the API server rejected Run {run_name}: {_message(err)}") from err
+        yield run_name, created is not None
+        if sequential:
+            for _ in follow(rest, namespace, run_name, timeout=timeout):
+                pass
+
+
 CLUSTERPOLICY_READER = "bosun-clusterpolicy-reader"
 
 
@@ -227,17 +312,21 @@ def current_namespace(explicit: str | None) -> str:
 
 
 __all__ = [
+    "BACKFILL_MAX",
     "CLUSTERPOLICY_READER",
     "FINAL_PHASES",
     "REDRIVE_ANNOTATION",
     "Obj",
     "OpsError",
+    "backfill_schedule",
     "create_run",
     "current_namespace",
     "ensure_api",
     "follow",
     "get_run",
+    "get_schedule",
     "grant_clusterpolicy_reads",
     "install_crds",
     "redrive",
+    "trigger_schedule",
 ]

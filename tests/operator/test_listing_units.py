@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bosun.controller import controller
+from bosun.controller import controller, store
 
 
 class _Pages:
@@ -26,7 +26,7 @@ class _Pages:
 
 def test_the_listing_follows_every_page_in_order() -> None:
     rest = _Pages([["a", "b"], ["c"], ["d", "e"]])
-    found = controller._list_pages(rest, "batch/v1", "jobs", "n", "app=x")  # type: ignore[arg-type]
+    found = store.list_pages(rest, "batch/v1", "jobs", "n", "app=x", page_size=controller.LIST_PAGE)  # type: ignore[arg-type]
     assert [obj["metadata"]["name"] for obj in found] == ["a", "b", "c", "d", "e"]
     limit = str(controller.LIST_PAGE)
     assert rest.queries == [

@@ -23,6 +23,7 @@ from bosun.api.common import (
 from bosun.api.policy import Policy, PolicyRule, PolicySpec, PolicyStatus
 from bosun.api.run import Attempt, Run, RunPhase, RunSpec, RunStatus, Usage
 from bosun.api.runnerclass import RunnerClass, RunnerClassSpec, RunnerClassStatus
+from bosun.api.schedule import Schedule, ScheduleSpec, ScheduleStatus
 from bosun.api.tool import HTTPTransport, MCPTransport, Tool, ToolSpec, ToolStatus
 
 __all__ = [
@@ -56,6 +57,9 @@ __all__ = [
     "RunnerClass",
     "RunnerClassSpec",
     "RunnerClassStatus",
+    "Schedule",
+    "ScheduleSpec",
+    "ScheduleStatus",
     "ScriptToolCall",
     "ScriptTurn",
     "SecretKeySelector",
@@ -78,6 +82,7 @@ _MODELS: dict[str, type[Resource]] = {
         Approval,
         RunnerClass,
         ClusterPolicy,
+        Schedule,
     )
 }
 

@@ -25,6 +25,7 @@ from bosun.api import (
     policy,
     run,
     runnerclass,
+    schedule,
     schema,
     tool,
 )
@@ -53,6 +54,7 @@ KINDS: tuple[common.KindInfo, ...] = (
     runnerclass.KIND,
     journal.KIND,
     clusterpolicy.KIND,
+    schedule.KIND,
 )
 _UNCATEGORIZED = frozenset({"RunJournal"})
 """Namespaced Kinds kept out of the `bosun` category: records, not what people write."""

@@ -20,7 +20,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from bosun import constants, kube, retry
@@ -34,6 +34,7 @@ from bosun.controller import (
     retention,
     runs,
     runstatus,
+    schedules,
     usage,
     workqueue,
 )
@@ -55,6 +56,7 @@ WATCHED: dict[str, tuple[str, str | None]] = {
     "agents": (constants.API_VERSION, None),
     "tools": (constants.API_VERSION, None),
     "policies": (constants.API_VERSION, None),
+    "schedules": (constants.API_VERSION, None),
     "runnerclasses": (constants.API_VERSION, None),
     "clusterpolicies": (constants.API_VERSION, None),
     "namespaces": ("v1", None),
@@ -76,6 +78,7 @@ class Controller:
         self.runs = runs.RunReconciler(self.store, rest, settings)
         self.resources = resources.ResourceReconciler(self.store, rest)
         self.pools = pools.PoolReconciler(self.store, rest, settings)
+        self.schedules = schedules.ScheduleReconciler(self.store, rest)
         metrics.POOLS.source = lambda: pools.figures(self.store)
         self.usage = usage.UsageReconciler(self.store, rest)
         self.retention = retention.Retention(self.store, rest, settings)
@@ -101,7 +104,9 @@ class Controller:
         for plural, (api_version, selector) in WATCHED.items():
             scopes = (None,) if plural in CLUSTER_SCOPED else self.settings.namespaces or (None,)
             for namespace in scopes:
-                for obj in _list_pages(self.rest, api_version, plural, namespace, selector):
+                for obj in store_mod.list_pages(
+                    self.rest, api_version, plural, namespace, selector, page_size=LIST_PAGE
+                ):
                     obj.setdefault("apiVersion", api_version)
                     self.observe(plural, "ADDED", obj)
         self.synced.set()
@@ -148,6 +153,9 @@ class Controller:
             return
         if plural == "runs":
             self.queue.add(("runs", key))
+            schedule = _labels(obj).get(constants.LABEL_SCHEDULE)
+            if schedule:  # its Schedule counts its active Runs, and may start a waiting fire
+                self.queue.add(("schedules", (key[0], schedule)))
             if (obj.get("status") or {}).get("startTime"):
                 self.usage_soon(store_mod.agent_key_of(obj), self.settings.usage_interval_seconds)
             if event_type == "DELETED":
@@ -160,6 +168,8 @@ class Controller:
             self.runs.worker_expires_in(key)
             duration = float((obj.get("spec") or {}).get("leaseDurationSeconds") or 15)
             self.queue.add_after(("workers", key), duration + 0.5)
+        elif plural == "schedules":
+            self.queue.add((plural, key))
         elif plural == "deployments":
             served = _labels(obj).get(constants.LABEL_AGENT)
             if served:  # ready workers are the pool's capacity: admission may offer more
@@ -250,7 +260,11 @@ class Controller:
                     if later is not None:
                         self.usage_soon(key, later)
                 else:
-                    again = self.resources.reconcile(plural, key)
+                    again = (
+                        self.schedules.reconcile(key)
+                        if plural == "schedules"
+                        else self.resources.reconcile(plural, key)
+                    )
                     if plural == "agents":
                         self.pools.reconcile(key)
                     if again is not None:
@@ -448,30 +462,6 @@ class Controller:
 
 LIST_PAGE = 500
 """Objects per page of the initial listing (the operator's and kopf's)."""
-
-
-def _list_pages(
-    rest: kube.Rest, api_version: str, plural: str, namespace: str | None, selector: str | None
-) -> Iterator[Obj]:
-    """Every object of a collection, fetched ``LIST_PAGE`` at a time; a page is dropped
-    before the next one is fetched."""
-    token = ""
-    while True:
-        query = [("limit", str(LIST_PAGE))]
-        if selector:
-            query.append(("labelSelector", selector))
-        if token:
-            query.append(("continue", token))
-        path = kube.collection_path(api_version, plural, namespace)
-        page = rest.request("GET", path, query=query)
-        token = str((page.get("metadata") or {}).get("continue") or "")
-        items: list[Obj] = page.pop("items", None) or []
-        del page
-        items.reverse()
-        while items:
-            yield items.pop()  # dropped from the page as it is handed out
-        if not token:
-            return
 
 
 def _agent_limit(agent: Mapping[str, Any]) -> int | None:

@@ -33,6 +33,7 @@ __all__ = [
     "policy_event",
     "run_event",
     "runnerclass_event",
+    "schedule_event",
     "tool_event",
 ]
 
@@ -95,6 +96,11 @@ async def tool_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(constants.GROUP, constants.VERSION, "policies")
 async def policy_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
     _observe(memo, "policies", event)
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, "schedules")
+async def schedule_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "schedules", event)
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, "runnerclasses")

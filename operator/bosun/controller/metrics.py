@@ -25,6 +25,7 @@ __all__ = [
     "RUNS",
     "RUNS_DELETED",
     "RUN_DURATION",
+    "SCHEDULE_FIRES",
     "TOKENS",
     "TOOL_CALLS",
     "PoolFigures",
@@ -69,6 +70,13 @@ RUNS_DELETED = prometheus_client.Counter(
     "bosun_runs_deleted_total",
     "Finished Runs deleted by retention, by reason (TTLExpired, HistoryLimit).",
     ["reason"],
+    registry=REGISTRY,
+)
+SCHEDULE_FIRES = prometheus_client.Counter(
+    "bosun_schedule_fires_total",
+    "Schedule fire times handled, by outcome: Fired (a Run created), Skipped (the overlap"
+    " policy) or Missed (too late, or the Run refused).",
+    ["outcome"],
     registry=REGISTRY,
 )
 RETRIES = prometheus_client.Counter(

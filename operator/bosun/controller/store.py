@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from bosun import constants
+from bosun import constants, kube
 
 __all__ = [
     "Key",
@@ -26,6 +26,7 @@ __all__ = [
     "acted_on",
     "agent_key_of",
     "key_of",
+    "list_pages",
     "slim",
     "slim_job",
     "slim_run",
@@ -191,6 +192,7 @@ class Store:
         self.agents = Kind()
         self.tools = Kind()
         self.policies = Kind()
+        self.schedules = Kind()
         self.runnerclasses = Kind()  # cluster-scoped: keyed by ("", name)
         self.clusterpolicies = Kind()  # cluster-scoped
         self.namespaces = Kind()  # cluster-scoped: their labels select ClusterPolicies
@@ -208,6 +210,7 @@ class Store:
             "agents": self.agents,
             "tools": self.tools,
             "policies": self.policies,
+            "schedules": self.schedules,
             "runnerclasses": self.runnerclasses,
             "clusterpolicies": self.clusterpolicies,
             "namespaces": self.namespaces,
@@ -216,3 +219,33 @@ class Store:
             "deployments": self.deployments,
         }
         return kinds[plural]
+
+
+def list_pages(
+    rest: kube.Rest,
+    api_version: str,
+    plural: str,
+    namespace: str | None,
+    selector: str | None,
+    *,
+    page_size: int,
+) -> Iterator[Obj]:
+    """Every object of a collection, fetched ``page_size`` at a time; a page is dropped
+    before the next one is fetched."""
+    token = ""
+    while True:
+        query = [("limit", str(page_size))]
+        if selector:
+            query.append(("labelSelector", selector))
+        if token:
+            query.append(("continue", token))
+        path = kube.collection_path(api_version, plural, namespace)
+        page = rest.request("GET", path, query=query)
+        token = str((page.get("metadata") or {}).get("continue") or "")
+        items: list[Obj] = page.pop("items", None) or []
+        del page
+        items.reverse()
+        while items:
+            yield items.pop()  # dropped from the page as it is handed out
+        if not token:
+            return

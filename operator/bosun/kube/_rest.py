@@ -61,6 +61,7 @@ _PLURALS = {
     "Policy": "policies",
     "Run": "runs",
     "RunnerClass": "runnerclasses",
+    "Schedule": "schedules",
     "ClusterPolicy": "clusterpolicies",
     "Tool": "tools",
     "CustomResourceDefinition": "customresourcedefinitions",
