@@ -1,5 +1,4 @@
-"""What the ``bosun`` command line does to Runs and Schedules: create, follow, redrive; fire a
-Schedule now, or backfill the Runs of a past range.
+"""What the ``bosun`` command line does to Runs: create, follow, redrive.
 
 Every function takes a ``kube.Rest`` and raises ``OpsError`` with a message a user can act on
 (a missing CRD, a missing Run or Agent) instead of an API stack trace.
@@ -15,7 +14,6 @@ from typing import Any
 
 from bosun import constants, contract, kube
 from bosun.api import crdgen
-from bosun.controller import cadence
 
 Obj = dict[str, Any]
 FINAL_PHASES = ("Succeeded", "Failed", "Cancelled", "DeadLettered", "Duplicate")
@@ -41,11 +39,11 @@ def ensure_api(rest: kube.Rest) -> None:
         raise OpsError(f"the API server answered {err.status} {err.reason}") from err
 
 
-def _guard(what: str, call: Callable[[], Obj | None]) -> Obj | None:
+def guard(what: str, call: Callable[[], Obj | None]) -> Obj | None:
     try:
         return call()
     except kube.Forbidden as err:
-        raise OpsError(f"{what}: forbidden by RBAC ({_message(err)})") from err
+        raise OpsError(f"{what}: forbidden by RBAC ({message(err)})") from err
     except kube.Unavailable as err:
         raise OpsError(f"{what}: cannot reach the API server ({err.message})") from err
     except kube.ApiError as err:
@@ -53,9 +51,7 @@ def _guard(what: str, call: Callable[[], Obj | None]) -> Obj | None:
 
 
 def get_run(rest: kube.Rest, namespace: str, name: str) -> Obj:
-    run = _guard(
-        f"get Run {name}", lambda: rest.get(constants.API_VERSION, "runs", namespace, name)
-    )
+    run = guard(f"get Run {name}", lambda: rest.get(constants.API_VERSION, "runs", namespace, name))
     if run is None:
         raise OpsError(f"Run {name} not found in namespace {namespace}")
     return run
@@ -72,7 +68,7 @@ def create_run(
     priority: int = 0,
 ) -> Obj:
     """Create a Run of ``agent`` on ``text``; warns nothing, fails clearly."""
-    found = _guard(
+    found = guard(
         f"get Agent {agent}", lambda: rest.get(constants.API_VERSION, "agents", namespace, agent)
     )
     if found is None:
@@ -92,13 +88,14 @@ def create_run(
     try:
         created = rest.create(body)
     except kube.ApiError as err:
-        raise OpsError(f"the API server rejected the Run: {_message(err)}") from err
+        raise OpsError(f"the API server rejected the Run: {message(err)}") from err
     if created is None:
         raise OpsError(f"Run {body['metadata']['name']} already exists")
     return created
 
 
-def _message(err: kube.ApiError) -> str:
+def message(err: kube.ApiError) -> str:
+    """The API server's own explanation of a refusal, or its status."""
     return err.message or f"{err.status} {err.reason}"
 
 
@@ -155,89 +152,6 @@ def redrive(rest: kube.Rest, namespace: str, name: str) -> str:
         {"metadata": {"annotations": {REDRIVE_ANNOTATION: token}}},
     )
     return token
-
-
-BACKFILL_MAX = 1000
-"""Most fire times one backfill creates Runs for."""
-
-
-def get_schedule(rest: kube.Rest, namespace: str, name: str) -> Obj:
-    found = _guard(
-        f"get Schedule {name}",
-        lambda: rest.get(constants.API_VERSION, "schedules", namespace, name),
-    )
-    if found is None:
-        raise OpsError(f"Schedule {name} not found in namespace {namespace}")
-    return found
-
-
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-        if number == 0:
-            return out
-
-
-def trigger_schedule(rest: kube.Rest, namespace: str, name: str) -> Obj:
-    """Start a Run of the Schedule's template now, whatever its overlapPolicy (as
-    ``kubectl create job --from=cronjob/NAME``), named ``<schedule>-t<time>``: a second trigger
-    within the same second is refused as a repeat."""
-    schedule = get_schedule(rest, namespace, name)
-    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    run = contract.schedule_run(schedule, now)
-    run["metadata"]["name"] = f"{name}-t{_base36(int(now.timestamp()))}"
-    run["metadata"]["annotations"][contract.ANNOTATION_TRIGGER] = "manual"
-    try:
-        created = rest.create(run)
-    except kube.ApiError as err:
-        raise OpsError(f"the API server rejected the Run: {_message(err)}") from err
-    if created is None:
-        raise OpsError(f"Run {run['metadata']['name']} exists already: triggered this second")
-    return created
-
-
-def backfill_schedule(
-    rest: kube.Rest,
-    namespace: str,
-    name: str,
-    start: datetime.datetime,
-    end: datetime.datetime,
-    *,
-    timeout: float = 3600,
-) -> Iterator[tuple[str, bool]]:
-    """Create the Runs of the Schedule's fire times from ``start`` to ``end`` (both included),
-    oldest first, yielding each name and whether this call created it. They are the names the
-    fires have, so a repeated backfill (or a fire the operator made) creates nothing twice.
-    Under any overlapPolicy but Allow each Run is started only once the one before finished."""
-    schedule = get_schedule(rest, namespace, name)
-    spec = schedule.get("spec") or {}
-    try:
-        when = cadence.parse(str(spec.get("schedule") or ""), spec.get("timeZone"))
-    except cadence.CadenceError as err:
-        raise OpsError(f"Schedule {name}: {err}") from err
-    if end < start:
-        raise OpsError("--to is before --from")
-    times = []
-    for moment in when.between(start - datetime.timedelta(seconds=1), end):
-        times.append(moment)
-        if len(times) > BACKFILL_MAX:
-            raise OpsError(f"more than {BACKFILL_MAX} fire times in that range: backfill less")
-    sequential = (spec.get("overlapPolicy") or "Allow") != "Allow"
-    for moment in times:
-        run = contract.schedule_run(schedule, moment)
-        run["metadata"]["annotations"][contract.ANNOTATION_TRIGGER] = "backfill"
-        run_name = run["metadata"]["name"]
-        try:
-            created = rest.create(run)
-        except kube.ApiError as err:
-            raise OpsError(f"the API server rejected Run {run_name}: {_message(err)}") from err
-        yield run_name, created is not None
-        if sequential:
-            for _ in follow(rest, namespace, run_name, timeout=timeout):
-                pass
 
 
 CLUSTERPOLICY_READER = "bosun-clusterpolicy-reader"
@@ -312,21 +226,19 @@ def current_namespace(explicit: str | None) -> str:
 
 
 __all__ = [
-    "BACKFILL_MAX",
     "CLUSTERPOLICY_READER",
     "FINAL_PHASES",
     "REDRIVE_ANNOTATION",
     "Obj",
     "OpsError",
-    "backfill_schedule",
     "create_run",
     "current_namespace",
     "ensure_api",
     "follow",
     "get_run",
-    "get_schedule",
     "grant_clusterpolicy_reads",
+    "guard",
     "install_crds",
+    "message",
     "redrive",
-    "trigger_schedule",
 ]

@@ -311,8 +311,11 @@ def test_operator_pod_meets_podsecurity_restricted(values: list[pathlib.Path]) -
 # What the operator does with the API (operator/bosun/controller and kopf), beyond what it must
 # hold to grant the runner's Role. Each entry is (group, resource, verbs).
 OPERATOR_NEEDS = [
-    (constants.GROUP, "runs", ("get", "list", "watch", "patch", "delete")),
+    # create: each Schedule fire's Run; patch: spec.cancel of one CancelOther replaces.
+    (constants.GROUP, "runs", ("get", "list", "watch", "create", "patch", "delete")),
     (constants.GROUP, "runs/status", ("get", "patch", "update")),
+    (constants.GROUP, "schedules", ("get", "list", "watch")),
+    (constants.GROUP, "schedules/status", ("get", "patch")),
     (constants.GROUP, "agents", ("get", "list", "watch")),
     (constants.GROUP, "tools", ("get", "list", "watch")),
     (constants.GROUP, "policies", ("get", "list", "watch")),

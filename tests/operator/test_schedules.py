@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bosun import constants, contract, kube, ops
+from bosun import constants, contract, kube, scheduling
 from bosun.controller import cadence, conditions
 from bosun.dev import testing
 
@@ -462,8 +462,8 @@ def test_backfill_twice_creates_each_run_once_and_applies_the_overlap_policy(
     _schedule(rest, namespace, "past", schedule="0 3 * * *", historyLimits={"succeeded": 10})
     start = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
     end = datetime.datetime(2026, 11, 5, 3, tzinfo=datetime.UTC)  # included
-    first = list(ops.backfill_schedule(rest, namespace, "past", start, end))
-    again = list(ops.backfill_schedule(rest, namespace, "past", start, end))
+    first = list(scheduling.backfill_schedule(rest, namespace, "past", start, end))
+    again = list(scheduling.backfill_schedule(rest, namespace, "past", start, end))
     days = [datetime.datetime(2026, 11, d, 3, tzinfo=datetime.UTC) for d in range(1, 6)]
     names = [contract.schedule_run_name("past", day) for day in days]
     assert first == [(name, True) for name in names]
@@ -474,7 +474,9 @@ def test_backfill_twice_creates_each_run_once_and_applies_the_overlap_policy(
     _schedule(rest, namespace, "serial", schedule="0 3 * * *", overlapPolicy="Forbid", sleep=1.0)
     _start(control_plane, namespace, operators)
     two_days = start + datetime.timedelta(days=2)
-    made = list(ops.backfill_schedule(rest, namespace, "serial", start, two_days, timeout=120))
+    made = list(
+        scheduling.backfill_schedule(rest, namespace, "serial", start, two_days, timeout=120)
+    )
     assert [created for _, created in made] == [True, True]
     spans = _intervals(rest, namespace, "serial")
     assert len(spans) == 2 and spans[1][0] >= spans[0][1] - 0.001, spans

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import click
 
-from bosun import kube, ops
+from bosun import kube, ops, scheduling
 from bosun.api import crdgen
 from bosun.cli import _common
 from bosun.runner import approvals, errors, kubeapi, records, runtrace
@@ -286,7 +286,7 @@ def schedule_trigger_command(name: str, namespace: str | None, kubeconfig: str |
     """Start a Run of Schedule NAME's template now (whatever its overlapPolicy)."""
     rest = _rest(kubeconfig)
     try:
-        run = ops.trigger_schedule(rest, ops.current_namespace(namespace), name)
+        run = scheduling.trigger_schedule(rest, ops.current_namespace(namespace), name)
     except ops.OpsError as err:
         _fail(str(err))
     click.echo(f"run.bosun.dev/{run['metadata']['name']} created")
@@ -307,7 +307,7 @@ def schedule_backfill_command(
     rest = _rest(kubeconfig)
     made = existed = 0
     try:
-        for run_name, created in ops.backfill_schedule(
+        for run_name, created in scheduling.backfill_schedule(
             rest, ops.current_namespace(namespace), name, _moment(start), _moment(end)
         ):
             made, existed = made + created, existed + (not created)

@@ -351,6 +351,11 @@ class AgentLoop:
         self.run_tool(call, tool, key)
 
     def run_tool(self, call: replay.CallState, tool: tool_api.Tool, key: str) -> None:
+        # The journal write just before may have outlasted the Lease (a worker stopped and
+        # resumed, a partitioned pod): never send for an attempt another may own by now. The
+        # next attempt resends an idempotent call by its key, and stops a non-idempotent one
+        # for a human, as after a crash at this point.
+        self.deps.lease.ensure_held()
         began = time.perf_counter()
         with telemetry.span(
             f"execute_tool {call.call.name}",

@@ -1,12 +1,15 @@
 """A tool server: ``/tools/NAME`` runs a named tool once per ``Idempotency-Key``.
 
 It counts how often each key arrived (``seen``) and how often each tool really ran
-(``executions``); a repeated key gets the stored response without running the tool again.
+(``executions``); a repeated key gets the stored response without running the tool again, and
+a key that arrives while a request with it is still running waits for that one's response (the
+IETF Idempotency-Key draft lets a server refuse it instead; either way it runs once).
 """
 
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib import parse
@@ -25,6 +28,7 @@ class ToolServer(base.JSONServer):
         self.seen: collections.Counter[str] = collections.Counter()
         self.executions: list[tuple[str, dict[str, Any]]] = []
         self.stored: dict[str, Any] = {}
+        self._running: dict[str, threading.Event] = {}
 
     def url_for(self, name: str) -> str:
         return f"{self.url}/tools/{name}"
@@ -42,14 +46,30 @@ class ToolServer(base.JSONServer):
         else:
             args = request.body or {}
         key = request.headers.get("idempotency-key")
-        with self.lock:
-            if key:
-                self.seen[key] += 1
-                if key in self.stored:
-                    return base.Reply(200, self.stored[key])
-            self.executions.append((name, args))
-        result = self.tools[name](args)
-        with self.lock:
-            if key:
-                self.stored[key] = result
+        while True:
+            running: threading.Event | None = None
+            with self.lock:
+                if key:
+                    if key in self.stored:
+                        self.seen[key] += 1
+                        return base.Reply(200, self.stored[key])
+                    running = self._running.get(key)
+                    if running is None:
+                        self.seen[key] += 1
+                        self._running[key] = threading.Event()
+                if not key or running is None:
+                    self.executions.append((name, args))
+                    break
+            if running is not None:
+                running.wait(60)  # the same key in flight: its response is this one's
+        try:
+            result = self.tools[name](args)
+            with self.lock:
+                if key:
+                    self.stored[key] = result
+        finally:
+            with self.lock:
+                done = self._running.pop(key, None) if key else None
+            if done is not None:
+                done.set()
         return base.Reply(200, result)
