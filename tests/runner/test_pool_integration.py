@@ -251,6 +251,14 @@ def test_a_run_begun_in_job_mode_continues_in_the_pool_from_its_journal(
         pod["metadata"]["name"],
         {"metadata": {"annotations": {constants.ANNOTATION_EMULATOR_FAULT: "kill"}}},
     )
+    # The Job's attempt is over before its call is let through: it never records the outcome
+    # (released sooner, its runner might get the answer and journal it before the kill lands).
+    testing.until(
+        lambda: ((kube.status("moving").get("attempts") or [{}])[0]).get("endTime"),
+        120,
+        what="the Job's attempt of Run moving to end",
+        explain=lambda: kube.cp.explain_namespace(kube.namespace),
+    )
     release.set()
     (status,) = _finish(kube, ["moving"]).values()
     assert status["phase"] == "Succeeded", status
