@@ -148,3 +148,11 @@ def test_run_names_come_from_the_nominal_time() -> None:
     assert name == "nightly-report-1796092200"
     longest = contract.schedule_run_name("x" * schedule.NAME_MAX, _utc(2286, 11, 20))
     assert len(longest) <= 63
+
+
+def test_an_unknown_time_zone_is_told_apart_from_a_bad_expression() -> None:
+    with pytest.raises(cadence.UnknownTimeZone):
+        cadence.parse("@daily", "Mars/Olympus_Mons")
+    with pytest.raises(cadence.CadenceError) as bad:
+        cadence.parse("61 * * * *", "Europe/Berlin")
+    assert not isinstance(bad.value, cadence.UnknownTimeZone)

@@ -163,6 +163,25 @@ def _explain(control_plane: testing.ControlPlaneHandle, namespace: str) -> Any:
     return lambda: control_plane.explain_namespace(namespace)
 
 
+def _until_runs(
+    control_plane: testing.ControlPlaneHandle,
+    rest: kube.Rest,
+    namespace: str,
+    schedule: str,
+    *,
+    count: int,
+    what: str,
+    timeout: float = 60,
+) -> None:
+    """Wait until Schedule ``schedule`` has at least ``count`` Runs."""
+    testing.until(
+        lambda: len(_runs(rest, namespace, schedule)) >= count,
+        timeout=timeout,
+        what=what,
+        explain=_explain(control_plane, namespace),
+    )
+
+
 def _intervals(rest: kube.Rest, namespace: str, schedule: str) -> list[tuple[float, float]]:
     """(start, end) of each finished Run's attempt, in seconds since the epoch."""
     spans = []
@@ -186,12 +205,7 @@ def test_an_every_schedule_fires_on_time_and_counts_every_fire(
     # A catch-up window, so an operator slow to start on a loaded machine fires late rather
     # than misses: the test is about no fire being lost or doubled.
     _schedule(rest, namespace, "tick", catchupWindowSeconds=30, historyLimits={"succeeded": 10})
-    testing.until(
-        lambda: len(_runs(rest, namespace, "tick")) >= 4,
-        timeout=60,
-        what="four fires of @every 2s",
-        explain=_explain(control_plane, namespace),
-    )
+    _until_runs(control_plane, rest, namespace, "tick", count=4, what="four fires of @every 2s")
     status = _accounted(rest, namespace, "tick")
     assert status["missed"] == 0 and status["skipped"] == 0
     fired = [_nominal(r) for r in _runs(rest, namespace, "tick")]
@@ -292,11 +306,8 @@ def test_catch_up_after_the_operator_was_killed_creates_exactly_the_missed_runs_
         catchupWindowSeconds=10,
         historyLimits={"succeeded": 50},
     )
-    testing.until(
-        lambda: len(_runs(rest, namespace, "catchup")) >= 2,
-        timeout=60,
-        what="two fires before the kill",
-        explain=_explain(control_plane, namespace),
+    _until_runs(
+        control_plane, rest, namespace, "catchup", count=2, what="two fires before the kill"
     )
     first.kill()
     killed_at = datetime.datetime.now(datetime.UTC)
@@ -343,20 +354,11 @@ def test_a_second_replica_takes_over_and_no_fire_is_doubled_or_lost(
     leader = _start(control_plane, namespace, operators)
     _start(control_plane, namespace, operators)  # a standby replica (leader election)
     _schedule(rest, namespace, "ha", catchupWindowSeconds=30, historyLimits={"succeeded": 50})
-    testing.until(
-        lambda: len(_runs(rest, namespace, "ha")) >= 2,
-        timeout=60,
-        what="two fires",
-        explain=_explain(control_plane, namespace),
-    )
+    _until_runs(control_plane, rest, namespace, "ha", count=2, what="two fires")
     leader.kill()
     count = len(_runs(rest, namespace, "ha"))
-    testing.until(
-        lambda: len(_runs(rest, namespace, "ha")) >= count + 4,
-        timeout=90,
-        what="the standby to take over and fire",
-        explain=_explain(control_plane, namespace),
-    )
+    takeover = "the standby to take over and fire"
+    _until_runs(control_plane, rest, namespace, "ha", count=count + 4, what=takeover, timeout=90)
     status = _accounted(rest, namespace, "ha")
     assert status["missed"] == 0, "the takeover fell outside a 30 s catch-up window"
 

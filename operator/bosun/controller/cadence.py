@@ -31,6 +31,7 @@ __all__ = [
     "MACROS",
     "Cadence",
     "CadenceError",
+    "UnknownTimeZone",
     "jitter",
     "parse",
 ]
@@ -51,6 +52,10 @@ _EVERY_MAX_SECONDS = 366 * 24 * 3600
 
 class CadenceError(ValueError):
     """An expression or time zone that cannot be used, with a message naming what is wrong."""
+
+
+class UnknownTimeZone(CadenceError):
+    """A ``timeZone`` that is not an IANA name this machine knows."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +129,7 @@ def _zone(name: str | None) -> datetime.tzinfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
-        raise CadenceError(
+        raise UnknownTimeZone(
             f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
         ) from err
 

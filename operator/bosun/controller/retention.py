@@ -39,6 +39,8 @@ __all__ = [
     "Retention",
     "Sweep",
     "completed_at",
+    "delete",
+    "deletion_of",
     "sweep",
 ]
 
@@ -145,7 +147,7 @@ def sweep(
             expiry = max(done + datetime.timedelta(seconds=ttl), counted_until)
             if expiry <= now:
                 message = f"Finished at {conditions.stamp(done)}; ttlSecondsAfterFinished={ttl}"
-                deletions.append(_deletion(run, TTL_EXPIRED, message))
+                deletions.append(deletion_of(run, TTL_EXPIRED, message))
                 continue
             later.append(expiry)
         kind = _HISTORY_KINDS.get(phase)
@@ -164,7 +166,7 @@ def sweep(
                 later.append(counted_until)
                 continue
             message = f"Agent {agent_key[1]} keeps the newest {limit} {kind} Runs"
-            deletions.append(_deletion(run, HISTORY_LIMIT, message))
+            deletions.append(deletion_of(run, HISTORY_LIMIT, message))
     return Sweep(tuple(deletions), min(later, default=None))
 
 
@@ -205,7 +207,8 @@ def _history_limit(agent: Mapping[str, Any] | None, kind: str, defaults: Default
     return defaults.succeeded if kind == SUCCEEDED else defaults.failed
 
 
-def _deletion(run: Mapping[str, Any], reason: str, message: str) -> Deletion:
+def deletion_of(run: Mapping[str, Any], reason: str, message: str) -> Deletion:
+    """The Deletion of ``run`` as it is now."""
     meta = run["metadata"]
     return Deletion(
         namespace=str(meta["namespace"]),
@@ -245,30 +248,37 @@ class Retention:
         return decided
 
     def _delete(self, deletion: Deletion) -> None:
-        preconditions = {"uid": deletion.uid, "resourceVersion": deletion.resource_version}
-        body = {"propagationPolicy": "Background", "preconditions": preconditions}
-        path = kube.object_path(constants.API_VERSION, "runs", deletion.namespace, deletion.name)
-        try:
-            self.rest.request("DELETE", path, body)
-        except kube.NotFound:
-            return
-        except kube.Conflict:
-            # Changed or re-created since the decision: the next sweep decides again.
-            log.info(
-                "Kept run=%s/%s reason=%s: it changed since the decision",
-                deletion.namespace,
-                deletion.name,
-                deletion.reason,
-            )
-            return
-        found = self.store.runs.get((deletion.namespace, deletion.name))
-        if found is not None and found["metadata"].get("uid") == deletion.uid:
-            self.store.runs.delete(found)
-        metrics.RUNS_DELETED.labels(deletion.reason).inc()
+        delete(self.store, self.rest, deletion)
+
+
+def delete(store: store_mod.Store, rest: kube.Rest, deletion: Deletion) -> None:
+    """Delete the Run ``deletion`` names if it is still exactly as decided (its UID and
+    resourceVersion), and drop it from ``store``; one that changed is left for the next
+    decision. Retention's sweeps and a Schedule's history limits delete this way."""
+    preconditions = {"uid": deletion.uid, "resourceVersion": deletion.resource_version}
+    body = {"propagationPolicy": "Background", "preconditions": preconditions}
+    path = kube.object_path(constants.API_VERSION, "runs", deletion.namespace, deletion.name)
+    try:
+        rest.request("DELETE", path, body)
+    except kube.NotFound:
+        return
+    except kube.Conflict:
+        # Changed or re-created since the decision: the next sweep decides again.
         log.info(
-            "Deleted run=%s/%s reason=%s message=%r",
+            "Kept run=%s/%s reason=%s: it changed since the decision",
             deletion.namespace,
             deletion.name,
             deletion.reason,
-            deletion.message,
         )
+        return
+    found = store.runs.get((deletion.namespace, deletion.name))
+    if found is not None and found["metadata"].get("uid") == deletion.uid:
+        store.runs.delete(found)
+    metrics.RUNS_DELETED.labels(deletion.reason).inc()
+    log.info(
+        "Deleted run=%s/%s reason=%s message=%r",
+        deletion.namespace,
+        deletion.name,
+        deletion.reason,
+        deletion.message,
+    )

@@ -36,6 +36,11 @@ _FINISHED_FAILED = (
 )
 
 
+def _owned_by(run: Mapping[str, Any], schedule: Mapping[str, Any]) -> bool:
+    owners = (run.get("metadata") or {}).get("ownerReferences") or ()
+    return any(o.get("uid") == schedule["metadata"].get("uid") for o in owners)
+
+
 def runs_of(store: store_mod.Store, schedule: Mapping[str, Any]) -> list[_Obj]:
     """The Runs this Schedule created (its label, and an owner reference to its UID)."""
     meta = schedule["metadata"]
@@ -46,8 +51,7 @@ def runs_of(store: store_mod.Store, schedule: Mapping[str, Any]) -> list[_Obj]:
             continue
         if (run_meta.get("labels") or {}).get(constants.LABEL_SCHEDULE) != meta["name"]:
             continue
-        owners = run_meta.get("ownerReferences") or ()
-        if any(o.get("uid") == meta.get("uid") for o in owners):
+        if _owned_by(run, schedule):
             found.append(run)
     return found
 
@@ -71,7 +75,7 @@ class ScheduleReconciler:
         try:
             when = cadence.parse(str(spec.get("schedule") or ""), spec.get("timeZone"))
         except cadence.CadenceError as err:
-            zone = str(err).startswith("unknown time zone")
+            zone = isinstance(err, cadence.UnknownTimeZone)
             reason = (
                 constants.REASON_INVALID_TIME_ZONE if zone else constants.REASON_INVALID_SCHEDULE
             )
@@ -182,9 +186,7 @@ class ScheduleReconciler:
         found = self.rest.get(
             constants.API_VERSION, "runs", schedule["metadata"]["namespace"], name
         )
-        owners = ((found or {}).get("metadata") or {}).get("ownerReferences") or ()
-        mine = any(o.get("uid") == schedule["metadata"].get("uid") for o in owners)
-        return found if mine else None
+        return found if found is not None and _owned_by(found, schedule) else None
 
     def _cancel(self, schedule: Mapping[str, Any], name: str) -> None:
         namespace = schedule["metadata"]["namespace"]
@@ -200,9 +202,9 @@ class ScheduleReconciler:
     def _trim(self, schedule: Mapping[str, Any], runs: Sequence[_Obj]) -> None:
         """Delete this Schedule's finished Runs beyond its history limits, oldest first."""
         limits = (schedule.get("spec") or {}).get("historyLimits") or {}
-        for phases, keep in (
-            ((constants.PHASE_SUCCEEDED,), int(limits.get("succeeded", 3))),
-            (_FINISHED_FAILED, int(limits.get("failed", 1))),
+        for kind, phases, keep in (
+            (retention.SUCCEEDED, (constants.PHASE_SUCCEEDED,), int(limits.get("succeeded", 3))),
+            (retention.FAILED, _FINISHED_FAILED, int(limits.get("failed", 1))),
         ):
             finished = [r for r in runs if _phase(r) in phases]
             if len(finished) <= keep:
@@ -213,19 +215,10 @@ class ScheduleReconciler:
                     r["metadata"]["name"],
                 )
             )
+            message = f"Schedule {schedule['metadata']['name']} keeps the newest {keep} {kind} Runs"
             for run in finished[: len(finished) - keep]:
-                meta = run["metadata"]
-                path = kube.object_path(
-                    constants.API_VERSION, "runs", meta["namespace"], meta["name"]
-                )
-                body = {
-                    "propagationPolicy": "Background",
-                    "preconditions": {"uid": meta.get("uid")},
-                }
-                try:
-                    self.rest.request("DELETE", path, body)
-                except (kube.NotFound, kube.Conflict):
-                    continue  # gone, or re-created since
+                chosen = retention.deletion_of(run, retention.HISTORY_LIMIT, message)
+                retention.delete(self.store, self.rest, chosen)
 
     # --- reporting -----------------------------------------------------------------------------
 
