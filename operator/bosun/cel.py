@@ -1,6 +1,8 @@
-"""CEL for Policy ``when`` expressions, through cel-python (``celpy``): one setup for all of Bosun.
+"""CEL through cel-python (``celpy``), one setup for all of Bosun: Policy ``when`` rules and
+Webhook ``filter`` and ``input`` expressions.
 
-The operator checks that rules compile (a Policy's readiness); the runner evaluates them.
+The operator checks that expressions compile (a Policy's or a Webhook's readiness); the runner
+evaluates rules, the gateway a Webhook's expressions (``text`` for one that yields a string).
 Compiled programs are cached by source text. ``evaluate`` returns the boolean or raises
 ``CELError``: a parse error, an evaluation error (such as a missing field) and a result that is
 not a boolean all raise, so the caller can fail closed. celpy (and its grammar) is loaded on the
@@ -203,7 +205,7 @@ class Evaluator:
             self._programs[source] = program
         return program
 
-    def evaluate(self, source: str, values: Mapping[str, Any]) -> bool:
+    def _result(self, source: str, values: Mapping[str, Any]) -> Any:
         program = self.program(source)
         try:
             result = program.evaluate(dict(values))
@@ -213,8 +215,19 @@ class Evaluator:
             raise CELError(f"failed to evaluate: {err}") from err
         if isinstance(result, Exception):
             raise CELError(f"failed to evaluate: {result}")
+        return result
+
+    def evaluate(self, source: str, values: Mapping[str, Any]) -> bool:
+        result = self._result(source, values)
         from celpy import celtypes  # noqa: PLC0415 - loaded with the program above
 
         if not isinstance(result, celtypes.BoolType):
             raise CELError(f"yielded {type(result).__name__}, not a boolean")
         return bool(result)
+
+    def text(self, source: str, values: Mapping[str, Any]) -> str:
+        """Evaluate an expression that must yield a string (a Webhook's ``input``)."""
+        result = self._result(source, values)
+        if not isinstance(result, str):  # celpy's StringType, or a plain str from a function
+            raise CELError(f"yielded {type(result).__name__}, not a string")
+        return str(result)

@@ -37,6 +37,7 @@ __all__ = [
     "LABEL_POOL_WORKER",
     "LABEL_RUN",
     "LABEL_SCHEDULE",
+    "LABEL_WEBHOOK",
     "OUTCOME_CANCELLED",
     "OUTCOME_FAILED",
     "OUTCOME_HANDED_BACK",
@@ -103,6 +104,7 @@ KINDS = (
     "RunJournal",
     "ClusterPolicy",
     "Schedule",
+    "Webhook",
 )
 JOURNAL_MAX_CHUNKS = 64
 """Most chunks a Run's journal may have (the runner's Role names each one)."""
@@ -118,6 +120,8 @@ LABEL_AGENT = f"{GROUP}/agent"
 the Agent they serve (what the pool-worker admission policy holds a worker to)."""
 LABEL_SCHEDULE = f"{GROUP}/schedule"
 """On each Run a Schedule created: the Schedule's name."""
+LABEL_WEBHOOK = f"{GROUP}/webhook"
+"""On each Run a Webhook's delivery created: the Webhook's name."""
 LABEL_POOL_WORKER = f"{GROUP}/pool-worker"
 """``"true"`` on a pool worker's own Lease (its liveness, one for all the Runs it holds)."""
 ANNOTATION_REDRIVE = f"{GROUP}/redrive"

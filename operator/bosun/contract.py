@@ -29,6 +29,7 @@ from bosun import constants
 
 __all__ = [
     "ANNOTATION_CLAIM",
+    "ANNOTATION_DELIVERY",
     "ANNOTATION_OUTCOME",
     "ANNOTATION_SCHEDULED_TIME",
     "ANNOTATION_TRIGGER",
@@ -68,6 +69,8 @@ __all__ = [
     "schedule_run",
     "schedule_run_name",
     "secret_env_name",
+    "webhook_run",
+    "webhook_run_name",
     "worker_lease_name",
 ]
 
@@ -181,6 +184,50 @@ def schedule_run(schedule: Mapping[str, Any], nominal: datetime.datetime) -> dic
             ],
         },
         "spec": dict(template.get("spec") or {}),
+    }
+
+
+ANNOTATION_DELIVERY = f"{constants.GROUP}/delivery"
+"""On each Run of a Webhook: the delivery id (its ``deliveryIdHeader``) that created it."""
+
+
+def webhook_run_name(webhook: str, delivery: str) -> str:
+    """The Run of Webhook ``webhook``'s delivery ``delivery``: ``<webhook>-<10 hex digits of
+    the id's SHA-256>`` (a Webhook's name has at most 52 characters, so this is a DNS label)."""
+    return f"{webhook}-{_short_hash(delivery, 10)}"
+
+
+def webhook_run(webhook: Mapping[str, Any], delivery: str, text: str) -> dict[str, Any]:
+    """The Run of ``webhook``'s delivery ``delivery`` with input ``text``: its template's,
+    named after the delivery, keyed by it (``spec.idempotencyKey``), labelled
+    ``bosun.dev/webhook``, annotated with the id and owned by the Webhook."""
+    meta = webhook["metadata"]
+    template = (webhook.get("spec") or {}).get("runTemplate") or {}
+    template_meta = template.get("metadata") or {}
+    labels = {**(template_meta.get("labels") or {}), constants.LABEL_WEBHOOK: meta["name"]}
+    annotations = {**(template_meta.get("annotations") or {}), ANNOTATION_DELIVERY: delivery}
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": "Run",
+        "metadata": {
+            "name": webhook_run_name(meta["name"], delivery),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": constants.API_VERSION,
+                    "kind": "Webhook",
+                    "name": meta["name"],
+                    "uid": meta.get("uid"),
+                }
+            ],
+        },
+        "spec": {
+            **dict(template.get("spec") or {}),
+            "input": text,
+            "idempotencyKey": f"webhook/{meta['name']}/{delivery}",
+        },
     }
 
 

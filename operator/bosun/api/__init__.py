@@ -25,6 +25,7 @@ from bosun.api.run import Attempt, Run, RunPhase, RunSpec, RunStatus, Usage
 from bosun.api.runnerclass import RunnerClass, RunnerClassSpec, RunnerClassStatus
 from bosun.api.schedule import Schedule, ScheduleSpec, ScheduleStatus
 from bosun.api.tool import HTTPTransport, MCPTransport, Tool, ToolSpec, ToolStatus
+from bosun.api.webhook import Webhook, WebhookSpec, WebhookStatus
 
 __all__ = [
     "Agent",
@@ -68,6 +69,9 @@ __all__ = [
     "ToolSpec",
     "ToolStatus",
     "Usage",
+    "Webhook",
+    "WebhookSpec",
+    "WebhookStatus",
     "call_hash",
     "parse",
 ]
@@ -83,6 +87,7 @@ _MODELS: dict[str, type[Resource]] = {
         RunnerClass,
         ClusterPolicy,
         Schedule,
+        Webhook,
     )
 }
 

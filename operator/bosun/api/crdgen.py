@@ -28,6 +28,7 @@ from bosun.api import (
     schedule,
     schema,
     tool,
+    webhook,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ KINDS: tuple[common.KindInfo, ...] = (
     journal.KIND,
     clusterpolicy.KIND,
     schedule.KIND,
+    webhook.KIND,
 )
 _UNCATEGORIZED = frozenset({"RunJournal"})
 """Namespaced Kinds kept out of the `bosun` category: records, not what people write."""

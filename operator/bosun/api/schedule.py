@@ -23,6 +23,7 @@ __all__ = [
     "HistoryLimits",
     "OverlapPolicy",
     "RunTemplate",
+    "RunTemplateFields",
     "RunTemplateMeta",
     "RunTemplateSpec",
     "Schedule",
@@ -52,13 +53,12 @@ class RunTemplateMeta(common.Model):
     """Annotations of each Run."""
 
 
-class RunTemplateSpec(common.Model):
-    """What each Run is: a Run's spec but for what identifies or controls one Run."""
+class RunTemplateFields(common.Model):
+    """A Run's spec but for its input and what identifies or controls one Run: what a trigger
+    (a Schedule, a Webhook) fills in for each Run it creates."""
 
     agent_ref: common.LocalObjectReference
     """The Agent, in this namespace, that each Run executes."""
-    input: str = pydantic.Field(min_length=1, max_length=65536)
-    """The input each Run gives the Agent."""
     priority: int = pydantic.Field(default=0, ge=-1000, le=1000)
     """Each Run's order among the namespace's queued Runs (higher first)."""
     priority_class_name: common.DNSLabel | None = None
@@ -69,6 +69,13 @@ class RunTemplateSpec(common.Model):
     """Each Run's retry policy (see Run.spec.retry)."""
     ttl_seconds_after_finished: int | None = pydantic.Field(default=None, ge=0, le=315_360_000)
     """Seconds after it finished at which each Run is deleted (see Run.spec)."""
+
+
+class RunTemplateSpec(RunTemplateFields):
+    """What each Run is: a Run's spec but for what identifies or controls one Run."""
+
+    input: str = pydantic.Field(min_length=1, max_length=65536)
+    """The input each Run gives the Agent."""
 
 
 class RunTemplate(common.Model):

@@ -21,6 +21,7 @@ from bosun.runner import approvals, errors, kubeapi, records, runtrace
 __all__ = [
     "app",
     "crds",
+    "gateway_command",
     "main",
     "operator_command",
     "redrive_command",
@@ -56,6 +57,21 @@ class _Commands(click.Group):
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def app() -> None:
     """Bosun: run AI agents on Kubernetes as governed, retried, observable Runs."""
+
+
+@app.command("gateway")
+@click.option("--kubeconfig", default=None, help="Kubeconfig to use (default: KUBECONFIG).")
+def gateway_command(kubeconfig: str | None) -> None:
+    """Receive Webhook deliveries (POST /hooks/NAMESPACE/NAME) and start their Runs: what the
+    Helm chart's gateway Deployment runs. Settings come from BOSUN_GATEWAY_PORT,
+    BOSUN_METRICS_PORT, BOSUN_NAMESPACES and BOSUN_GATEWAY_CONCURRENCY."""
+    # Deliberate lazy import: only this command loads the gateway and prometheus_client.
+    from bosun.gateway import server  # noqa: PLC0415
+
+    try:
+        sys.exit(server.run(kubeconfig))
+    except kube.ConfigError as err:
+        _fail(str(err))
 
 
 @app.command("operator")

@@ -57,6 +57,7 @@ WATCHED: dict[str, tuple[str, str | None]] = {
     "tools": (constants.API_VERSION, None),
     "policies": (constants.API_VERSION, None),
     "schedules": (constants.API_VERSION, None),
+    "webhooks": (constants.API_VERSION, None),
     "runnerclasses": (constants.API_VERSION, None),
     "clusterpolicies": (constants.API_VERSION, None),
     "namespaces": ("v1", None),
@@ -168,7 +169,7 @@ class Controller:
             self.runs.worker_expires_in(key)
             duration = float((obj.get("spec") or {}).get("leaseDurationSeconds") or 15)
             self.queue.add_after(("workers", key), duration + 0.5)
-        elif plural == "schedules":
+        elif plural in ("schedules", "webhooks"):
             self.queue.add((plural, key))
         elif plural == "deployments":
             served = _labels(obj).get(constants.LABEL_AGENT)

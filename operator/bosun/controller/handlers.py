@@ -35,6 +35,7 @@ __all__ = [
     "runnerclass_event",
     "schedule_event",
     "tool_event",
+    "webhook_event",
 ]
 
 MANAGED = {constants.LABEL_MANAGED_BY: "bosun"}
@@ -101,6 +102,11 @@ async def policy_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(constants.GROUP, constants.VERSION, "schedules")
 async def schedule_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
     _observe(memo, "schedules", event)
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, "webhooks")
+async def webhook_event(event: Any, memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "webhooks", event)
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, "runnerclasses")

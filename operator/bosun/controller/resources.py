@@ -1,10 +1,11 @@
-"""Readiness of Agents, Tools, Policies, ClusterPolicies and RunnerClasses: a Ready condition.
+"""Readiness of Agents, Tools, Policies, ClusterPolicies, RunnerClasses and Webhooks.
 
 An Agent is not Ready while a Tool it lists or its RunnerClass is missing, or its runner
 resources break the class's bounds; a stored Agent that still sets runner fields that moved to
 RunnerClass also gets a RunnerFieldsIgnored condition. A Tool is not Ready while it has no
 transport; a Policy or ClusterPolicy while a rule's ``when`` does not compile as CEL; a
-RunnerClass while its default resources exceed its maximum. Secrets are not looked at: the
+RunnerClass while its default resources exceed its maximum; a Webhook while its ``filter`` or
+``input`` does not compile. Secrets are not looked at: the
 operator may not read them (admission checks that an author may read what they reference, and
 a missing Secret shows on the Run, from its runner pod's CreateContainerConfigError). Status is
 written only when it changes, so a resync costs no API write.
@@ -60,6 +61,7 @@ class ResourceReconciler:
             "policies": self._policy,
             "clusterpolicies": self._policy,
             "runnerclasses": self._runnerclass,
+            "webhooks": self._webhook,
         }[plural](obj)
         self._write(plural, obj, readiness)
         return None if readiness.ready else RECHECK_SECONDS
@@ -151,22 +153,34 @@ class ResourceReconciler:
         extra = {"ruleCount": len(rules)}
         for index, rule in enumerate(rules):
             when = rule.get("when")
-            if not when:
-                continue
-            try:
-                self._cel.program(when)
-            except cel.CELError as err:
+            problem = when and self._compile_problem(when)
+            if problem:
                 label = rule.get("name") or f"rules[{index}]"
-                detail = err.detail.strip()
-                first_line = detail.splitlines()[0] if detail else repr(err)
-                where = err.where(when)
-                message = (
-                    f"{label}: when does not compile{where}: {first_line}"
-                    if not where
-                    else f"{label}: when does not compile{where}: {when!r}"
-                )
-                return Readiness(False, "InvalidCEL", message, extra)
+                return Readiness(False, "InvalidCEL", f"{label}: when {problem}", extra)
         return Readiness(True, "Ready", f"{len(rules)} rules compile", extra)
+
+    def _webhook(self, webhook: Obj) -> Readiness:
+        spec = webhook.get("spec") or {}
+        for field in ("filter", "input"):
+            source = spec.get(field)
+            problem = source and self._compile_problem(source)
+            if problem:
+                return Readiness(False, "InvalidCEL", f"spec.{field} {problem}")
+        agent = ((spec.get("runTemplate") or {}).get("spec") or {}).get("agentRef") or {}
+        message = f"filter and input compile; deliveries start Runs of Agent {agent.get('name')}"
+        return Readiness(True, "Ready", message)
+
+    def _compile_problem(self, source: str) -> str | None:
+        """``does not compile at ...: ...`` for a CEL expression that does not, else None."""
+        try:
+            self._cel.program(source)
+        except cel.CELError as err:
+            detail = err.detail.strip()
+            first_line = detail.splitlines()[0] if detail else repr(err)
+            where = err.where(source)
+            shown = first_line if not where else repr(source)
+            return f"does not compile{where}: {shown}"
+        return None
 
     def _write(self, plural: str, obj: Obj, readiness: Readiness) -> None:
         meta = obj["metadata"]

@@ -193,6 +193,7 @@ class Store:
         self.tools = Kind()
         self.policies = Kind()
         self.schedules = Kind()
+        self.webhooks = Kind()
         self.runnerclasses = Kind()  # cluster-scoped: keyed by ("", name)
         self.clusterpolicies = Kind()  # cluster-scoped
         self.namespaces = Kind()  # cluster-scoped: their labels select ClusterPolicies
@@ -211,6 +212,7 @@ class Store:
             "tools": self.tools,
             "policies": self.policies,
             "schedules": self.schedules,
+            "webhooks": self.webhooks,
             "runnerclasses": self.runnerclasses,
             "clusterpolicies": self.clusterpolicies,
             "namespaces": self.namespaces,

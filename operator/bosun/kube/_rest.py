@@ -62,6 +62,7 @@ _PLURALS = {
     "Run": "runs",
     "RunnerClass": "runnerclasses",
     "Schedule": "schedules",
+    "Webhook": "webhooks",
     "ClusterPolicy": "clusterpolicies",
     "Tool": "tools",
     "CustomResourceDefinition": "customresourcedefinitions",
