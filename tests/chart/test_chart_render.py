@@ -316,6 +316,9 @@ OPERATOR_NEEDS = [
     (constants.GROUP, "runs/status", ("get", "patch", "update")),
     (constants.GROUP, "schedules", ("get", "list", "watch")),
     (constants.GROUP, "schedules/status", ("get", "patch")),
+    # A Webhook's Ready condition: its filter and input compile.
+    (constants.GROUP, "webhooks", ("get", "list", "watch")),
+    (constants.GROUP, "webhooks/status", ("get", "patch")),
     (constants.GROUP, "agents", ("get", "list", "watch")),
     (constants.GROUP, "tools", ("get", "list", "watch")),
     (constants.GROUP, "policies", ("get", "list", "watch")),

@@ -190,3 +190,36 @@ def test_a_tenant_may_edit_an_admins_agent_but_not_redirect_its_secret(
         "wired",
         {"spec": {"model": {"apiKeySecretRef": {"name": READABLE, "key": "token"}}}},
     )
+
+
+def _webhook(namespace: str, name: str, secret: str, method: str = "hmac") -> Obj:
+    return {
+        "apiVersion": API,
+        "kind": "Webhook",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "auth": {method: {"secretRef": {"name": secret, "key": "token"}}},
+            "input": "'Event: ' + string(body)",
+            "runTemplate": {"spec": {"agentRef": {"name": "triage"}}},
+        },
+    }
+
+
+def test_a_tenant_cannot_make_a_secret_they_may_not_read_a_webhooks_key(
+    tenant: kube.Rest, namespace: str, control_plane: testing.ControlPlaneHandle
+) -> None:
+    for method in ("hmac", "bearer"):
+        message = _refused(tenant, _webhook(namespace, f"thief-{method}", HIDDEN, method))
+        assert f"spec.auth.{method}.secretRef.name: you may not read Secret {HIDDEN}" in message
+    assert control_plane.rest().list(API, "webhooks", namespace) == []
+    assert tenant.create(_webhook(namespace, "mine", READABLE)) is not None
+
+    # An admin's Webhook on a hidden key: the tenant may edit it, but not re-point the key.
+    control_plane.rest().create(_webhook(namespace, "wired", HIDDEN))
+    tenant.merge_patch(API, "webhooks", namespace, "wired", {"spec": {"filter": "true"}})
+    with pytest.raises((kube.Forbidden, kube.Invalid)) as caught:
+        tenant.merge_patch(
+            API, "webhooks", namespace, "mine",
+            {"spec": {"auth": {"hmac": {"secretRef": {"name": HIDDEN, "key": "token"}}}}},
+        )  # fmt: skip
+    assert f"you may not read Secret {HIDDEN}" in caught.value.message

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import pathlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,7 +49,7 @@ def _grant_chart_rules(control_plane: testing.ControlPlaneHandle, namespace: str
         sets=[
             "gateway.enabled=true",
             f"operator.watchNamespaces={{{namespace}}}",
-            "gateway.secretNames={hook-key,hook-token}",
+            "gateway.secretNames={hook-key,hook-token,github-webhook}",
         ]
     )
     role = next(
@@ -357,6 +358,43 @@ def test_bearer_tokens_and_github_headers(
     made = github.send(_issue(42), str(uuid.uuid4()))
     assert made.status_code == 202, made.text
     assert len(_runs(rest, namespace)) == 2
+
+
+def test_the_github_example_triages_a_new_issue_and_ignores_the_rest(
+    control_plane: testing.ControlPlaneHandle,
+    rest: kube.Rest,
+    namespace: str,
+    gateways: list[gateway_kit.GatewayProcess],
+    stack: contextlib.ExitStack,
+) -> None:
+    example = pathlib.Path(__file__).resolve().parents[2] / "examples" / "github-triage"
+    control_plane.kubectl("apply", "-n", namespace, "-f", str(example))
+    secret = base64.b64encode(KEY).decode()
+    rest.merge_patch("v1", "secrets", namespace, "github-webhook", {"data": {"secret": secret}})
+    gateway = _start(control_plane, namespace, gateways)
+    github = stack.enter_context(
+        gateway_kit.Sender(
+            _hook_url(gateway, namespace, "github-issues"), KEY,
+            signature_header="X-Hub-Signature-256", delivery_header="X-GitHub-Delivery",
+        )
+    )  # fmt: skip
+    opened = {
+        "action": "opened",
+        "issue": {"number": 1347, "title": "Login fails on Safari", "body": None},
+        "repository": {"full_name": "octo-org/webshop"},
+    }
+    ping = github.send({"zen": "Keep it logically awesome."}, headers={"X-GitHub-Event": "ping"})
+    assert ping.status_code == 204
+    made = github.send(opened, "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+                       headers={"X-GitHub-Event": "issues"})  # fmt: skip
+    assert made.status_code == 202, made.text
+    run = rest.get(API, "runs", namespace, made.json()["run"])
+    assert run is not None
+    assert run["spec"]["agentRef"] == {"name": "issue-triage"}
+    assert run["spec"]["input"] == (
+        "Triage issue #1347 in octo-org/webshop: Login fails on Safari\n\n(no description)"
+    )
+    assert run["metadata"]["labels"]["source"] == "github"
 
 
 def test_a_gateway_killed_mid_burst_loses_no_delivery_it_accepted(

@@ -22,7 +22,14 @@ from typing import Any
 from bosun import cel, constants, contract, kube
 from bosun.gateway import auth, lookup, tallies
 
-__all__ = ["DELIVERY_ID_MAX", "HIDDEN_HEADERS", "Answer", "Receiver"]
+__all__ = [
+    "DELIVERY_ID_MAX",
+    "HIDDEN_HEADERS",
+    "RETRY_AFTER_UNAVAILABLE",
+    "Answer",
+    "Obj",
+    "Receiver",
+]
 
 log = logging.getLogger("bosun.gateway")
 

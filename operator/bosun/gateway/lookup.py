@@ -18,7 +18,7 @@ from typing import Any
 
 from bosun import constants, kube
 
-__all__ = ["TTL_SECONDS", "Buckets", "KeyUnreadable", "Lookup"]
+__all__ = ["TTL_SECONDS", "Buckets", "KeyUnreadable", "Lookup", "Obj"]
 
 TTL_SECONDS = 3.0
 
