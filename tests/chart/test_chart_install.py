@@ -10,6 +10,7 @@ API server itself checks the operator pod and the runner Jobs.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import urllib.error
@@ -24,6 +25,7 @@ import pytest
 from bosun import constants, contract, kube
 from bosun.api import crdgen
 from bosun.dev import cluster, imagebuild, testing
+from bosun.dev import gateway as gateway_kit
 
 pytestmark = pytest.mark.cluster
 
@@ -441,12 +443,18 @@ def test_namespaced_install_watches_only_its_namespaces(
     _restrict(control_plane, namespace)
     elsewhere = f"{namespace[:50]}-other"
     control_plane.kubectl("create", "namespace", elsewhere)
+    gateway_port = cluster.free_port()
     try:
         with installed(
             Release(control_plane, f"bosun-{uuid.uuid4().hex[:6]}"),
             f"operator.watchNamespaces={{{namespace}}}",
             # The CRDs are managed outside this release here (bosun_crds applied them).
             "crds.install=false",
+            "gateway.enabled=true",
+            "gateway.replicas=1",
+            f"gateway.port={gateway_port}",
+            f"gateway.metricsPort={cluster.free_port()}",
+            "gateway.secretNames={hook-key}",
         ) as release:
             account = _check_operator_identity(release)
             _ready(release)
@@ -466,9 +474,53 @@ def test_namespaced_install_watches_only_its_namespaces(
             assert not _can(control_plane, account, namespace, "get", "secrets")
             assert not _can(control_plane, account, release.namespace, "get", "secrets")
             _check_missing_secret_shows_on_the_run(control_plane, rest, namespace, release)
+            _gateway_delivers(control_plane, namespace, release, gateway_port)
             assert not release.denials(), release.operator_log()
     finally:
         control_plane.kubectl("delete", "namespace", elsewhere, "--wait=false", check=False)
+
+
+def _gateway_delivers(
+    control_plane: testing.ControlPlaneHandle, namespace: str, release: Release, port: int
+) -> None:
+    """The chart's gateway pod (the operator image, its own ServiceAccount's token) turns a
+    signed delivery into a Run the installed operator completes; it may read the Secret it was
+    granted by name, and nothing else."""
+    rest = control_plane.rest()
+    account = f"system:serviceaccount:{release.namespace}:{release.name}-gateway"
+    assert _can(control_plane, account, namespace, "get", "secrets/hook-key")
+    for verb, what in (("get", "secrets/other"), ("list", "secrets"), ("create", "jobs.batch"),
+                       ("update", "runs.bosun.dev"), ("get", "webhooks.bosun.dev")):  # fmt: skip
+        where = namespace if what != "webhooks.bosun.dev" else release.namespace
+        assert not _can(control_plane, account, where, verb, what), (verb, what)
+    key = b"chart-hook-key"
+    rest.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "hook-key", "namespace": namespace},
+            "data": {"key": base64.b64encode(key).decode()},
+        }
+    )
+    rest.create(
+        {
+            "apiVersion": API,
+            "kind": "Webhook",
+            "metadata": {"name": "hook", "namespace": namespace},
+            "spec": {
+                "auth": {"hmac": {"secretRef": {"name": "hook-key", "key": "key"}}},
+                "input": "'Say ' + body.word",
+                "runTemplate": {"spec": {"agentRef": {"name": "scripted"}}},
+            },
+        }
+    )
+    url = f"http://127.0.0.1:{port}/hooks/{namespace}/hook"
+    with gateway_kit.Sender(url, key) as sender:
+        answer = sender.send({"word": "hello"}, "chart-delivery-1")
+        assert answer.status_code == 202, answer.text
+        run = answer.json()["run"]
+        _succeeds(rest, namespace, run, release)
+        assert sender.send({"word": "hello"}, "chart-delivery-1").status_code == 200
 
 
 def test_default_install_watches_the_release_namespace_alone(
