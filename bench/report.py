@@ -4,8 +4,9 @@ Runs, in order, against a private local control plane (etcd, kube-apiserver and
 kube-controller-manager as processes, pods run by the node emulator): the runner's hot paths
 (``runner_bench``), the runner's start-up cost, the ceiling of plain Jobs (``ceiling``),
 Bosun with a no-op runner and with the real runner at several submission rates and as a
-saturating batch (``operator_bench``), and the operator's memory with thousands of finished
-Runs and retention deleting them (``memory``). Writes ``bench/results/REPORT.md``
+saturating batch (``operator_bench``), worker pools (``pool_bench``), the Webhook gateway
+(``gateway_bench``), and the operator's memory with thousands of finished Runs and retention
+deleting them (``memory``). Writes ``bench/results/REPORT.md``
 (``writeup``), ``results.json`` and PNG plots (``plots``), and prints the report. Asserts
 nothing.
 
@@ -36,6 +37,7 @@ from typing import Any
 import _common
 import ceiling
 import coldstart
+import gateway_bench
 import memory
 import operator_bench
 import plots
@@ -73,6 +75,11 @@ class Plan:
     """Runs submitted at 10/s to a pool (claim latency)."""
     density_runs: int = 1000
     density_wait_seconds: float = 30.0
+    gateway_rate: float = 50.0
+    gateway_paced: int = 1000
+    """Signed deliveries sent at gateway_rate per second (open loop)."""
+    gateway_batch: int = 1000
+    gateway_threads: int = 16
 
 
 QUICK = Plan(
@@ -89,6 +96,9 @@ QUICK = Plan(
     pool_paced=20,
     density_runs=50,
     density_wait_seconds=5.0,
+    gateway_rate=20.0,
+    gateway_paced=60,
+    gateway_batch=100,
 )
 
 
@@ -244,6 +254,11 @@ def measure(plan: Plan, compare: pathlib.Path | None = None) -> dict[str, Any]:
         )
         facts["noopMoreWorkers"] = {"workers": plan.more_workers, "batch": saturated.summary()}
         phases["noopMoreWorkers"] = [saturated]
+        _common.log("gateway: signed deliveries at a fixed rate, saturated, redelivered")
+        facts["gateway"] = gateway_bench.gateway_phase(
+            cluster, plan.gateway_rate, plan.gateway_paced, plan.gateway_batch,
+            plan.gateway_threads,
+        )  # fmt: skip
         _common.log("memory: operator RSS with finished Runs present")
         status = statuses["real"] or memory.finished_status()
         found = memory.measure(cluster, plan.memory_sizes, status, compare=compare)

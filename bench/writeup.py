@@ -246,6 +246,43 @@ MEMORY_HEADER = (
 )
 
 
+def _gateway_section(facts: dict[str, Any]) -> str:
+    gateway = facts.get("gateway")
+    if not gateway:
+        return ""
+    rows = [
+        (
+            load["name"],
+            f"{load['deliveries']:,}",
+            f"{load['offered_rate']:g}/s"
+            if load["offered_rate"]
+            else f"{gateway['threads']} senders",
+            f"{load['throughput']:.1f}/s",
+            _ms(load["latency_median"]),
+            _ms(load["latency_p99"]),
+            ", ".join(f"{k}: {v}" for k, v in sorted(load["statuses"].items())),
+            f"{load['gateway_cpu_ms_per_delivery']:.1f}"
+            f" / {load['apiserver_cpu_ms_per_delivery']:.1f} ms",
+            f"{load['gateway_peak_rss_mib']:.0f} MiB",
+        )
+        for load in gateway["loads"]
+    ]
+    header = ("load", "deliveries", "offered", "answered", "median", "p99", "answers",
+              "CPU each (gateway / API server)", "gateway RSS peak")  # fmt: skip
+    return f"""## Webhook gateway (`bench/gateway_bench.py`)
+
+One `bosun gateway` process, one Webhook (HMAC-SHA256, a CEL filter and input), each delivery
+signed with its own id; latency is the sender's, from sending the request to reading the answer,
+and a 202 is sent only once the API server stored the Run. *paced* is an open loop at a fixed
+rate; *batch* saturates it; *redelivered* sends the batch's deliveries again (each answered 200
+with the Run the first made: a refused create and a read). Runs stored: {gateway["runsStored"]:,};
+deliveries without their Run: {gateway["deliveriesWithoutRun"]}.
+
+{_common.table(header, rows)}
+
+"""
+
+
 def render(facts: dict[str, Any]) -> str:
     m, plan = facts["machine"], facts["plan"]
     ceil, comp = facts["ceiling"], facts["ceiling"]["completions"]
@@ -314,6 +351,23 @@ def render(facts: dict[str, Any]) -> str:
                 f" renewals) {dense['renewals_per_second']:.2f} writes/s; each Run's own Lease"
                 f" {dense.get('run_lease_writes_per_run', 0):.1f} writes (create, claim, release);"
                 f" all Lease writes {dense['lease_writes_per_second']:.1f}/s",
+            ),
+        ]
+    gateway = facts.get("gateway")
+    if gateway:
+        loads = {load["name"]: load for load in gateway["loads"]}
+        paced, batch = loads["paced"], loads["batch"]
+        headline += [
+            (
+                f"Webhook gateway at {paced['offered_rate']:g} signed deliveries/s: delivery →"
+                " 202 with the Run stored (median, p99)",
+                f"{_ms(paced['latency_median'])}, {_ms(paced['latency_p99'])}",
+            ),
+            (
+                f"Webhook gateway saturated ({gateway['threads']} senders, 1 replica)",
+                f"{batch['throughput']:.0f} deliveries/s;"
+                f" {batch['gateway_cpu_ms_per_delivery']:.1f} ms gateway CPU each;"
+                f" RSS {batch['gateway_peak_rss_mib']:.0f} MiB",
             ),
         ]
     for r in facts["real"]["sweep"]:
@@ -484,7 +538,7 @@ Growth (least-squares slope): **{mem["growthKibPer1000"] / 1024:.1f} MiB per 1,0
 {mem_notes}
 ![memory](memory.png)
 
-## Runner start-up cost
+{_gateway_section(facts)}## Runner start-up cost
 
 Best of three: starting Python, and importing the runner (cumulative import time of its
 heaviest dependencies from `python -X importtime`). Then the cold start of 20 real runner

@@ -79,6 +79,10 @@ class Receiver:
         self.clock = clock
         self._cel = cel.Evaluator()
 
+    def warm(self) -> None:
+        """Load CEL before the first delivery, so that one does not wait for the grammar."""
+        self._cel.program("true")
+
     def receive(
         self,
         method: str,

@@ -71,6 +71,7 @@ class Settings:
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = False  # server_close() waits for the deliveries in flight
     block_on_close = True
+    request_queue_size = 256  # the listen backlog: a burst of new connections is not refused
 
     receiver: deliveries.Receiver
     slots: threading.BoundedSemaphore
@@ -80,6 +81,9 @@ class _Server(http.server.ThreadingHTTPServer):
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out as two writes: without TCP_NODELAY, Nagle's algorithm
+    # holds the body until the sender's delayed ACK, 40 ms on every keep-alive answer.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -154,6 +158,7 @@ def serve(rest: kube.Rest, settings: Settings) -> _Server:
     server.receiver = deliveries.Receiver(rest, settings.namespaces)
     server.slots = threading.BoundedSemaphore(settings.concurrency)
     server.ready = threading.Event()
+    server.receiver.warm()
     threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
     return server
 
