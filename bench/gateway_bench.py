@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import json
 import statistics
 import sys
 import threading
@@ -27,6 +28,7 @@ import _common
 
 from bosun import constants, contract
 from bosun.dev import gateway as gateway_kit
+from bosun.gateway import auth
 
 KEY = b"bench-signing-key"
 
@@ -50,8 +52,11 @@ class GatewayLoad:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(self).items()}
 
 
-def _payload(n: int) -> dict[str, Any]:
-    return {"action": "opened", "issue": {"number": n, "title": f"Issue {n}", "body": "x" * 400}}
+def _payload(delivery: str) -> dict[str, Any]:
+    """A GitHub-like issue event; each delivery's own (the event names itself, as GitHub's
+    do), and the same when it is redelivered."""
+    issue = {"number": len(delivery), "title": f"Issue {delivery}", "body": "x" * 400}
+    return {"action": "opened", "issue": issue, "event": delivery}
 
 
 def _load(
@@ -84,7 +89,7 @@ def _load(
                     time.sleep(delay)
             sent = time.perf_counter()
             try:
-                status = str(sender.send(_payload(index), ids[index]).status_code)
+                status = str(sender.send(_payload(ids[index]), ids[index]).status_code)
             except Exception as err:  # counted, not raised: a benchmark reports what happened
                 status = type(err).__name__
             latencies.append(time.perf_counter() - sent)
@@ -162,7 +167,11 @@ def gateway_phase(
     finally:
         gateway.stop()
     stored = {r["metadata"]["name"] for r in rest.list(constants.API_VERSION, "runs", namespace)}
-    wanted = {contract.webhook_run_name("issues", d) for d in [*paced_ids, *batch_ids]}
+    bodies = {json.dumps(_payload(d)).encode() for d in [*paced_ids, *batch_ids]}
+    wanted = {
+        contract.webhook_run_name("issues", auth.identity({"hmac": {}}, "", body))
+        for body in bodies
+    }
     return {
         "threads": threads,
         "loads": [load.summary() for load in loads],

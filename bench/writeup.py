@@ -246,6 +246,14 @@ MEMORY_HEADER = (
 )
 
 
+def _not_accepted(load: dict[str, Any]) -> str:
+    """`` (N answered otherwise: ...)`` when not every delivery got its 202 or 200."""
+    other = {k: v for k, v in load["statuses"].items() if k not in ("200", "202")}
+    if not other:
+        return ""
+    return f" ({sum(other.values())} answered otherwise: {other})"
+
+
 def _gateway_section(facts: dict[str, Any]) -> str:
     gateway = facts.get("gateway")
     if not gateway:
@@ -361,7 +369,8 @@ def render(facts: dict[str, Any]) -> str:
             (
                 f"Webhook gateway at {paced['offered_rate']:g} signed deliveries/s: delivery →"
                 " 202 with the Run stored (median, p99)",
-                f"{_ms(paced['latency_median'])}, {_ms(paced['latency_p99'])}",
+                f"{_ms(paced['latency_median'])}, {_ms(paced['latency_p99'])}"
+                + _not_accepted(paced),
             ),
             (
                 f"Webhook gateway saturated ({gateway['threads']} senders, 1 replica)",

@@ -30,6 +30,7 @@ from bosun import constants
 __all__ = [
     "ANNOTATION_CLAIM",
     "ANNOTATION_DELIVERY",
+    "ANNOTATION_DELIVERY_IDENTITY",
     "ANNOTATION_OUTCOME",
     "ANNOTATION_SCHEDULED_TIME",
     "ANNOTATION_TRIGGER",
@@ -189,28 +190,39 @@ def schedule_run(schedule: Mapping[str, Any], nominal: datetime.datetime) -> dic
 
 ANNOTATION_DELIVERY = f"{constants.GROUP}/delivery"
 """On each Run of a Webhook: the delivery id (its ``deliveryIdHeader``) that created it."""
+ANNOTATION_DELIVERY_IDENTITY = f"{constants.GROUP}/delivery-identity"
+"""On each Run of a Webhook: what its name was made from (``gateway.auth.identity``): the
+delivery id, or ``sha256:<hex>`` of the body when only the body was signed."""
 
 
-def webhook_run_name(webhook: str, delivery: str) -> str:
-    """The Run of Webhook ``webhook``'s delivery ``delivery``: ``<webhook>-<10 hex digits of
-    the id's SHA-256>`` (a Webhook's name has at most 52 characters, so this is a DNS label)."""
-    return f"{webhook}-{_short_hash(delivery, 10)}"
+def webhook_run_name(webhook: str, identity: str) -> str:
+    """The Run of Webhook ``webhook``'s delivery of identity ``identity``: ``<webhook>-<16 hex
+    digits of its SHA-256>`` (a Webhook's name has at most 46 characters: a DNS label)."""
+    return f"{webhook}-{_short_hash(identity, 16)}"
 
 
-def webhook_run(webhook: Mapping[str, Any], delivery: str, text: str) -> dict[str, Any]:
+def webhook_run(
+    webhook: Mapping[str, Any], delivery: str, text: str, *, identity: str | None = None
+) -> dict[str, Any]:
     """The Run of ``webhook``'s delivery ``delivery`` with input ``text``: its template's,
-    named after the delivery, keyed by it (``spec.idempotencyKey``), labelled
-    ``bosun.dev/webhook``, annotated with the id and owned by the Webhook."""
+    named after ``identity`` (default: the delivery id), keyed by the delivery id
+    (``spec.idempotencyKey``), labelled ``bosun.dev/webhook``, annotated with both and owned
+    by the Webhook."""
+    identity = delivery if identity is None else identity
     meta = webhook["metadata"]
     template = (webhook.get("spec") or {}).get("runTemplate") or {}
     template_meta = template.get("metadata") or {}
     labels = {**(template_meta.get("labels") or {}), constants.LABEL_WEBHOOK: meta["name"]}
-    annotations = {**(template_meta.get("annotations") or {}), ANNOTATION_DELIVERY: delivery}
+    annotations = {
+        **(template_meta.get("annotations") or {}),
+        ANNOTATION_DELIVERY: delivery,
+        ANNOTATION_DELIVERY_IDENTITY: identity,
+    }
     return {
         "apiVersion": constants.API_VERSION,
         "kind": "Run",
         "metadata": {
-            "name": webhook_run_name(meta["name"], delivery),
+            "name": webhook_run_name(meta["name"], identity),
             "namespace": meta["namespace"],
             "labels": labels,
             "annotations": annotations,

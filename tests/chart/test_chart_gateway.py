@@ -54,6 +54,11 @@ def test_secret_names_are_granted_by_name_only() -> None:
     assert not chartkit.allows(role["rules"], "", "secrets", "list")
 
 
+def test_cluster_wide_refuses_secret_names_every_namespace_would_expose() -> None:
+    with pytest.raises(AssertionError, match="kube-system included"):
+        chartkit.render(sets=[*ON, "operator.clusterWide=true", "gateway.secretNames={k}"])
+
+
 def test_cluster_wide_uses_one_cluster_role_with_the_same_rules() -> None:
     objs = _gateway_objects([*ON, "operator.clusterWide=true"])
     role = chartkit.one(objs, "ClusterRole")

@@ -493,7 +493,7 @@ def _gateway_delivers(
                        ("update", "runs.bosun.dev"), ("get", "webhooks.bosun.dev")):  # fmt: skip
         where = namespace if what != "webhooks.bosun.dev" else release.namespace
         assert not _can(control_plane, account, where, verb, what), (verb, what)
-    key = b"chart-hook-key"
+    key = b"chart-hook-key-of-the-test"
     rest.create(
         {
             "apiVersion": "v1",

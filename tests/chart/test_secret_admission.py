@@ -217,9 +217,12 @@ def test_a_tenant_cannot_make_a_secret_they_may_not_read_a_webhooks_key(
     # An admin's Webhook on a hidden key: the tenant may edit it, but not re-point the key.
     control_plane.rest().create(_webhook(namespace, "wired", HIDDEN))
     tenant.merge_patch(API, "webhooks", namespace, "wired", {"spec": {"filter": "true"}})
-    with pytest.raises((kube.Forbidden, kube.Invalid)) as caught:
-        tenant.merge_patch(
-            API, "webhooks", namespace, "mine",
-            {"spec": {"auth": {"hmac": {"secretRef": {"name": HIDDEN, "key": "token"}}}}},
-        )  # fmt: skip
-    assert f"you may not read Secret {HIDDEN}" in caught.value.message
+    hidden_token = {"secretRef": {"name": HIDDEN, "key": "token"}}
+    for target, auth in (
+        ("mine", {"hmac": hidden_token}),  # to a Secret the tenant may not read
+        ("wired", {"hmac": {"secretRef": {"name": HIDDEN, "key": "username"}}}),  # another key
+        ("wired", {"hmac": None, "bearer": hidden_token}),  # the same key as a bearer token
+    ):
+        with pytest.raises((kube.Forbidden, kube.Invalid)) as caught:
+            tenant.merge_patch(API, "webhooks", namespace, target, {"spec": {"auth": auth}})
+        assert f"you may not read Secret {HIDDEN}" in caught.value.message, (target, auth)

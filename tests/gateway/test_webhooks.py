@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import json
 import pathlib
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ import pytest
 import yaml
 
 from bosun import constants, contract, kube
+from bosun.api import webhook as webhook_api
 from bosun.controller import conditions
 from bosun.dev import cluster, testing
 from bosun.dev import gateway as gateway_kit
@@ -161,6 +164,19 @@ def _issue(number: int = 7, action: str = "opened") -> Obj:
     return {"action": action, "issue": {"number": number, "title": "Login fails"}}
 
 
+def _body_identity(payload: Obj) -> str:
+    return auth.identity(
+        {"hmac": {}}, "", json.dumps(payload).encode()
+    )  # what a body-signed delivery's Run is named after
+
+
+def _raw_status(gateway: gateway_kit.GatewayProcess, request: bytes) -> int:
+    """The status of one hand-framed HTTP request (what httpx would never send)."""
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(request)
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
 def _hook_url(gateway: gateway_kit.GatewayProcess, namespace: str, name: str = "issues") -> str:
     return f"{gateway.url}/hooks/{namespace}/{name}"
 
@@ -180,7 +196,8 @@ def test_a_signed_delivery_creates_one_run_and_redeliveries_answer_with_it(
     first = sender.send(_issue(), "delivery-1")
     assert first.status_code == 202, first.text
     name = first.json()["run"]
-    assert name == contract.webhook_run_name("issues", "delivery-1")
+    # Only the body is signed (GitHub's scheme), so the body names the Run.
+    assert name == contract.webhook_run_name("issues", _body_identity(_issue()))
     run = rest.get(API, "runs", namespace, name)
     assert run is not None
     assert run["spec"]["input"] == "Triage issue #7: Login fails"
@@ -191,18 +208,22 @@ def test_a_signed_delivery_creates_one_run_and_redeliveries_answer_with_it(
     assert run["metadata"]["annotations"][contract.ANNOTATION_DELIVERY] == "delivery-1"
     assert run["metadata"]["ownerReferences"][0]["uid"] == hook["metadata"]["uid"]
 
-    # The same delivery id 20 times at once, with a changed body: one Run, the first one.
+    # One delivery sent 20 times at once: one Run, and 19 answers naming it.
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
-        answers = list(pool.map(lambda n: sender.send(_issue(100 + n), "delivery-2"), range(20)))
+        answers = list(pool.map(lambda _: sender.send(_issue(8), "delivery-2"), range(20)))
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] * 19 + [202], [a.text for a in answers]
-    assert {a.json()["run"] for a in answers} == {contract.webhook_run_name("issues", "delivery-2")}
+    second = contract.webhook_run_name("issues", _body_identity(_issue(8)))
+    assert {a.json()["run"] for a in answers} == {second}
     assert len(_runs(rest, namespace)) == 2
 
     again = sender.send(_issue(), "delivery-1")
     assert again.status_code == 200 and again.json() == {
         "namespace": namespace, "run": name, "created": False
     }  # fmt: skip
+    # A captured delivery replayed under an id of the attacker's choosing: the same Run.
+    replayed = sender.send(_issue(), "forged-id")
+    assert replayed.status_code == 200 and replayed.json()["run"] == name
 
     # The filter: false answers 204 and creates nothing.
     dropped = sender.send(_issue(action="closed"), "delivery-3")
@@ -212,14 +233,14 @@ def test_a_signed_delivery_creates_one_run_and_redeliveries_answer_with_it(
     # The counts reach the Webhook's status (flushed every few seconds).
     def counted() -> Obj | None:
         status = (rest.get(API, "webhooks", namespace, "issues") or {}).get("status") or {}
-        return status if status.get("duplicates") == 20 and status.get("filtered") == 1 else None
+        return status if status.get("duplicates") == 21 and status.get("filtered") == 1 else None
 
     status = testing.until(counted, 30, 0.5, "the delivery counts in the Webhook's status")
     assert status["accepted"] == 2
-    assert status["lastRun"] in {name, contract.webhook_run_name("issues", "delivery-2")}
+    assert status["lastRun"] in {name, second}
     metrics = httpx.get(gateway.metrics_url, timeout=5).text
     assert 'bosun_webhook_requests_total{outcome="accepted"} 2.0' in metrics
-    assert 'bosun_webhook_requests_total{outcome="duplicate"} 20.0' in metrics
+    assert 'bosun_webhook_requests_total{outcome="duplicate"} 21.0' in metrics
 
 
 def test_refusals_get_their_status_and_create_nothing(
@@ -289,8 +310,12 @@ def test_refusals_get_their_status_and_create_nothing(
     old = str(int(time.time()) - 3600)
     stale = stamped.send(
         None,
+        "s-1",
         raw=payload,
-        headers={"X-Bosun-Timestamp": old, "X-Bosun-Signature-256": auth.sign(KEY, payload, old)},
+        headers={
+            "X-Bosun-Timestamp": old,
+            "X-Bosun-Signature-256": auth.sign(KEY, payload, old, "s-1"),
+        },
     )
     assert "over the tolerance" in code(stale, 401)["error"]
     unsigned_stamp = stamped.send(
@@ -298,12 +323,23 @@ def test_refusals_get_their_status_and_create_nothing(
     )
     code(unsigned_stamp, 401)  # the body alone signed: the timestamp is not covered
     now = str(int(time.time()))
-    fresh = stamped.send(
-        None,
-        raw=payload,
-        headers={"X-Bosun-Timestamp": now, "X-Bosun-Signature-256": auth.sign(KEY, payload, now)},
-    )
-    code(fresh, 202)
+    signed = {
+        "X-Bosun-Timestamp": now,
+        "X-Bosun-Signature-256": auth.sign(KEY, payload, now, "s-2"),
+    }
+    fresh = stamped.send(None, "s-2", raw=payload, headers=signed)
+    assert code(fresh, 202)["run"] == contract.webhook_run_name("stamped", "s-2")
+    other_id = stamped.send(None, "s-3", raw=payload, headers=signed)
+    assert "does not match" in code(other_id, 401)["error"]  # the id is signed too
+
+    # Ambiguous framing is refused and the connection closed: nothing is read as a request.
+    for framing in (
+        b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n",
+        b"Content-Length: 2\r\nContent-Length: 3\r\n",
+    ):
+        start = f"POST /hooks/{namespace}/issues HTTP/1.1\r\nHost: x\r\n".encode()
+        request = start + framing + b"Content-Type: application/json\r\n\r\n{}"
+        assert _raw_status(gateway, request) == 400
 
     limited = stack.enter_context(gateway_kit.Sender(_hook_url(gateway, namespace, "limited"), KEY))
     assert [limited.send(_issue(n)).status_code for n in range(2)] == [202, 202]
@@ -414,7 +450,7 @@ def test_a_gateway_killed_mid_burst_loses_no_delivery_it_accepted(
 
     def send(delivery: str) -> None:
         try:
-            answered[delivery] = sender.send(_issue(), delivery).status_code
+            answered[delivery] = sender.send(_issue(int(delivery[6:])), delivery).status_code
         except httpx.HTTPError:
             answered[delivery] = 0  # no answer: the sender would retry
 
@@ -435,7 +471,7 @@ def test_a_gateway_killed_mid_burst_loses_no_delivery_it_accepted(
     second = _start(control_plane, namespace, gateways)
     retry = stack.enter_context(gateway_kit.Sender(_hook_url(second, namespace), KEY))
     for delivery in deliveries:
-        status = retry.send(_issue(), delivery).status_code
+        status = retry.send(_issue(int(delivery[6:])), delivery).status_code
         assert status == (200 if delivery in stored else 202), delivery
     runs = _runs(rest, namespace)
     assert len(runs) == total
@@ -495,5 +531,5 @@ def test_invalid_webhooks_are_rejected_at_apply(rest: kube.Rest, namespace: str)
     for name, (method, message) in cases.items():
         with pytest.raises(kube.Invalid, match=message):
             _webhook(rest, namespace, name, auth=method)
-    with pytest.raises(kube.Invalid, match="at most 52 characters"):
-        _webhook(rest, namespace, "x" * 53)
+    with pytest.raises(kube.Invalid, match=f"at most {webhook_api.NAME_MAX} characters"):
+        _webhook(rest, namespace, "x" * (webhook_api.NAME_MAX + 1))

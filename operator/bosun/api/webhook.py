@@ -1,11 +1,12 @@
 """The Webhook Kind: signed HTTP deliveries that start a Run, exactly once per delivery.
 
-`bosun gateway` receives `POST /hooks/<namespace>/<name>`, checks the signature (HMAC-SHA256 of
-the raw body) or the bearer token against a key of a Secret, evaluates `filter` and `input` (CEL
-over the JSON `body` and the `headers`) and creates the Run, named after the Webhook and the
-delivery's id (`<webhook>-<hash of the id>`), so a redelivery, however often and on whichever
-replica, answers with the Run the first one made. The operator compiles both expressions and
-reports a Webhook whose CEL does not compile as not Ready.
+`bosun gateway` receives `POST /hooks/<namespace>/<name>`, checks the signature (HMAC-SHA256)
+or the bearer token against a key of a Secret, evaluates `filter` and `input` (CEL over the
+JSON `body` and the `headers`) and creates the Run, named after the Webhook and what the sender
+vouched for (`<webhook>-<hash>`: the delivery id, or the body when only the body is signed), so
+a redelivery, however often and on whichever replica, answers with the Run the first one made.
+The operator compiles both expressions and reports a Webhook whose CEL does not compile as not
+Ready.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ __all__ = [
     "WebhookStatus",
 ]
 
-NAME_MAX = 52
-"""The longest Webhook name: its Runs are `<webhook>-<10 characters>`, within 63."""
+NAME_MAX = 46
+"""The longest Webhook name: its Runs are `<webhook>-<16 characters>`, within 63."""
 
 HEADER_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 """An HTTP header name (RFC 9110 token)."""
@@ -44,8 +45,9 @@ class HmacAuth(common.Model):
     """The sender signs each delivery with a shared key: `sha256=<hex>` of HMAC-SHA256."""
 
     secret_ref: common.SecretKeySelector
-    """The key of a Secret holding the shared signing key. The gateway must be allowed to read
-    it (the chart's `gateway.secretNames`, or a Role the namespace grants it)."""
+    """The key of a Secret holding the shared signing key, at least 16 bytes (a trailing
+    newline is dropped). The gateway must be allowed to read it (the chart's
+    `gateway.secretNames`, or a Role the namespace grants it)."""
     signature_header: str = pydantic.Field(
         default="X-Bosun-Signature-256", max_length=128, pattern=HEADER_PATTERN
     )
@@ -54,9 +56,11 @@ class HmacAuth(common.Model):
         default=None, max_length=128, pattern=HEADER_PATTERN
     )
     """Header carrying the delivery's Unix time in seconds. When set, the signature covers
-    `<timestamp>.<raw body>` and a delivery older or newer than `toleranceSeconds` is refused,
-    so a captured delivery cannot be replayed later. Unset: the signature covers the raw body
-    (GitHub's scheme), and only the delivery id stops a replay."""
+    `<timestamp>.<delivery id>.<raw body>`, a delivery older or newer than `toleranceSeconds`
+    is refused, and the delivery id names the Run. Unset: the signature covers the raw body
+    alone (GitHub's scheme); the id and the headers are then unsigned, so the body names the
+    Run (a captured body re-sent under another id answers with the Run it made, and two
+    deliveries with identical bodies are one)."""
     tolerance_seconds: int = pydantic.Field(default=300, ge=1, le=86_400)
     """How far a delivery's timestamp may be from the gateway's clock."""
 
@@ -81,7 +85,7 @@ class WebhookAuth(common.Model):
     )
 
     hmac: HmacAuth | None = None
-    """HMAC-SHA256 of the raw body (GitHub, Stripe-style timestamped)."""
+    """HMAC-SHA256 of the raw body (GitHub's scheme), or of the timestamp, id and body."""
     bearer: BearerAuth | None = None
     """A bearer token."""
 
@@ -113,8 +117,9 @@ class WebhookSpec(common.Model):
         default="X-Bosun-Delivery", max_length=128, pattern=HEADER_PATTERN
     )
     """Header naming the delivery, unique per event and the same on a redelivery (GitHub:
-    `X-GitHub-Delivery`). It names the Run and is its idempotency key; a delivery without it is
-    refused (400)."""
+    `X-GitHub-Delivery`). It is the Run's idempotency key, and names the Run when the sender
+    vouches for it (bearer, or a timestamped signature); a delivery without it is refused
+    (400)."""
     filter: str | None = pydantic.Field(default=None, min_length=1, max_length=_CEL_MAX)
     """CEL over `body` (the parsed JSON) and `headers` (lower-case names to values): false
     answers 204 and creates nothing. Unset: every delivery starts a Run."""
@@ -153,14 +158,14 @@ class WebhookStatus(common.Status):
 
 
 class Webhook(common.Resource):
-    """Signed HTTP deliveries to `bosun gateway` that start a Run, once per delivery id."""
+    """Signed HTTP deliveries to `bosun gateway` that start a Run, once per delivery."""
 
     model_config = pydantic.ConfigDict(
         json_schema_extra=common.validations(
             common.cel(
                 f"size(self.metadata.name) <= {NAME_MAX}",
                 f"metadata.name of a Webhook must be at most {NAME_MAX} characters (its Runs"
-                " are named <webhook>-<10 characters>)",
+                " are named <webhook>-<16 characters>)",
             )
         )
     )

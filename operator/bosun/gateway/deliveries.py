@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,8 +38,12 @@ Obj = dict[str, Any]
 
 DELIVERY_ID_MAX = 180
 """The longest delivery id: it must fit the Run's idempotencyKey with the Webhook's name."""
-HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-"""Headers kept from ``filter`` and ``input``: a credential must never reach a Run's input."""
+HIDDEN_HEADERS = ("authorization", "cookie", "token", "secret", "password", "api-key", "apikey")
+"""Headers whose lower-case name contains one of these are kept from ``filter`` and
+``input``: a credential (``Authorization``, ``Cookie``, ``X-Forwarded-Access-Token``, ...)
+must never reach a Run's input."""
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOOK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 RETRY_AFTER_UNAVAILABLE = 5
 _JSON_TYPES = ("application/json",)
 
@@ -53,6 +58,10 @@ class Answer:
     hook: tuple[str, str] | None = None
     """The Webhook the answer counts for (none for an unknown one)."""
     run: str | None = None
+
+
+def _hidden(header: str) -> bool:
+    return any(part in header for part in HIDDEN_HEADERS)
 
 
 def _error(
@@ -103,8 +112,11 @@ class Receiver:
         if len(parts) != 3 or parts[0] != "hooks" or not all(parts[1:]):
             return _error(404, "not_found", "no such hook: POST /hooks/<namespace>/<name>", None)
         namespace, name = parts[1], parts[2]
+        unknown = _error(404, "not_found", f"no hook {namespace}/{name}", None)
+        if not (_DNS_LABEL.match(namespace) and _HOOK_NAME.match(name)):
+            return unknown  # not a name an object can have: the API server is not asked
         if self.namespaces and namespace not in self.namespaces:
-            return _error(404, "not_found", f"no hook {namespace}/{name}", None)
+            return unknown
         try:
             hook = self.lookup.webhook(namespace, name)
         except kube.ApiError as err:
@@ -117,7 +129,7 @@ class Receiver:
                 **{"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
             )
         if hook is None:
-            return _error(404, "not_found", f"no hook {namespace}/{name}", None)
+            return unknown
         where = (namespace, name)
         if method != "POST":
             return _error(405, "method_not_allowed", "deliveries are POSTed", where, Allow="POST")
@@ -132,13 +144,15 @@ class Receiver:
     ) -> Answer:
         spec: Obj = hook.get("spec") or {}
         limit = int(spec.get("maxBodyBytes") or 1_048_576)
-        length = headers.get("content-length")
-        if length is None or not length.isdigit():
+        length = headers.get("content-length", "").strip()
+        if not (length.isascii() and length.isdigit()):
             return _error(411, "bad_request", "a Content-Length is required", where)
         if int(length) > limit:
             return _error(413, "too_large", f"the body is over {limit} bytes", where)
         body = read(int(length))
-        refused = self._authenticate(hook, where, headers, body)
+        id_header = str(spec.get("deliveryIdHeader") or "X-Bosun-Delivery")
+        delivery = headers.get(id_header.lower(), "").strip()
+        refused = self._authenticate(hook, where, headers, body, delivery)
         if refused is not None:
             return refused
         rate = spec.get("rateLimit")
@@ -158,10 +172,8 @@ class Receiver:
             return _error(415, "unsupported_media", "the body must be application/json", where)
         try:
             parsed = json.loads(body)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             return _error(415, "unsupported_media", f"the body is not JSON: {err}", where)
-        id_header = str(spec.get("deliveryIdHeader") or "X-Bosun-Delivery")
-        delivery = headers.get(id_header.lower(), "").strip()
         if not delivery or len(delivery) > DELIVERY_ID_MAX or not delivery.isprintable():
             return _error(
                 400,
@@ -170,10 +182,16 @@ class Receiver:
                 " printable characters)",
                 where,
             )
-        return self._start(hook, where, delivery, parsed, headers)
+        identity = auth.identity(spec.get("auth") or {}, delivery, body)
+        return self._start(hook, where, (delivery, identity), parsed, headers)
 
     def _authenticate(
-        self, hook: Obj, where: tuple[str, str], headers: Mapping[str, str], body: bytes
+        self,
+        hook: Obj,
+        where: tuple[str, str],
+        headers: Mapping[str, str],
+        body: bytes,
+        delivery: str,
     ) -> Answer | None:
         spec: Obj = hook.get("spec") or {}
         method: Obj = spec.get("auth") or {}
@@ -199,7 +217,7 @@ class Receiver:
                 **{"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
             )
         try:
-            auth.check(method, key, headers, body, self.clock())
+            auth.check(method, key, auth.Delivery(headers, body, delivery), self.clock())
         except auth.Unauthenticated as err:
             return _error(401, "unauthorized", str(err), where)
         if spec.get("suspend"):
@@ -216,12 +234,12 @@ class Receiver:
         self,
         hook: Obj,
         where: tuple[str, str],
-        delivery: str,
+        delivery: tuple[str, str],
         parsed: Any,
         headers: Mapping[str, str],
     ) -> Answer:
         spec: Obj = hook.get("spec") or {}
-        shown = {k: v for k, v in headers.items() if k not in HIDDEN_HEADERS}
+        shown = {k: v for k, v in headers.items() if not _hidden(k)}
         try:
             values = cel.activation({"body": parsed, "headers": shown})
         except cel.CELError as err:
@@ -242,8 +260,10 @@ class Receiver:
             return _error(422, "invalid_input", "input yielded an empty string", where)
         return self._create(hook, where, delivery, text)
 
-    def _create(self, hook: Obj, where: tuple[str, str], delivery: str, text: str) -> Answer:
-        run = contract.webhook_run(hook, delivery, text)
+    def _create(
+        self, hook: Obj, where: tuple[str, str], delivery: tuple[str, str], text: str
+    ) -> Answer:
+        run = contract.webhook_run(hook, delivery[0], text, identity=delivery[1])
         name = run["metadata"]["name"]
         path = kube.collection_path(constants.API_VERSION, "runs", where[0])
         unavailable = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
@@ -266,9 +286,9 @@ class Receiver:
         body = {"namespace": where[0], "run": name, "created": True}
         return Answer(202, body, "accepted", hook=where, run=name)
 
-    def _existing(self, where: tuple[str, str], delivery: str, name: str) -> Answer:
+    def _existing(self, where: tuple[str, str], delivery: tuple[str, str], name: str) -> Answer:
         """The answer to a delivery whose Run's name is taken: the Run an earlier delivery
-        with this id made (200), or a clash with a Run something else made (409)."""
+        of the same identity made (200), or a clash with a Run something else made (409)."""
         try:
             found = self.rest.get(constants.API_VERSION, "runs", where[0], name)
         except kube.ApiError as err:
@@ -291,7 +311,7 @@ class Receiver:
         meta = found.get("metadata") or {}
         ours = (meta.get("labels") or {}).get(constants.LABEL_WEBHOOK) == where[1] and (
             meta.get("annotations") or {}
-        ).get(contract.ANNOTATION_DELIVERY) == delivery
+        ).get(contract.ANNOTATION_DELIVERY_IDENTITY) == delivery[1]
         if not ours:  # a Run something else made under this name: never a false 200
             return _error(409, "conflict", f"Run {name} exists and is not this delivery's", where)
         body = {"namespace": where[0], "run": name, "created": False}

@@ -1,16 +1,17 @@
 """What a delivery needs from the API server, read fresh or from a few seconds ago.
 
-The gateway keeps no state of its own: a Webhook and the key in its Secret are read with a GET
-and kept for ``TTL_SECONDS``, so a burst of deliveries costs one read of each, and an edited
-Webhook or a rotated Secret applies within seconds on every replica. What is absent (or not the
-gateway's to read) is remembered as briefly, so a flood of deliveries to unknown hooks costs at
-most one read per hook per TTL. Per-Webhook token buckets (``Buckets``) live here too: in each
-replica, the only state besides these copies.
+The gateway keeps no state of its own: a Webhook and the key in its Secret are read with a GET and
+kept for ``TTL_SECONDS`` (at most ``CACHE_ENTRIES`` of them), so a burst of deliveries costs one
+read of each, and an edited Webhook or a rotated Secret applies within seconds on every replica.
+What is absent (or not the gateway's to read) is remembered as briefly, so a flood of deliveries to
+unknown hooks costs at most one read per hook per TTL. Per-Webhook token buckets (``Buckets``) live
+here too: in each replica, the only state besides these copies.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +19,21 @@ from typing import Any
 
 from bosun import constants, kube
 
-__all__ = ["TTL_SECONDS", "Buckets", "KeyUnreadable", "Lookup", "Obj"]
+__all__ = [
+    "CACHE_ENTRIES",
+    "KEY_MIN_BYTES",
+    "TTL_SECONDS",
+    "Buckets",
+    "KeyUnreadable",
+    "Lookup",
+    "Obj",
+]
 
 TTL_SECONDS = 3.0
+CACHE_ENTRIES = 4096
+"""Webhooks and keys kept (the least recently used go first)."""
+KEY_MIN_BYTES = 16
+"""The shortest key accepted: an empty or short one would let anyone sign or guess it."""
 
 Obj = dict[str, Any]
 
@@ -39,19 +52,23 @@ class Lookup:
         self.ttl = ttl
         self.clock = clock
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
+        self._cache: collections.OrderedDict[tuple[str, str, str], tuple[float, Any]] = (
+            collections.OrderedDict()
+        )
 
     def _cached(self, key: tuple[str, str, str], read: Callable[[], Any]) -> Any:
         now = self.clock()
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
+            if hit is not None and now - hit[0] < self.ttl:
+                self._cache.move_to_end(key)
+                return hit[1]
         value = read()  # Unavailable propagates: nothing is cached then
         with self._lock:
-            if len(self._cache) > 10_000:  # unknown names cannot grow it without bound
-                self._cache.clear()
             self._cache[key] = (now, value)
+            self._cache.move_to_end(key)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
         return value
 
     def webhook(self, namespace: str, name: str) -> Obj | None:
@@ -83,9 +100,15 @@ class Lookup:
             if data is None:
                 return f"Secret {namespace}/{secret} has no key {key}"
             try:
-                return base64.b64decode(data, validate=True)
+                value = base64.b64decode(data, validate=True).rstrip(b"\r\n")
             except ValueError:
                 return f"Secret {namespace}/{secret} key {key} is not base64"
+            if len(value) < KEY_MIN_BYTES:  # an empty or guessable key would let anyone in
+                return (
+                    f"Secret {namespace}/{secret} key {key} is shorter than {KEY_MIN_BYTES}"
+                    " bytes: deliveries are refused until it is longer"
+                )
+            return value
 
         value = self._cached(("secrets", namespace, f"{secret}\0{key}"), read)
         if isinstance(value, str):
@@ -107,6 +130,8 @@ class Buckets:
         """0 when a token was taken; else the seconds until the next one."""
         now = self.clock()
         with self._lock:
+            if hook not in self._state and len(self._state) >= CACHE_ENTRIES:
+                self._state.clear()  # only Webhooks that exist get here: a reset refills
             tokens, then = self._state.get(hook, (float(burst), now))
             tokens = min(float(burst), tokens + (now - then) * rate)
             if tokens >= 1.0:

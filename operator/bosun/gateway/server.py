@@ -27,9 +27,26 @@ import prometheus_client
 from bosun import kube
 from bosun.gateway import deliveries, tallies
 
-__all__ = ["LATENCY", "REGISTRY", "REQUESTS", "Settings", "run", "serve"]
+__all__ = [
+    "BODY_BUDGET_BYTES",
+    "BODY_SECONDS",
+    "CONNECTIONS_PER_SLOT",
+    "LATENCY",
+    "REGISTRY",
+    "REQUESTS",
+    "Settings",
+    "run",
+    "serve",
+]
 
 log = logging.getLogger("bosun.gateway")
+
+BODY_SECONDS = 30.0
+"""The longest a delivery's body may take to arrive (408 after it)."""
+BODY_BUDGET_BYTES = 64 * 1024 * 1024
+"""Body bytes held at once by all the deliveries in flight (503 beyond it)."""
+CONNECTIONS_PER_SLOT = 4
+"""Open connections per delivery slot (keep-alive ones included); more are closed at once."""
 
 REGISTRY = prometheus_client.CollectorRegistry()
 REQUESTS = prometheus_client.Counter(
@@ -76,6 +93,46 @@ class _Server(http.server.ThreadingHTTPServer):
     receiver: deliveries.Receiver
     slots: threading.BoundedSemaphore
     ready: threading.Event
+    stopping: threading.Event
+    budget: _Budget
+    connections: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Each connection is a thread: past the cap, a new one is closed at once.
+        if not self.connections.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
+
+
+class _Budget:
+    """Bytes of request bodies held at once, over all deliveries: a flood of large bodies is
+    refused (503) instead of outgrowing the pod's memory."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self._lock = threading.Lock()
+
+    def take(self, amount: int) -> bool:
+        with self._lock:
+            if amount > self.left:
+                return False
+            self.left -= amount
+            return True
+
+    def give(self, amount: int) -> None:
+        with self._lock:
+            self.left += amount
+
+
+class _Busy(Exception):
+    """The gateway holds as many body bytes as it may: the sender should retry."""
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -84,6 +141,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # The headers and the body go out as two writes: without TCP_NODELAY, Nagle's algorithm
     # holds the body until the sender's delayed ACK, 40 ms on every keep-alive answer.
     disable_nagle_algorithm = True
+    # Seconds a connection may sit between bytes (headers, body, or the next keep-alive
+    # request); a whole body must arrive within BODY_SECONDS.
+    timeout = 10
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -103,28 +163,67 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         started = time.perf_counter()
-        if not self.server.slots.acquire(blocking=False):
+        answer = self._framing_problem()
+        if answer is not None:
+            pass
+        elif not self.server.slots.acquire(blocking=False):
             answer = deliveries.Answer(
                 503, {"error": "the gateway is busy; retry"}, "busy", {"Retry-After": "1"}
             )
-            self.close_connection = True
         else:
             try:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = self.server.receiver.receive(method, self.path, headers, self._read)
+            except TimeoutError:  # the body did not arrive in time: nothing was created
+                answer = deliveries.Answer(408, {"error": "the body did not arrive"}, "timeout")
+            except _Busy:
+                answer = deliveries.Answer(
+                    503, {"error": "the gateway is busy; retry"}, "busy", {"Retry-After": "1"}
+                )
             except Exception:  # a bug must still answer, and never as a 2xx
                 log.exception("Delivery failed path=%s", self.path)
                 answer = deliveries.Answer(500, {"error": "internal error"}, "error")
             finally:
                 self.server.slots.release()
-        if answer.status >= 400 and answer.status not in (401, 429):
-            self.close_connection = True  # an unread body may remain
+        if answer.status >= 300 or self.server.stopping.is_set():
+            self.close_connection = True  # an unread body may remain: never read it as a request
         self._answer(answer)
         REQUESTS.labels(answer.outcome).inc()
         LATENCY.observe(time.perf_counter() - started)
 
+    def _framing_problem(self) -> deliveries.Answer | None:
+        """A request whose body's length is ambiguous is refused, and its connection closed,
+        so a proxy and the gateway can never disagree about where the next request starts."""
+        lengths = self.headers.get_all("Content-Length") or []
+        if self.headers.get_all("Transfer-Encoding"):
+            message = "Transfer-Encoding is not accepted: send a Content-Length"
+        elif len(lengths) > 1:
+            message = "more than one Content-Length"
+        elif lengths and not (lengths[0].isascii() and lengths[0].strip().isdigit()):
+            message = "Content-Length is not a number"
+        else:
+            return None
+        return deliveries.Answer(400, {"error": message}, "bad_request")
+
     def _read(self, length: int) -> bytes:
-        return self.rfile.read(length)
+        """The body, within BODY_SECONDS and the gateway's byte budget."""
+        if not self.server.budget.take(length):
+            raise _Busy
+        try:
+            deadline = time.monotonic() + BODY_SECONDS
+            chunks: list[bytes] = []
+            left = length
+            while left > 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                chunk = self.rfile.read1(min(left, 65536))
+                if not chunk:
+                    break  # the sender closed early: a short body fails its signature
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            self.server.budget.give(length)
 
     def _answer(self, answer: deliveries.Answer) -> None:
         data = b"" if answer.body is None else json.dumps(answer.body).encode() + b"\n"
@@ -158,6 +257,9 @@ def serve(rest: kube.Rest, settings: Settings) -> _Server:
     server.receiver = deliveries.Receiver(rest, settings.namespaces)
     server.slots = threading.BoundedSemaphore(settings.concurrency)
     server.ready = threading.Event()
+    server.stopping = threading.Event()
+    server.budget = _Budget(BODY_BUDGET_BYTES)
+    server.connections = threading.BoundedSemaphore(settings.concurrency * CONNECTIONS_PER_SLOT)
     server.receiver.warm()
     threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
     return server
@@ -202,6 +304,7 @@ def run(kubeconfig: str | None = None) -> int:
     while not stop.wait(1.0):
         pass
     log.info("Stopping: finishing the deliveries in flight")
+    server.stopping.set()
     server.shutdown()
     server.server_close()
     watcher.join(timeout=15)
