@@ -25,6 +25,7 @@ both time and memory. Its exception is not one that celpy turns into a CEL error
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "COST_LIMIT",
     "MAX_NODES",
     "MAX_SOURCE_CHARS",
+    "PROGRAMS_KEPT",
     "TIME_LIMIT_SECONDS",
     "CELError",
     "CELLimitExceeded",
@@ -51,6 +53,8 @@ MAX_NODES = 20_000
 """The most parse-tree nodes an expression may have (celpy's tree has ~10 per operand)."""
 COST_LIMIT = 1_000_000
 """What one evaluation may cost: 1 per node evaluated plus the size of each value produced."""
+PROGRAMS_KEPT = 1024
+"""Compiled programs kept, the least recently used dropped first."""
 TIME_LIMIT_SECONDS = 1.0
 """The longest one evaluation may take, whatever its cost (a backstop for slow machines)."""
 
@@ -161,7 +165,7 @@ class Evaluator:
         max_nodes: int = MAX_NODES,
     ) -> None:
         self._env: celpy.Environment | None = None
-        self._programs: dict[str, celpy.Runner] = {}
+        self._programs: collections.OrderedDict[str, celpy.Runner] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.cost_limit, self.time_limit_seconds = cost_limit, time_limit_seconds
         self.max_nodes = max_nodes
@@ -178,8 +182,9 @@ class Evaluator:
     def program(self, source: str) -> celpy.Runner:
         with self._lock:
             cached = self._programs.get(source)
-        if cached is not None:
-            return cached
+            if cached is not None:
+                self._programs.move_to_end(source)
+                return cached
         if len(source) > MAX_SOURCE_CHARS:
             raise CELLimitExceeded(f"is longer than {MAX_SOURCE_CHARS} characters")
         env = self._environment()
@@ -203,6 +208,8 @@ class Evaluator:
             ) from err
         with self._lock:
             self._programs[source] = program
+            while len(self._programs) > PROGRAMS_KEPT:  # tenants' edits cannot grow it forever
+                self._programs.popitem(last=False)
         return program
 
     def _result(self, source: str, values: Mapping[str, Any]) -> Any:
