@@ -14,6 +14,7 @@ import pydantic
 from bosun.api import common
 
 __all__ = [
+    "DEFAULT_MAX_OUTPUT_RETRIES",
     "DEFAULT_MAX_STEPS",
     "KIND",
     "MOVED_RUNNER_FIELDS",
@@ -28,6 +29,7 @@ __all__ = [
     "History",
     "Limits",
     "ModelSpec",
+    "OutputSchema",
     "PoolSpec",
     "PoolStatus",
     "Provider",
@@ -40,6 +42,9 @@ __all__ = [
 
 DEFAULT_MAX_STEPS = 20
 """Model calls per Run when `limits.maxSteps` is unset."""
+DEFAULT_MAX_OUTPUT_RETRIES = 2
+"""Answers returned to the model for not satisfying `outputSchema`, when
+`limits.maxOutputRetries` is unset."""
 
 Provider = Literal["openai", "anthropic", "scripted"]
 
@@ -151,6 +156,10 @@ class Limits(common.Model):
     """Most tool calls one Run may make. Unset: no limit."""
     run_timeout_seconds: int | None = pydantic.Field(default=None, ge=1, le=604_800)
     """Longest one attempt of a Run may take, in seconds. Unset: no limit."""
+    max_output_retries: int | None = pydantic.Field(default=None, ge=0, le=10)
+    """How many times a final answer that does not satisfy `outputSchema` goes back to the
+    model with the validation errors before the Run fails (`OutputInvalid`). Unset:
+    `DEFAULT_MAX_OUTPUT_RETRIES` (2)."""
 
 
 class Concurrency(common.Model):
@@ -278,6 +287,13 @@ class RunnerSpec(common.Model):
     per attempt, the stronger isolation."""
 
 
+OutputSchema = Annotated[
+    dict[str, Any],
+    pydantic.WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+"""A JSON Schema for the final answer; the runner checks it is one (else `InvalidOutputSchema`)."""
+
+
 class AgentSpec(common.Model):
     """The Agent's labels decide which Policies govern it."""
 
@@ -285,6 +301,13 @@ class AgentSpec(common.Model):
     """The language model: provider, name, endpoint, credentials and sampling settings."""
     instructions: str | None = pydantic.Field(default=None, max_length=65536)
     """System prompt given to the model at the start of every Run."""
+    output_schema: OutputSchema | None = None
+    """JSON Schema the final answer must satisfy: the answer must be JSON that validates
+    (a surrounding ```json fence is accepted), and `status.output` holds it. An answer that
+    does not validate goes back to the model with the errors, up to `limits.maxOutputRetries`
+    times (default 2), and then the Run fails (`OutputInvalid`). Providers that support it
+    (OpenAI-compatible `response_format`) get the schema in their request; others get it in
+    the instructions. Unset: any text."""
     tools: list[common.DNSLabel] = pydantic.Field(
         default_factory=list, max_length=128, json_schema_extra=common.LIST_SET
     )

@@ -23,7 +23,7 @@ import jsonschema
 import re2
 from jsonschema import exceptions, protocols
 
-__all__ = ["MAX_PROBLEMS", "MAX_PROBLEM_CHARS", "validate"]
+__all__ = ["MAX_PROBLEMS", "MAX_PROBLEM_CHARS", "schema_problem", "validate"]
 
 MAX_PROBLEMS = 5
 MAX_PROBLEM_CHARS = 300
@@ -153,30 +153,47 @@ def _shorten(text: str) -> str:
     return text[: MAX_PROBLEM_CHARS - 1] + "…"
 
 
-def validate(schema: dict[str, Any], args: dict[str, Any]) -> str | None:
-    """None when ``args`` satisfy ``schema``; otherwise a message for the model."""
+def schema_problem(schema: Mapping[str, Any], name: str = "the tool's inputSchema") -> str | None:
+    """Why ``schema`` cannot be checked (not a JSON Schema, or a combination Bosun cannot
+    check in linear time), or None."""
     try:
         validator_class = jsonschema.validators.validator_for(schema)
-        validator_class.check_schema(schema)
+        validator_class.check_schema(dict(schema))
     except exceptions.SchemaError as err:
-        return f"the tool's inputSchema is invalid: {_shorten(err.message)}"
+        return f"{name} is invalid: {_shorten(err.message)}"
     if {"unevaluatedProperties", "patternProperties"} <= _keywords(schema):
         return (
-            "the tool's inputSchema combines unevaluatedProperties with patternProperties, "
+            f"{name} combines unevaluatedProperties with patternProperties, "
             "which Bosun does not check (it cannot do so in linear time)"
         )
+    return None
+
+
+def validate(
+    schema: dict[str, Any],
+    args: Any,
+    *,
+    name: str = "the tool's inputSchema",
+    subject: str = "invalid arguments",
+) -> str | None:
+    """None when ``args`` satisfy ``schema``; otherwise a message for the model, starting
+    with ``subject``."""
+    unusable = schema_problem(schema, name)
+    if unusable is not None:
+        return unusable
+    validator_class = jsonschema.validators.validator_for(schema)
     try:
         problems = sorted(
             _bounded(validator_class)(schema).iter_errors(args), key=lambda e: list(e.path)
         )
     except _UnsupportedPattern as err:
-        return f"invalid arguments: {err}"
+        return f"{subject}: {err}".replace("the tool's inputSchema", name)
     except RecursionError:
-        return "invalid arguments: they are nested too deeply to check"
+        return f"{subject}: nested too deeply to check"
     if not problems:
         return None
     parts = []
     for problem in problems[:MAX_PROBLEMS]:
         where = "/".join(str(p) for p in problem.absolute_path) or "(root)"
         parts.append(f"{where}: {_shorten(problem.message)}")
-    return "invalid arguments: " + "; ".join(parts)
+    return f"{subject}: " + "; ".join(parts)

@@ -7,7 +7,7 @@ plain JSON (``to_json``/``from_json``) so a later attempt rebuilds the same conv
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -141,3 +141,5 @@ class ModelRequest:
     messages: Sequence[Message]
     tools: Sequence[ToolDefinition]
     call_index: int
+    output_schema: Mapping[str, Any] | None = None
+    """The JSON Schema the final answer must satisfy (the Agent's ``outputSchema``)."""

@@ -39,12 +39,18 @@ from bosun.runner import (
     records,
     replay,
     status,
+    structured,
     telemetry,
     tools,
     world,
 )
 
-__all__ = ["AgentLoop", "Deps", "Sleep"]
+__all__ = ["OUTPUT_INVALID", "OUTPUT_SCHEMA_INVALID", "AgentLoop", "Deps", "Sleep"]
+
+OUTPUT_INVALID = "OutputInvalid"
+"""The reason of a Run whose final answers kept failing ``outputSchema``."""
+OUTPUT_SCHEMA_INVALID = "InvalidOutputSchema"
+"""The reason of a Run whose Agent's ``outputSchema`` is not a JSON Schema Bosun can check."""
 
 log = logging.getLogger("bosun.runner.loop")
 
@@ -158,6 +164,10 @@ class AgentLoop:
             output = self.state.finished.output
             self.report(output=output)
             return output
+        schema = agent.spec.output_schema
+        problem = structured.schema_problem(schema) if schema is not None else None
+        if problem is not None:  # the author's mistake: no model call could satisfy it
+            raise errors.PermanentFailure(OUTPUT_SCHEMA_INVALID, problem)
         self.defer(
             records.AttemptStarted(pod=self.settings.pod_name, replayed_records=len(journaled))
         )
@@ -181,10 +191,43 @@ class AgentLoop:
                     self.settle(call)
                 self.report()
                 continue
-            last = self.state.last_turn()
-            if last is not None and last[1].is_final:
-                return self.finish(last[1].text)
+            answer = self.state.answer()
+            if answer is not None:
+                output = self.accept(*answer)
+                if output is not None:
+                    return self.finish(output)
+                continue  # the answer went back to the model with its problems
             self.model_step()
+
+    def accept(self, step: int, text: str) -> str | None:
+        """The Run's output for the final answer of ``step``, or None when it does not satisfy
+        the Agent's ``outputSchema`` and went back to the model (``OutputRejected``)."""
+        agent = self._refresh_agent()
+        schema = agent.spec.output_schema
+        if schema is None:
+            return text
+        checked = structured.check(schema, text)
+        problems = checked.problems
+        if checked.output is not None and len(checked.output) > self.settings.output_max_chars:
+            problems = f"the answer is over {self.settings.output_max_chars} characters"
+        if problems is None:
+            assert checked.output is not None
+            return checked.output
+        limits = agent.spec.limits
+        allowed = (
+            limits.max_output_retries
+            if limits is not None and limits.max_output_retries is not None
+            else agent_api.DEFAULT_MAX_OUTPUT_RETRIES
+        )
+        if len(self.state.rejected) >= allowed:
+            raise errors.PermanentFailure(
+                OUTPUT_INVALID,
+                f"the final answer did not satisfy spec.outputSchema after"
+                f" {len(self.state.rejected) + 1} tries: {problems}",
+            )
+        logs.record(log, logging.INFO, "Returned the answer to the model", step=step)
+        self.write(records.OutputRejected(step=step, problems=problems))
+        return None
 
     def finish(self, text: str) -> str:
         output = tools.bounded(text, self.settings.output_max_chars)
@@ -217,6 +260,7 @@ class AgentLoop:
             messages=self.state.messages(run.spec.input),
             tools=[tools.definition(listed[name]) for name in agent.spec.tools if name in listed],
             call_index=self.state.model_calls,
+            output_schema=agent.spec.output_schema,
         )
         began = time.perf_counter()
         with telemetry.span(

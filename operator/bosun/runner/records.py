@@ -31,6 +31,7 @@ __all__ = [
     "Decision",
     "ModelResponse",
     "Outcome",
+    "OutputRejected",
     "Record",
     "RunFinished",
     "ToolResult",
@@ -400,6 +401,26 @@ class ToolResult(_Record):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class OutputRejected(_Record):
+    """The final answer of ``step`` did not satisfy the Agent's ``outputSchema``: ``problems``
+    went back to the model, which answers again. A journal without these records (written
+    before ``outputSchema``) replays as before; a runner older than them refuses a journal
+    that has one (``JournalFormatUnsupported``) rather than misread it."""
+
+    TYPE: ClassVar[str] = "outputRejected"
+
+    step: int
+    problems: str
+
+    def body(self) -> dict[str, Any]:
+        return {"step": self.step, "problems": self.problems}
+
+    @classmethod
+    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+        return cls(**stamp, step=fields.integer("step"), problems=fields.text("problems"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunFinished(_Record):
     """The Run's final answer; a later attempt only reports it."""
 
@@ -449,6 +470,7 @@ Record = (
     | Decision
     | ToolStarted
     | ToolResult
+    | OutputRejected
     | RunFinished
     | AttemptEnded
 )

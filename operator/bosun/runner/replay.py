@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from bosun.runner import conversation, records
 
-__all__ = ["CallState", "State"]
+__all__ = ["CallState", "State", "output_correction"]
 
 
 def _call_key(step: int, call_id: str) -> str:
@@ -61,6 +61,14 @@ def _denial_text(record: records.Decision) -> str:
     return f"{text} [{who}]" if who else text
 
 
+def output_correction(problems: str) -> str:
+    """What the model is told when its final answer did not satisfy the output schema."""
+    return (
+        "Your final answer must be only a JSON value that satisfies the required JSON Schema,"
+        f" and it does not: {problems}. Answer again with the corrected JSON alone."
+    )
+
+
 @dataclasses.dataclass
 class State:
     """A Run as its journal tells it."""
@@ -69,6 +77,8 @@ class State:
     calls: dict[str, CallState] = dataclasses.field(default_factory=dict)
     finished: records.RunFinished | None = None
     history: list[records.Record] = dataclasses.field(default_factory=list)
+    rejected: dict[int, str] = dataclasses.field(default_factory=dict)
+    """Steps whose final answer did not satisfy the output schema: the problems told."""
 
     @classmethod
     def build(cls, entries: Iterable[records.Record]) -> State:
@@ -89,6 +99,8 @@ class State:
                         self.calls[_call_key(step, requested.id)] = CallState(step, requested)
                 case records.RunFinished():
                     self.finished = record
+                case records.OutputRejected(step=step, problems=problems):
+                    self.rejected[step] = problems
                 case records.Decision(step=step, call_id=call_id):
                     call = self._call(step, call_id)
                     if call is None:
@@ -158,7 +170,16 @@ class State:
                     if self.calls[_call_key(step, c.id)].resolved
                 ]
                 messages.append(conversation.ToolResults(tuple(c.outcome() for c in outcomes)))
+            elif step in self.rejected:
+                messages.append(conversation.UserMessage(output_correction(self.rejected[step])))
         return messages
+
+    def answer(self) -> tuple[int, str] | None:
+        """The latest turn's final answer not yet rejected, as (step, text), or None."""
+        last = self.last_turn()
+        if last is None or not last[1].is_final or last[0] in self.rejected:
+            return None
+        return last[0], last[1].text
 
     # --- accounting ----------------------------------------------------------------------------
 

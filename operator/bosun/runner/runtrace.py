@@ -85,6 +85,8 @@ def _line(record: kinds.Record) -> str:
                 f"{_step(record.step)} {record.tool} → {verdict} ({record.duration_ms} ms): "
                 f"{_preview(record.content)}"
             )
+        case kinds.OutputRejected():
+            return f"{_step(record.step)} answer returned to the model: {_preview(record.problems)}"
         case kinds.RunFinished():
             return f"finished: {_preview(record.output)}"
         case kinds.AttemptEnded():

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bosun.api import agent as agent_api
@@ -65,8 +66,14 @@ def render_request(spec: agent_api.ModelSpec, request: conversation.ModelRequest
         "max_tokens": spec.max_output_tokens or DEFAULT_MAX_TOKENS,
         "messages": render_messages(request),
     }
-    if request.system:
-        body["system"] = request.system
+    system = request.system
+    if request.output_schema is not None:  # said in the instructions; the runner validates
+        schema = json.dumps(request.output_schema, separators=(",", ":"), sort_keys=True)
+        system = (
+            f"{system}\n\n" if system else ""
+        ) + f"Give your final answer as only a JSON value satisfying this JSON Schema: {schema}"
+    if system:
+        body["system"] = system
     if request.tools:
         body["tools"] = [
             {"name": t.name, "description": t.description, "input_schema": t.input_schema}

@@ -68,6 +68,12 @@ def render_request(spec: agent_api.ModelSpec, request: conversation.ModelRequest
             }
             for tool in request.tools
         ]
+    if request.output_schema is not None:
+        # Native structured output; the runner still validates the answer itself.
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": dict(request.output_schema)},
+        }
     if spec.temperature is not None:
         body["temperature"] = spec.temperature
     if spec.top_p is not None:
