@@ -301,6 +301,16 @@ INVALID: list[Invalid] = [
         "agent-max-steps-zero", put(agent(), "spec.limits.maxSteps", 0), "spec.limits.maxSteps"
     ),
     Invalid(
+        "agent-max-output-retries-over",
+        put(agent(), "spec.limits.maxOutputRetries", 11),
+        "spec.limits.maxOutputRetries",
+    ),
+    Invalid(
+        "agent-output-schema-not-an-object",
+        put(agent(), "spec.outputSchema", "json please"),
+        "spec.outputSchema",
+    ),
+    Invalid(
         "agent-concurrency-wrong-type",
         put(agent(), "spec.concurrency.maxConcurrentRuns", "two"),
         "spec.concurrency.maxConcurrentRuns",
