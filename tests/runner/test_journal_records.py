@@ -63,6 +63,7 @@ FULL: list[records.Record] = [
         status=502,
         duration_ms=35.0,
     ),
+    records.OutputRejected(**STAMP, step=3, problems="the answer is not JSON"),
     records.RunFinished(**STAMP, output="done", reason="Answered"),
     records.AttemptEnded(**STAMP, reason="OutcomeUnknown", message="call c1", exit_code=14),
 ]
@@ -74,6 +75,7 @@ MINIMAL: list[records.Record] = [
     ),
     records.ToolStarted(step=1, call_id="c", tool="t", idempotency_key="k"),
     records.ToolResult(step=1, call_id="c", tool="t", content=""),
+    records.OutputRejected(step=1, problems="p"),
     records.RunFinished(output=""),
     records.AttemptEnded(reason="Failed", exit_code=1),
 ]
@@ -123,6 +125,7 @@ def test_the_json_keys_are_the_journals_camel_case_keys() -> None:
         },
         "ToolStarted": {"step", "callId", "tool", "idempotencyKey"},
         "ToolResult": {"step", "callId", "tool", "content", "isError", "status", "durationMs"},
+        "OutputRejected": {"step", "problems"},
         "RunFinished": {"output", "reason"},
         "AttemptEnded": {"reason", "message", "exitCode"},
     }
@@ -204,7 +207,8 @@ MALFORMED = {
     "time-not-iso": _decision(time="yesterday"),
     "time-without-offset": _decision(requestedTime="2026-01-01T00:00:00"),
     "is-error-text": {**FULL[4].to_json(), "isError": "yes"},
-    "exit-code-missing": _without(FULL[6].to_json(), "exitCode"),
+    "exit-code-missing": _without(FULL[-1].to_json(), "exitCode"),
+    "rejection-without-problems": _without(FULL[5].to_json(), "problems"),
 }
 
 

@@ -64,6 +64,17 @@ def _hidden(header: str) -> bool:
     return any(part in header for part in HIDDEN_HEADERS)
 
 
+def _unavailable(
+    message: str,
+    hook: tuple[str, str] | None,
+    *,
+    outcome: str = "unavailable",
+    seconds: int = RETRY_AFTER_UNAVAILABLE,
+) -> Answer:
+    """A 503: nothing was created, and the sender should try again in ``seconds``."""
+    return _error(503, outcome, message, hook, **{"Retry-After": str(seconds)})
+
+
 def _error(
     status: int, outcome: str, message: str, hook: tuple[str, str] | None, **headers: str
 ) -> Answer:
@@ -121,13 +132,7 @@ class Receiver:
             hook = self.lookup.webhook(namespace, name)
         except kube.ApiError as err:
             log.warning("Cannot read Webhook %s/%s: %s", namespace, name, err)
-            return _error(
-                503,
-                "unavailable",
-                "the API server cannot be reached; retry later",
-                None,
-                **{"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
-            )
+            return _unavailable("the API server cannot be reached; retry later", None)
         if hook is None:
             return unknown
         where = (namespace, name)
@@ -200,34 +205,16 @@ class Receiver:
             key = self.lookup.key(where[0], str(ref.get("name")), str(ref.get("key")))
         except lookup.KeyUnreadable as err:
             log.warning("Webhook %s/%s cannot authenticate deliveries: %s", *where, err)
-            return _error(
-                503,
-                "unavailable",
-                "this hook's key cannot be read (see the gateway's log)",
-                where,
-                **{"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
-            )
+            return _unavailable("this hook's key cannot be read (see the gateway's log)", where)
         except kube.ApiError as err:
             log.warning("Cannot read the key of Webhook %s/%s: %s", *where, err)
-            return _error(
-                503,
-                "unavailable",
-                "the API server cannot be reached; retry later",
-                where,
-                **{"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
-            )
+            return _unavailable("the API server cannot be reached; retry later", where)
         try:
             auth.check(method, key, auth.Delivery(headers, body, delivery), self.clock())
         except auth.Unauthenticated as err:
             return _error(401, "unauthorized", str(err), where)
         if spec.get("suspend"):
-            return _error(
-                503,
-                "suspended",
-                "this hook is suspended",
-                where,
-                **{"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
-            )
+            return _unavailable("this hook is suspended", where, outcome="suspended")
         return None
 
     def _start(
@@ -266,7 +253,6 @@ class Receiver:
         run = contract.webhook_run(hook, delivery[0], text, identity=delivery[1])
         name = run["metadata"]["name"]
         path = kube.collection_path(constants.API_VERSION, "runs", where[0])
-        unavailable = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
         try:
             self.rest.request("POST", path, run)
         except kube.AlreadyExists:
@@ -275,13 +261,7 @@ class Receiver:
             return _error(422, "invalid_input", f"the Run is not valid: {err.message}", where)
         except kube.ApiError as err:
             log.warning("Cannot create Run %s/%s: %s", where[0], name, err)
-            return _error(
-                503,
-                "unavailable",
-                "the Run could not be stored; retry later",
-                where,
-                **unavailable,
-            )
+            return _unavailable("the Run could not be stored; retry later", where)
         log.info("Delivery accepted webhook=%s/%s run=%s", *where, name)
         body = {"namespace": where[0], "run": name, "created": True}
         return Answer(202, body, "accepted", hook=where, run=name)
@@ -293,21 +273,9 @@ class Receiver:
             found = self.rest.get(constants.API_VERSION, "runs", where[0], name)
         except kube.ApiError as err:
             log.warning("Cannot read Run %s/%s: %s", where[0], name, err)
-            return _error(
-                503,
-                "unavailable",
-                "the API server cannot be reached; retry later",
-                where,
-                **{"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
-            )
+            return _unavailable("the API server cannot be reached; retry later", where)
         if found is None:  # deleted since the create was refused: the sender should try again
-            return _error(
-                503,
-                "unavailable",
-                f"Run {name} was just deleted; retry",
-                where,
-                **{"Retry-After": "1"},
-            )
+            return _unavailable(f"Run {name} was just deleted; retry", where, seconds=1)
         meta = found.get("metadata") or {}
         ours = (meta.get("labels") or {}).get(constants.LABEL_WEBHOOK) == where[1] and (
             meta.get("annotations") or {}

@@ -17,9 +17,9 @@ import datetime
 import enum
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Final, Literal, NoReturn, Self, cast
+from typing import Any, ClassVar, Final, Literal, Self, cast
 
-from bosun.runner import conversation, errors
+from bosun.runner import conversation, recordfields
 
 __all__ = [
     "DENIALS",
@@ -47,7 +47,7 @@ records written before they carried ``formatVersion``; bump it when a record's m
 and teach ``read`` to upgrade the older versions."""
 
 FORMAT_UNSUPPORTED: Final = "JournalFormatUnsupported"
-RECORD_INVALID: Final = "JournalRecordInvalid"
+RECORD_INVALID: Final = recordfields.RECORD_INVALID
 
 
 class Outcome(enum.StrEnum):
@@ -68,66 +68,7 @@ DENIALS: Final = frozenset({Outcome.DENIED, Outcome.APPROVAL_DENIED, Outcome.APP
 _KINDS = frozenset({"tool", "model"})
 
 
-class Unreadable(errors.PermanentFailure):
-    """A journal record this runner cannot read. Retrying would read it no better, and
-    guessing at it could repeat a side effect, so the attempt ends permanently."""
-
-
-class _Fields:
-    """Typed access to one stored record's fields; anything unexpected is ``Unreadable``."""
-
-    def __init__(self, data: Mapping[str, Any], what: str) -> None:
-        self.data = data
-        self.what = what
-
-    def fail(self, key: str, wanted: str) -> NoReturn:
-        found = "missing" if key not in self.data else f"{self.data[key]!r}"
-        raise Unreadable(RECORD_INVALID, f"{self.what}: {key} should be {wanted}, not {found}")
-
-    def _value(self, key: str, kinds: tuple[type, ...], wanted: str, required: bool) -> Any:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self.fail(key, wanted)
-            return None
-        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-            self.fail(key, wanted)
-        return value
-
-    def text(self, key: str) -> str:
-        return cast(str, self._value(key, (str,), "a string", required=True))
-
-    def optional_text(self, key: str) -> str | None:
-        return cast(str | None, self._value(key, (str,), "a string", required=False))
-
-    def integer(self, key: str) -> int:
-        return cast(int, self._value(key, (int,), "an integer", required=True))
-
-    def optional_integer(self, key: str) -> int | None:
-        return cast(int | None, self._value(key, (int,), "an integer", required=False))
-
-    def number(self, key: str, default: float) -> float:
-        value = self._value(key, (int, float), "a number", required=False)
-        return default if value is None else float(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self._value(key, (bool,), "true or false", required=False)
-        return default if value is None else bool(value)
-
-    def mapping(self, key: str) -> dict[str, Any]:
-        return cast(dict[str, Any], self._value(key, (dict,), "an object", required=True))
-
-    def moment(self, key: str) -> datetime.datetime | None:
-        text = self.optional_text(key)
-        if text is None:
-            return None
-        try:
-            moment = datetime.datetime.fromisoformat(text)
-        except ValueError:
-            self.fail(key, "an ISO 8601 time")
-        if moment.tzinfo is None:
-            self.fail(key, "a time with a UTC offset")
-        return moment
+Unreadable = recordfields.Unreadable
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -174,7 +115,7 @@ class _Record:
         return record
 
     @classmethod
-    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+    def _parse(cls, fields: recordfields.Fields, stamp: dict[str, Any]) -> Self:
         raise NotImplementedError
 
 
@@ -191,7 +132,7 @@ class AttemptStarted(_Record):
         return {"pod": self.pod, "replayedRecords": self.replayed_records}
 
     @classmethod
-    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+    def _parse(cls, fields: recordfields.Fields, stamp: dict[str, Any]) -> Self:
         return cls(
             **stamp,
             pod=fields.optional_text("pod") or "",
@@ -213,7 +154,7 @@ class ModelResponse(_Record):
         return {"step": self.step, "turn": self.turn.to_json(), "durationMs": self.duration_ms}
 
     @classmethod
-    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+    def _parse(cls, fields: recordfields.Fields, stamp: dict[str, Any]) -> Self:
         turn = fields.mapping("turn")
         try:
             parsed = conversation.AssistantTurn.from_json(turn)
@@ -293,7 +234,7 @@ class Decision(_Record):
         return data
 
     @classmethod
-    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+    def _parse(cls, fields: recordfields.Fields, stamp: dict[str, Any]) -> Self:
         kind = fields.text("kind")
         if kind not in _KINDS:
             fields.fail("kind", "tool or model")
@@ -351,7 +292,7 @@ class ToolStarted(_Record):
         }
 
     @classmethod
-    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+    def _parse(cls, fields: recordfields.Fields, stamp: dict[str, Any]) -> Self:
         return cls(
             **stamp,
             step=fields.integer("step"),
@@ -387,7 +328,7 @@ class ToolResult(_Record):
         }
 
     @classmethod
-    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+    def _parse(cls, fields: recordfields.Fields, stamp: dict[str, Any]) -> Self:
         return cls(
             **stamp,
             step=fields.integer("step"),
@@ -416,7 +357,7 @@ class OutputRejected(_Record):
         return {"step": self.step, "problems": self.problems}
 
     @classmethod
-    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+    def _parse(cls, fields: recordfields.Fields, stamp: dict[str, Any]) -> Self:
         return cls(**stamp, step=fields.integer("step"), problems=fields.text("problems"))
 
 
@@ -433,7 +374,7 @@ class RunFinished(_Record):
         return {"output": self.output, "reason": self.reason}
 
     @classmethod
-    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+    def _parse(cls, fields: recordfields.Fields, stamp: dict[str, Any]) -> Self:
         return cls(
             **stamp,
             output=fields.text("output"),
@@ -455,7 +396,7 @@ class AttemptEnded(_Record):
         return {"reason": self.reason, "message": self.message, "exitCode": self.exit_code}
 
     @classmethod
-    def _parse(cls, fields: _Fields, stamp: dict[str, Any]) -> Self:
+    def _parse(cls, fields: recordfields.Fields, stamp: dict[str, Any]) -> Self:
         return cls(
             **stamp,
             reason=fields.text("reason"),
@@ -484,7 +425,7 @@ def read(data: Mapping[str, Any]) -> Record:
         raise Unreadable(RECORD_INVALID, f"a journal record should be an object, not {data!r}")
     seq = data.get("seq")
     what = f"journal record {seq}" if isinstance(seq, int) else "journal record"
-    fields = _Fields(data, what)
+    fields = recordfields.Fields(data, what)
     # Records written before they carried a version are version 1.
     version = 1 if data.get("formatVersion") is None else fields.integer("formatVersion")
     if version < 1:
