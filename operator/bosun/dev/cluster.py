@@ -144,6 +144,12 @@ class Component:
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a lost node would end it."""
+        if self.alive():
+            assert self.proc is not None
             self.proc.kill()
             self.proc.wait()
 

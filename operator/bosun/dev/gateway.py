@@ -35,7 +35,11 @@ class GatewayProcess:
     port: int = dataclasses.field(default_factory=cluster.free_port)
     metrics_port: int = dataclasses.field(default_factory=cluster.free_port)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
+    process: cluster.Component | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.proc if self.process is not None else None
 
     @property
     def url(self) -> str:
@@ -54,19 +58,15 @@ class GatewayProcess:
             "BOSUN_NAMESPACES": ",".join(self.namespaces),
             **self.env,
         }
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                cluster.die_with_parent([sys.executable, "-m", "bosun", "gateway"]),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
+        argv = [sys.executable, "-m", "bosun", "gateway"]
+        self.process = cluster.Component("gateway", argv, self.log_path, env)
+        self.process.start()
+        proc = self.process.proc
+        assert proc is not None
         deadline = time.monotonic() + wait
         while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited ({self.proc.returncode}):\n{self.log()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"the gateway exited ({proc.returncode}):\n{self.log()}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return
@@ -81,18 +81,12 @@ class GatewayProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a crashed pod or a lost node would end it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        if self.process is not None:
+            self.process.kill()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process is not None:
+            self.process.stop(grace=20)
 
 
 class Sender:
