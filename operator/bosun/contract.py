@@ -157,35 +157,58 @@ def schedule_run_name(schedule: str, nominal: datetime.datetime) -> str:
     return f"{schedule}-{int(nominal.astimezone(datetime.UTC).timestamp())}"
 
 
-def schedule_run(schedule: Mapping[str, Any], nominal: datetime.datetime) -> dict[str, Any]:
-    """The Run of ``schedule``'s fire at ``nominal``: its template's, named after the time,
-    labelled ``bosun.dev/schedule``, annotated with the time and owned by the Schedule."""
-    meta = schedule["metadata"]
-    template = (schedule.get("spec") or {}).get("runTemplate") or {}
+def _templated_run(
+    owner: Mapping[str, Any],
+    kind: str,
+    *,
+    name: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    spec: Mapping[str, Any],
+    controller: bool,
+) -> dict[str, Any]:
+    """A Run from ``owner``'s ``spec.runTemplate`` (a Schedule's or a Webhook's), owned by it:
+    the template's labels and annotations with ``labels`` and ``annotations`` over them, and
+    its spec with ``spec`` over it."""
+    meta = owner["metadata"]
+    template = (owner.get("spec") or {}).get("runTemplate") or {}
     template_meta = template.get("metadata") or {}
-    labels = {**(template_meta.get("labels") or {}), constants.LABEL_SCHEDULE: meta["name"]}
-    stamp = nominal.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    annotations = {**(template_meta.get("annotations") or {}), ANNOTATION_SCHEDULED_TIME: stamp}
+    reference: dict[str, Any] = {
+        "apiVersion": constants.API_VERSION,
+        "kind": kind,
+        "name": meta["name"],
+        "uid": meta.get("uid"),
+    }
+    if controller:
+        reference["controller"] = True
     return {
         "apiVersion": constants.API_VERSION,
         "kind": "Run",
         "metadata": {
-            "name": schedule_run_name(meta["name"], nominal),
+            "name": name,
             "namespace": meta["namespace"],
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [
-                {
-                    "apiVersion": constants.API_VERSION,
-                    "kind": "Schedule",
-                    "name": meta["name"],
-                    "uid": meta.get("uid"),
-                    "controller": True,
-                }
-            ],
+            "labels": {**(template_meta.get("labels") or {}), **labels},
+            "annotations": {**(template_meta.get("annotations") or {}), **annotations},
+            "ownerReferences": [reference],
         },
-        "spec": dict(template.get("spec") or {}),
+        "spec": {**(template.get("spec") or {}), **spec},
     }
+
+
+def schedule_run(schedule: Mapping[str, Any], nominal: datetime.datetime) -> dict[str, Any]:
+    """The Run of ``schedule``'s fire at ``nominal``: its template's, named after the time,
+    labelled ``bosun.dev/schedule``, annotated with the time and owned by the Schedule."""
+    name = schedule["metadata"]["name"]
+    stamp = nominal.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _templated_run(
+        schedule,
+        "Schedule",
+        name=schedule_run_name(name, nominal),
+        labels={constants.LABEL_SCHEDULE: name},
+        annotations={ANNOTATION_SCHEDULED_TIME: stamp},
+        spec={},
+        controller=True,
+    )
 
 
 ANNOTATION_DELIVERY = f"{constants.GROUP}/delivery"
@@ -209,38 +232,16 @@ def webhook_run(
     (``spec.idempotencyKey``), labelled ``bosun.dev/webhook``, annotated with both and owned
     by the Webhook."""
     identity = delivery if identity is None else identity
-    meta = webhook["metadata"]
-    template = (webhook.get("spec") or {}).get("runTemplate") or {}
-    template_meta = template.get("metadata") or {}
-    labels = {**(template_meta.get("labels") or {}), constants.LABEL_WEBHOOK: meta["name"]}
-    annotations = {
-        **(template_meta.get("annotations") or {}),
-        ANNOTATION_DELIVERY: delivery,
-        ANNOTATION_DELIVERY_IDENTITY: identity,
-    }
-    return {
-        "apiVersion": constants.API_VERSION,
-        "kind": "Run",
-        "metadata": {
-            "name": webhook_run_name(meta["name"], identity),
-            "namespace": meta["namespace"],
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [
-                {
-                    "apiVersion": constants.API_VERSION,
-                    "kind": "Webhook",
-                    "name": meta["name"],
-                    "uid": meta.get("uid"),
-                }
-            ],
-        },
-        "spec": {
-            **dict(template.get("spec") or {}),
-            "input": text,
-            "idempotencyKey": f"webhook/{meta['name']}/{delivery}",
-        },
-    }
+    name = webhook["metadata"]["name"]
+    return _templated_run(
+        webhook,
+        "Webhook",
+        name=webhook_run_name(name, identity),
+        labels={constants.LABEL_WEBHOOK: name},
+        annotations={ANNOTATION_DELIVERY: delivery, ANNOTATION_DELIVERY_IDENTITY: identity},
+        spec={"input": text, "idempotencyKey": f"webhook/{name}/{delivery}"},
+        controller=False,
+    )
 
 
 def journal_name(run: str, chunk: int) -> str:
